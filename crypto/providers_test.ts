@@ -1,0 +1,74 @@
+import { assert, assertEquals, assertThrows } from "../tests/assert.ts";
+import { AEAD_CIPHERS, CipherAlg, cipherByName, cipherFromAlg } from "./aead.ts";
+import { availableProviders, createAead, pickProvider } from "./providers.ts";
+
+Deno.test("providers: libcrypto loads on Linux and is preferred by auto", () => {
+  const names = availableProviders().map((p) => p.name);
+  if (Deno.build.os === "linux") assertEquals(names, ["libcrypto", "node", "portable"]);
+  for (const c of AEAD_CIPHERS) assertEquals(pickProvider(c).name, names[0]);
+});
+
+Deno.test("providers: node lacks aes-192-gcm, so a named node provider refuses it and auto falls back", () => {
+  const c192 = cipherByName("AES-192-GCM")!;
+  assertThrows(() => pickProvider(c192, "node"), "cannot do AES-192-GCM");
+  assert(pickProvider(c192, "auto").supports(c192));
+});
+
+Deno.test("providers: every provider agrees with every other on every cipher, and rejects a flipped bit", () => {
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const aad = crypto.getRandomValues(new Uint8Array(8));
+  for (const c of AEAD_CIPHERS) {
+    const key = crypto.getRandomValues(new Uint8Array(c.keyLen));
+    for (const len of [0, 1, 15, 16, 17, 64, 1400]) {
+      const pt = crypto.getRandomValues(new Uint8Array(len));
+      const results: string[] = [];
+      for (const p of availableProviders().filter((p) => p.supports(c))) {
+        const a = p.create(c, key);
+        const ct = new Uint8Array(len), tag = new Uint8Array(16);
+        a.seal(nonce, aad, pt, ct, tag);
+        results.push([...ct, ...tag].join(","));
+        const back = new Uint8Array(len);
+        assert(a.open(nonce, aad, ct, tag, back), `${p.name} ${c.name} ${len}`);
+        assertEquals(back, pt);
+        tag[3] ^= 1;
+        assert(!a.open(nonce, aad, ct, tag, back), `${p.name} ${c.name} forged tag accepted`);
+        tag[3] ^= 1;
+        if (len > 0) {
+          ct[len - 1] ^= 0x80;
+          assert(!a.open(nonce, aad, ct, tag, back), `${p.name} ${c.name} forged ciphertext accepted`);
+        }
+        a.close();
+      }
+      assert(results.length >= 2);
+      assert(results.every((r) => r === results[0]), `${c.name} providers disagree at ${len}`);
+    }
+  }
+});
+
+Deno.test("providers: in-place seal/open (out aliases the input) works for every provider", () => {
+  for (const c of AEAD_CIPHERS) {
+    for (const p of availableProviders().filter((p) => p.supports(c))) {
+      const a = p.create(c, new Uint8Array(c.keyLen).fill(1));
+      const nonce = new Uint8Array(12), aad = new Uint8Array(8), tag = new Uint8Array(16);
+      const buf = new Uint8Array(100).map((_, i) => i);
+      a.seal(nonce, aad, buf, buf, tag);
+      assert(buf[5] !== 5 || buf[6] !== 6);
+      assert(a.open(nonce, aad, buf, tag, buf));
+      assertEquals(buf, new Uint8Array(100).map((_, i) => i));
+      a.close();
+    }
+  }
+});
+
+Deno.test("cipher table: names and algs", () => {
+  assertEquals(cipherByName("aes-128-gcm")?.keyLen, 16);
+  assertEquals(cipherByName("CHACHA20-POLY1305")?.alg, CipherAlg.CHACHA20_POLY1305);
+  assertEquals(cipherByName("None")?.alg, CipherAlg.NONE);
+  assertEquals(cipherByName("aes-256-cbc"), undefined);
+  assertEquals(cipherFromAlg(1, 24)?.name, "AES-192-GCM");
+  assertEquals(cipherFromAlg(1, 20), undefined);
+  assertThrows(
+    () => createAead(cipherByName("AES-256-GCM")!, new Uint8Array(32), "nope" as never),
+    "not available",
+  );
+});

@@ -1,0 +1,54 @@
+/**
+ * Messages between the userspace device (main thread) and its two engine workers: `tx` moves packets
+ * tun → transport, `rx` transport → tun. Types only.
+ * @module
+ */
+import type { ProviderName } from "../../crypto/providers.ts";
+import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
+
+/** Where the worker's file descriptors come from (all fds are process-wide, so workers share them). */
+export interface EngineInit {
+  t: "init";
+  role: "tx" | "rx";
+  tunFd: number;
+  sockFd: number;
+  proto: "udp" | "tcp";
+  /** The peer's Linux sockaddr bytes (UDP: destination, and the only accepted source). */
+  peerSockaddr: Uint8Array;
+  peerId: number;
+  mss: number;
+  provider: ProviderName;
+  stats: SharedArrayBuffer;
+  /** Int32Array: [messages posted to tx, messages posted to rx, stop flag]. */
+  signal: SharedArrayBuffer;
+  /** Read end of the wake-up pipe of this worker. */
+  wakeFd: number;
+}
+
+/** Main → worker. `ack`: when set, the worker answers `{ t: "ack", ack }` once the message took effect. */
+export type ToEngine =
+  | EngineInit
+  | (
+    & { ack?: number }
+    & (
+      | { t: "key"; slot: KeySlotId; material: KeyMaterial }
+      | { t: "swap" }
+      | { t: "delkey"; slot: KeySlotId }
+      | { t: "peer"; peerId?: number; mss?: number }
+      | { t: "start" }
+      | { t: "ping" }
+      | { t: "ctl"; bytes: Uint8Array }
+    )
+  );
+
+/** Worker → main. */
+export type FromEngine =
+  | { t: "ready"; role: "tx" | "rx" }
+  | { t: "ack"; ack: number }
+  | { t: "ctl"; bytes: Uint8Array }
+  | { t: "closed"; role: "tx" | "rx"; reason: string }
+  | { t: "stopped"; role: "tx" | "rx" }
+  | { t: "fatal"; role: "tx" | "rx"; message: string };
+
+/** Index of the per-worker "posted" counter and the stop flag in the signal array. */
+export const SIGNAL = { tx: 0, rx: 1, stop: 2 } as const;

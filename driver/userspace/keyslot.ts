@@ -1,0 +1,107 @@
+/**
+ * Key slots: one keyed direction pair with its packet-id counter and replay window, and the
+ * primary/secondary pair with dispatch by key id, swap and delete (as the driver's crypto context).
+ *
+ * @example
+ * ```ts
+ * import { KeySlots } from "./keyslot.ts";
+ * const slots = new KeySlots();
+ * slots.forKeyId(0); // undefined: no key installed
+ * ```
+ * @module
+ */
+import { type Aead, CipherAlg, type CipherInfo } from "../../crypto/aead.ts";
+import { PacketIdCounter, ReplayWindow } from "./pktid.ts";
+
+/** Everything needed to install one key (the content of OVPN_CRYPTO_DATA minus slot and peer). */
+export interface KeyMaterial {
+  cipher: CipherInfo;
+  keyId: number;
+  encryptKey: Uint8Array;
+  encryptNonceTail: Uint8Array;
+  decryptKey: Uint8Array;
+  decryptNonceTail: Uint8Array;
+}
+
+/** An installed key. */
+export class KeySlot {
+  readonly cipher: CipherInfo;
+  readonly keyId: number;
+  readonly encrypt: Aead | null;
+  readonly decrypt: Aead | null;
+  /** 12-byte nonce buffers whose last 8 bytes hold the nonce tail; the first 4 are filled per packet. */
+  readonly encNonce = new Uint8Array(12);
+  readonly decNonce = new Uint8Array(12);
+  readonly tx = new PacketIdCounter();
+  readonly rx: ReplayWindow;
+
+  constructor(m: KeyMaterial, makeAead: (c: CipherInfo, key: Uint8Array) => Aead, now?: () => number) {
+    this.cipher = m.cipher;
+    this.keyId = m.keyId;
+    this.rx = new ReplayWindow(now);
+    if (m.cipher.alg === CipherAlg.NONE) {
+      this.encrypt = this.decrypt = null;
+    } else {
+      this.encrypt = makeAead(m.cipher, m.encryptKey.subarray(0, m.cipher.keyLen));
+      this.decrypt = makeAead(m.cipher, m.decryptKey.subarray(0, m.cipher.keyLen));
+      this.encNonce.set(m.encryptNonceTail.subarray(0, 8), 4);
+      this.decNonce.set(m.decryptNonceTail.subarray(0, 8), 4);
+    }
+  }
+
+  /** Release the AEAD contexts. */
+  close(): void {
+    this.encrypt?.close();
+    this.decrypt?.close();
+  }
+}
+
+/** Slot names of OVPN_KEY_SLOT. */
+export const KeySlotId = { PRIMARY: 0, SECONDARY: 1 } as const;
+export type KeySlotId = typeof KeySlotId[keyof typeof KeySlotId];
+
+/** The primary and secondary slot. Encryption uses the primary; decryption picks by key id. */
+export class KeySlots {
+  primary: KeySlot | undefined;
+  secondary: KeySlot | undefined;
+
+  /** Install `slot` (closing what was there). */
+  install(which: KeySlotId, slot: KeySlot): void {
+    if (which === KeySlotId.PRIMARY) {
+      this.primary?.close();
+      this.primary = slot;
+    } else {
+      this.secondary?.close();
+      this.secondary = slot;
+    }
+  }
+
+  /** Exchange primary and secondary. */
+  swap(): void {
+    [this.primary, this.secondary] = [this.secondary, this.primary];
+  }
+
+  /** Remove a slot's key. */
+  delete(which: KeySlotId): void {
+    if (which === KeySlotId.PRIMARY) {
+      this.primary?.close();
+      this.primary = undefined;
+    } else {
+      this.secondary?.close();
+      this.secondary = undefined;
+    }
+  }
+
+  /** The slot holding `keyId`, primary first. */
+  forKeyId(keyId: number): KeySlot | undefined {
+    if (this.primary?.keyId === keyId) return this.primary;
+    if (this.secondary?.keyId === keyId) return this.secondary;
+    return undefined;
+  }
+
+  /** Remove both. */
+  clear(): void {
+    this.delete(KeySlotId.PRIMARY);
+    this.delete(KeySlotId.SECONDARY);
+  }
+}

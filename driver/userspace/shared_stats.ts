@@ -1,0 +1,162 @@
+/**
+ * Statistics in a SharedArrayBuffer, so that the engine's two workers (one per direction) count into
+ * one set that the main thread reads at any time without messages. Each field has a single writer
+ * thread (the direction it belongs to), so plain stores are enough.
+ *
+ * @example
+ * ```ts
+ * import { SharedStats } from "./shared_stats.ts";
+ * const s = new SharedStats();
+ * s.ReceivedDataPackets++;
+ * s.snapshot().ReceivedDataPackets; // 1
+ * ```
+ * @module
+ */
+import type { DropReason } from "./channel.ts";
+import { newStats, type Stats } from "./stats.ts";
+
+const FIELDS = Object.keys(newStats()) as (keyof Stats)[];
+
+/** Drop reasons, in slot order after the counters. */
+export const DROP_REASONS: readonly (DropReason | "wrong-source" | "queue-full" | "send-error")[] = [
+  "no-key",
+  "pktid-limit",
+  "too-short",
+  "too-long",
+  "wrong-peer",
+  "unknown-key-id",
+  "bad-tag",
+  "replay",
+  "too-old",
+  "expired",
+  "zero-pktid",
+  "wrong-source",
+  "queue-full",
+  "send-error",
+];
+export type AnyDropReason = typeof DROP_REASONS[number];
+
+const LAST_TX = FIELDS.length;
+const LAST_RX = LAST_TX + 1;
+const DROPS = LAST_RX + 1;
+const SLOTS = DROPS + DROP_REASONS.length;
+
+/** Shared counters with the OVPN_STATS field names as properties. */
+export class SharedStats implements Stats {
+  readonly buffer: SharedArrayBuffer;
+  readonly #f: Float64Array;
+
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(SLOTS * 8);
+    this.#f = new Float64Array(this.buffer);
+  }
+
+  get LostInControlPackets() {
+    return this.#f[0];
+  }
+  set LostInControlPackets(v) {
+    this.#f[0] = v;
+  }
+  get LostOutControlPackets() {
+    return this.#f[1];
+  }
+  set LostOutControlPackets(v) {
+    this.#f[1] = v;
+  }
+  get LostInDataPackets() {
+    return this.#f[2];
+  }
+  set LostInDataPackets(v) {
+    this.#f[2] = v;
+  }
+  get LostOutDataPackets() {
+    return this.#f[3];
+  }
+  set LostOutDataPackets(v) {
+    this.#f[3] = v;
+  }
+  get ReceivedDataPackets() {
+    return this.#f[4];
+  }
+  set ReceivedDataPackets(v) {
+    this.#f[4] = v;
+  }
+  get ReceivedControlPackets() {
+    return this.#f[5];
+  }
+  set ReceivedControlPackets(v) {
+    this.#f[5] = v;
+  }
+  get SentControlPackets() {
+    return this.#f[6];
+  }
+  set SentControlPackets(v) {
+    this.#f[6] = v;
+  }
+  get SentDataPackets() {
+    return this.#f[7];
+  }
+  set SentDataPackets(v) {
+    this.#f[7] = v;
+  }
+  get TransportBytesSent() {
+    return this.#f[8];
+  }
+  set TransportBytesSent(v) {
+    this.#f[8] = v;
+  }
+  get TransportBytesReceived() {
+    return this.#f[9];
+  }
+  set TransportBytesReceived(v) {
+    this.#f[9] = v;
+  }
+  get TunBytesSent() {
+    return this.#f[10];
+  }
+  set TunBytesSent(v) {
+    this.#f[10] = v;
+  }
+  get TunBytesReceived() {
+    return this.#f[11];
+  }
+  set TunBytesReceived(v) {
+    this.#f[11] = v;
+  }
+
+  /** Milliseconds timestamp of the last packet sent on the transport. */
+  get lastTx() {
+    return this.#f[LAST_TX];
+  }
+  set lastTx(v) {
+    this.#f[LAST_TX] = v;
+  }
+  /** Milliseconds timestamp of the last authenticated packet received. */
+  get lastRx() {
+    return this.#f[LAST_RX];
+  }
+  set lastRx(v) {
+    this.#f[LAST_RX] = v;
+  }
+
+  /** Count one drop by reason (the lost counter itself is counted by the caller). */
+  countDrop(reason: AnyDropReason): void {
+    this.#f[DROPS + DROP_REASONS.indexOf(reason)]++;
+  }
+
+  /** Drop counts by reason (non-zero only). */
+  drops(): Record<string, number> {
+    const o: Record<string, number> = {};
+    DROP_REASONS.forEach((r, i) => {
+      if (this.#f[DROPS + i]) o[r] = this.#f[DROPS + i];
+    });
+    return o;
+  }
+
+  /** A plain copy of the counters. */
+  snapshot(): Stats {
+    const s = newStats();
+    FIELDS.forEach((k, i) => (s[k] = this.#f[i]));
+    return s;
+  }
+}

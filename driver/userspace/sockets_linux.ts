@@ -1,0 +1,261 @@
+/**
+ * Transport sockets for the userspace engine on Linux, made through libc so that the engine workers can
+ * use the fds directly: a bound UDP socket, a TCP connection (connect with a timeout), or one accepted
+ * TCP connection (listen for one peer). Waiting happens in non-blocking FFI calls, so the main thread
+ * stays responsive.
+ *
+ * @example
+ * ```ts
+ * import { udpSocket } from "./sockets_linux.ts";
+ * const s = udpSocket({ address: "127.0.0.1", port: 0 }, { address: "127.0.0.1", port: 5000 });
+ * ```
+ * @module
+ */
+import {
+  AF_INET,
+  AF_INET6,
+  EACCES,
+  EADDRINUSE,
+  EADDRNOTAVAIL,
+  EINPROGRESS,
+  errno,
+  errnoText,
+  F_GETFL,
+  F_SETFL,
+  intOpt,
+  IPPROTO_IPV6,
+  IPPROTO_TCP,
+  IPV6_V6ONLY,
+  libc,
+  O_NONBLOCK,
+  parseSockaddr,
+  POLLIN,
+  POLLOUT,
+  SO_ERROR,
+  SO_RCVBUF,
+  SO_REUSEADDR,
+  SO_SNDBUF,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_STREAM,
+  sockaddr,
+  SOL_SOCKET,
+  TCP_NODELAY,
+} from "../../ffi/libc.ts";
+import { DeviceError } from "../device.ts";
+import { parseIPv4, parseIPv6, type SockAddr } from "../uapi.ts";
+
+/** Address bytes (4 or 16) of an IPv4/IPv6 text address. */
+export function addrBytes(a: string): Uint8Array {
+  const b = parseIPv4(a) ?? parseIPv6(a);
+  if (!b) throw new DeviceError(`'${a}' is not an IPv4 or IPv6 address`, "state");
+  return b;
+}
+
+/** The Linux sockaddr of an endpoint. */
+export function endpointSockaddr(e: SockAddr): Uint8Array {
+  return sockaddr(addrBytes(e.address), e.port);
+}
+
+const fmt = (
+  e: SockAddr,
+) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
+
+function familyOf(local: SockAddr, remote: SockAddr): number {
+  const l = addrBytes(local.address), r = addrBytes(remote.address);
+  if (l.length !== r.length) {
+    throw new DeviceError(
+      `local ${fmt(local)} and remote ${
+        fmt(remote)
+      } are of different IP versions; use two IPv4 or two IPv6 addresses`,
+      "state",
+    );
+  }
+  return l.length === 4 ? AF_INET : AF_INET6;
+}
+
+function newSocket(family: number, type: number): number {
+  const L = libc().symbols;
+  const fd = L.socket(family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new DeviceError(`socket: ${errnoText(errno())}`);
+  if (family === AF_INET6) L.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, intOpt(1), 4);
+  return fd;
+}
+
+function bindOrThrow(fd: number, local: SockAddr, proto: string): void {
+  const L = libc().symbols;
+  const sa = endpointSockaddr(local);
+  if (L.bind(fd, sa, sa.length) < 0) {
+    const e = errno();
+    L.close(fd);
+    if (e === EADDRINUSE) {
+      throw new DeviceError(
+        `local ${proto} port ${
+          fmt(local)
+        } is already in use; pick another --local port or stop the program using it`,
+        "busy",
+      );
+    }
+    if (e === EADDRNOTAVAIL) {
+      throw new DeviceError(
+        `local address ${local.address} is not an address of this host; use one of its addresses or 0.0.0.0 / [::]`,
+        "state",
+      );
+    }
+    if (e === EACCES) {
+      throw new DeviceError(
+        `binding ${fmt(local)}: permission denied; ports below 1024 need root`,
+        "privilege",
+      );
+    }
+    throw new DeviceError(`binding ${proto} ${fmt(local)}: ${errnoText(e)}`);
+  }
+}
+
+function bigBuffers(fd: number): void {
+  const L = libc().symbols;
+  L.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, intOpt(4 << 20), 4);
+  L.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, intOpt(4 << 20), 4);
+}
+
+/** A UDP socket bound to `local`, for talking to `remote`. */
+export function udpSocket(local: SockAddr, remote: SockAddr): number {
+  const fd = newSocket(familyOf(local, remote), SOCK_DGRAM);
+  bigBuffers(fd);
+  bindOrThrow(fd, local, "UDP");
+  return fd;
+}
+
+/** The port an fd is bound to. */
+export function boundPort(fd: number): number {
+  const b = new Uint8Array(28), len = new Uint32Array([28]);
+  if (libc().symbols.getsockname(fd, b, len) < 0) return 0;
+  return parseSockaddr(b)?.port ?? 0;
+}
+
+function setBlocking(fd: number, blocking: boolean): void {
+  const L = libc().symbols;
+  const fl = L.fcntl(fd, F_GETFL, 0);
+  L.fcntl(fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+}
+
+/** Wait until `fd` is ready for `events`, in slices so that `cancelled()` is noticed; false on timeout. */
+async function waitFd(
+  fd: number,
+  events: number,
+  timeoutMs: number,
+  cancelled: () => boolean,
+): Promise<boolean> {
+  const L = libc().symbols;
+  const pfd = new Uint8Array(8);
+  const dv = new DataView(pfd.buffer);
+  const deadline = Date.now() + timeoutMs;
+  while (!cancelled()) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    dv.setInt32(0, fd, true);
+    dv.setInt16(4, events, true);
+    dv.setInt16(6, 0, true);
+    const r = await L.poll_nb(pfd, 1n, Math.min(left, 250));
+    // errno of a nonblocking call belongs to another thread: a failed poll is simply retried
+    if (r > 0) return true;
+  }
+  throw new DeviceError("cancelled", "state");
+}
+
+function tuneTcp(fd: number): void {
+  libc().symbols.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, intOpt(1), 4);
+  bigBuffers(fd);
+}
+
+/** Connect to `remote` (from `local`, when its port or address is set), within `timeoutMs`. */
+export async function tcpConnect(
+  local: SockAddr,
+  remote: SockAddr,
+  timeoutMs: number,
+  cancelled: () => boolean = () => false,
+): Promise<number> {
+  const L = libc().symbols;
+  const fd = newSocket(familyOf(local, remote), SOCK_STREAM);
+  try {
+    L.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, intOpt(1), 4);
+    const any = /^(0\.0\.0\.0|::)$/.test(local.address);
+    if (local.port !== 0 || !any) bindOrThrow(fd, local, "TCP");
+    setBlocking(fd, false);
+    const sa = endpointSockaddr(remote);
+    const r = L.connect(fd, sa, sa.length); // non-blocking socket: returns at once
+    if (r < 0) {
+      const e = errno();
+      if (e !== EINPROGRESS && e !== 0) {
+        throw new DeviceError(`TCP connection to ${fmt(remote)} failed: ${errnoText(e)}`);
+      }
+    }
+    if (!(await waitFd(fd, POLLOUT, timeoutMs, cancelled))) {
+      throw new DeviceError(
+        `TCP connection to ${fmt(remote)} timed out after ${timeoutMs / 1000} s; is the peer listening?`,
+        "timeout",
+      );
+    }
+    const err = new Int32Array(1), len = new Uint32Array([4]);
+    L.getsockopt(fd, SOL_SOCKET, SO_ERROR, err, len);
+    if (err[0] !== 0) throw new DeviceError(`TCP connection to ${fmt(remote)} failed: ${errnoText(err[0])}`);
+    setBlocking(fd, true);
+    tuneTcp(fd);
+    return fd;
+  } catch (e) {
+    L.close(fd);
+    throw e;
+  }
+}
+
+/** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
+export async function tcpAccept(
+  local: SockAddr,
+  remote: SockAddr,
+  timeoutMs: number,
+  cancelled: () => boolean = () => false,
+  onListening?: () => void,
+): Promise<number> {
+  const L = libc().symbols;
+  const lfd = newSocket(familyOf(local, remote), SOCK_STREAM);
+  L.setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, intOpt(1), 4);
+  bindOrThrow(lfd, local, "TCP");
+  try {
+    if (L.listen(lfd, 4) < 0) throw new DeviceError(`listen on ${fmt(local)}: ${errnoText(errno())}`);
+    setBlocking(lfd, false);
+    onListening?.();
+    const want = addrBytes(remote.address);
+    const anyPeer = want.every((x) => x === 0);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!(await waitFd(lfd, POLLIN, deadline - Date.now(), cancelled))) {
+        throw new DeviceError(
+          `no TCP connection from ${remote.address} within ${timeoutMs / 1000} s on ${fmt(local)}`,
+          "timeout",
+        );
+      }
+      const sa = new Uint8Array(28), len = new Uint32Array([28]);
+      const fd = L.accept(lfd, sa, len); // the listening socket is non-blocking
+      if (fd < 0) continue;
+      const from = parseSockaddr(sa);
+      const ok = anyPeer ||
+        (from && from.addr.length === want.length && from.addr.every((x, i) => x === want[i]));
+      if (!ok) {
+        L.close(fd); // not our peer
+        continue;
+      }
+      L.fcntl(fd, F_SETFL, L.fcntl(fd, F_GETFL, 0) & ~O_NONBLOCK);
+      tuneTcp(fd);
+      return fd;
+    }
+  } finally {
+    L.close(lfd);
+  }
+}
+
+/** The remote sockaddr of a connected TCP socket. */
+export function peerSockaddrOf(fd: number): Uint8Array {
+  const sa = new Uint8Array(28), len = new Uint32Array([28]);
+  libc().symbols.getpeername(fd, sa, len);
+  return sa.slice(0, len[0]);
+}

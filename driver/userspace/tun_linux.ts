@@ -1,0 +1,173 @@
+/**
+ * The Linux tun backend: /dev/net/tun with IFF_TUN | IFF_NO_PI (one IP packet per read/write), and
+ * interface set-up with `ip` (addresses IPv4/IPv6, MTU, up). The device disappears when its fd is
+ * closed. Also a socketpair "tun" for tests that need no root: same fd semantics, no kernel device.
+ *
+ * @example
+ * ```ts
+ * import { openTun } from "./tun_linux.ts";
+ * const tun = openTun("ovpn0"); // needs CAP_NET_ADMIN
+ * await tun.configure({ mtu: 1428, addresses: ["10.8.0.1/24"] });
+ * tun.close();
+ * ```
+ * @module
+ */
+import {
+  AF_UNIX,
+  EACCES,
+  EBUSY,
+  ENOENT,
+  EPERM,
+  errno,
+  errnoText,
+  F_GETFL,
+  F_SETFL,
+  IFF_NO_PI,
+  IFF_TUN,
+  libc,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  TUNSETIFF,
+} from "../../ffi/libc.ts";
+import { DeviceError } from "../device.ts";
+
+/** An open tun (or test stand-in): an fd carrying one IP packet per read/write. */
+export interface TunHandle {
+  readonly fd: number;
+  readonly name: string;
+  /** Set MTU, addresses and bring the link up (a real tun only). */
+  configure(opts: { mtu?: number; addresses?: string[] }): Promise<void>;
+  close(): void;
+}
+
+const IFNAMSIZ = 16;
+
+/** Run a command; on failure throw a DeviceError naming the interface, the command and its output. */
+export async function run(cmd: string[], what: string): Promise<void> {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" }).output();
+  } catch (e) {
+    throw new DeviceError(
+      `${what} failed: cannot run '${cmd[0]}' (${(e as Error).message}); install iproute2`,
+      "missing",
+    );
+  }
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new DeviceError(`${what} failed: '${cmd.join(" ")}': ${err || `exit code ${out.code}`}`);
+  }
+}
+
+/** Open (create) tun interface `name`; an empty name lets the kernel pick (tun0, tun1, ...). */
+export function openTun(name: string): TunHandle {
+  if (new TextEncoder().encode(name).length >= IFNAMSIZ) {
+    throw new DeviceError(
+      `interface name '${name}' is too long; use at most ${IFNAMSIZ - 1} characters`,
+      "state",
+    );
+  }
+  const L = libc().symbols;
+  const fd = L.open(new TextEncoder().encode("/dev/net/tun\0"), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const e = errno();
+    if (e === ENOENT) {
+      throw new DeviceError("/dev/net/tun does not exist; load the tun module (modprobe tun)", "missing");
+    }
+    if (e === EACCES || e === EPERM) {
+      throw new DeviceError(
+        "opening /dev/net/tun: permission denied; run as root (or with CAP_NET_ADMIN)",
+        "privilege",
+      );
+    }
+    throw new DeviceError(`opening /dev/net/tun: ${errnoText(e)}`);
+  }
+  const ifr = new Uint8Array(40);
+  ifr.set(new TextEncoder().encode(name));
+  new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI, true);
+  if (L.ioctl(fd, BigInt(TUNSETIFF), ifr) < 0) {
+    const e = errno();
+    L.close(fd);
+    if (e === EPERM || e === EACCES) {
+      throw new DeviceError(
+        `creating tun interface '${name}': permission denied; run as root (or with CAP_NET_ADMIN)`,
+        "privilege",
+      );
+    }
+    if (e === EBUSY) {
+      throw new DeviceError(
+        `interface '${name}' is already in use (another instance?); pick another --ifname`,
+        "busy",
+      );
+    }
+    throw new DeviceError(
+      `creating tun interface '${name}': ${errnoText(e)}; is '${name}' another kind of interface?`,
+    );
+  }
+  const actual = new TextDecoder().decode(ifr.subarray(0, IFNAMSIZ)).replace(/\0.*$/s, "");
+  setNonblocking(fd);
+  let open = true;
+  return {
+    fd,
+    name: actual,
+    async configure({ mtu, addresses = [] }) {
+      if (mtu !== undefined) {
+        await run(
+          ["ip", "link", "set", "dev", actual, "mtu", String(mtu)],
+          `setting MTU ${mtu} on ${actual}`,
+        );
+      }
+      for (const a of addresses) {
+        const v6 = a.includes(":");
+        const cmd = v6
+          ? ["ip", "-6", "addr", "add", a, "dev", actual, "nodad"]
+          : ["ip", "addr", "add", a, "dev", actual];
+        await run(cmd, `setting address ${a} on ${actual}`);
+      }
+      await run(["ip", "link", "set", "dev", actual, "up"], `bringing ${actual} up`);
+    },
+    close() {
+      if (open) L.close(fd);
+      open = false;
+    },
+  };
+}
+
+/** Put an fd in non-blocking mode. */
+export function setNonblocking(fd: number): void {
+  const L = libc().symbols;
+  const fl = L.fcntl(fd, F_GETFL, 0);
+  if (fl < 0 || L.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    throw new DeviceError(`fcntl: ${errnoText(errno())}`);
+  }
+}
+
+/**
+ * A socketpair stand-in for a tun, for tests without root: the engine reads and writes one end like a
+ * tun fd; the test holds the other (`peerFd`), where each datagram is one "IP packet".
+ */
+export function memTun(name = "mem0"): TunHandle & { peerFd: number } {
+  const L = libc().symbols;
+  const fds = new Int32Array(2);
+  if (L.socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) < 0) {
+    throw new DeviceError(`socketpair: ${errnoText(errno())}`);
+  }
+  setNonblocking(fds[0]);
+  let open = true;
+  return {
+    fd: fds[0],
+    peerFd: fds[1],
+    name,
+    configure: () => Promise.resolve(),
+    close() {
+      if (open) {
+        L.close(fds[0]);
+        L.close(fds[1]);
+      }
+      open = false;
+    },
+  };
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The project's test command (README: `npm ci && npm test`). Installs the system packages the
+# end-to-end tests need (as root, with apt), runs every Deno test, and ends with the plain summary line
+# "N passed, N failed". A test that cannot run here fails; nothing is skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DENO=./node_modules/deno/deno
+if [ ! -x "$DENO" ]; then
+  echo "the pinned Deno is missing: run 'npm ci' first" >&2
+  exit 2
+fi
+
+need=()
+for pair in openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing system packages: ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
+    exit 2
+  fi
+  echo "installing ${need[*]} with apt" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || {
+    echo "apt-get install ${need[*]} failed" >&2
+    exit 2
+  }
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+NO_COLOR=1 "$DENO" test -A --no-prompt "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+passed=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | sed -E 's/.*\| ([0-9]+) passed.*/\1/')
+failed=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | sed -E 's/.*\| ([0-9]+) failed.*/\1/')
+ignored=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+ ignored' | grep -oE '[0-9]+' || true)
+passed=${passed:-0}
+failed=${failed:-0}
+# an ignored test is a test that did not run: count it as failed
+failed=$((failed + ${ignored:-0}))
+if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$rc" = 0 ]

@@ -7,10 +7,13 @@
 import { CliError, EXIT, usage } from "./errors.ts";
 import { genkey, GENKEY_HELP } from "./genkey.ts";
 import { VERSION } from "./version.ts";
+import { start, START_HELP } from "./start.ts";
+import { key, KEY_HELP, peer, PEER_HELP, stats, STATS_HELP } from "./control_cmds.ts";
 import { KeyFileError } from "../keys/keyfile.ts";
 import { DeviceError } from "../driver/device.ts";
 
-export const MAIN_HELP = `ovpn-dco-cli ${VERSION}: OpenVPN data-channel tunnels (ovpn-dco-win, WinTUN, Linux tun)
+export const MAIN_HELP =
+  `ovpn-dco-cli ${VERSION}: OpenVPN data-channel tunnels (ovpn-dco-win, WinTUN, Linux tun)
 
 Usage:
   ovpn-dco-cli <tcp|udp> <i4|i6> <local-ip> <local-port> <remote-ip> <remote-port> <vpn-ip> <vpn-netmask> <vpn-gw> [<key-file> [<key-direction>]]
@@ -32,13 +35,18 @@ type Command = { run: (args: string[]) => Promise<number>; help: string };
 
 const COMMANDS: Record<string, Command> = {
   genkey: { run: genkey, help: GENKEY_HELP },
+  start: { run: start, help: START_HELP },
+  stats: { run: stats, help: STATS_HELP },
+  peer: { run: peer, help: PEER_HELP },
+  key: { run: key, help: KEY_HELP },
   version: {
     run: (args) => {
       if (args.length) throw usage(`version takes no arguments; see 'ovpn-dco-cli --help'`);
       console.log(`ovpn-dco-cli ${VERSION}`);
       return Promise.resolve(EXIT.OK);
     },
-    help: "Usage: ovpn-dco-cli version\n\nPrint the tool's version (and the driver's, where one is present).\n",
+    help:
+      "Usage: ovpn-dco-cli version\n\nPrint the tool's version (and the driver's, where one is present).\n",
   },
 };
 
@@ -83,11 +91,22 @@ export function reportError(e: unknown): number {
   }
   if (e instanceof DeviceError) {
     console.error(`ovpn-dco-cli: ${e.message}`);
-    const codes = { busy: EXIT.BUSY, privilege: EXIT.PRIVILEGE, missing: EXIT.DRIVER, state: EXIT.USAGE, io: EXIT.FAILURE, timeout: EXIT.PEER };
+    const codes = {
+      busy: EXIT.BUSY,
+      privilege: EXIT.PRIVILEGE,
+      missing: EXIT.DRIVER,
+      state: EXIT.USAGE,
+      io: EXIT.FAILURE,
+      timeout: EXIT.PEER,
+    };
     return codes[e.kind];
   }
   if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
-    console.error(`ovpn-dco-cli: permission denied: ${(e as Error).message.split("\n")[0]}; run with the needed privileges`);
+    console.error(
+      `ovpn-dco-cli: permission denied: ${
+        (e as Error).message.split("\n")[0]
+      }; run with the needed privileges`,
+    );
     return EXIT.PRIVILEGE;
   }
   const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

@@ -86,6 +86,10 @@ export class UserspaceDevice implements Device {
     for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message, "io"));
   }
 
+  configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
+    return this.#tun.configure(o);
+  }
+
   async newPeer(p: PeerConfig): Promise<void> {
     if (this.#closed) throw new DeviceError("the device is closed", "state");
     if (this.#peer) {

@@ -1,0 +1,385 @@
+/**
+ * `start`: create the device, optionally configure peer and key from flags, serve the control socket,
+ * print statistics every second, and run in the foreground until SIGINT/SIGTERM (exit 0) or until the
+ * peer times out or closes the connection (exit 6). Also the engine behind the upstream positional form.
+ * @module
+ */
+import { CliError, EXIT, usage } from "./errors.ts";
+import { parseCidr, parseEndpoint, parseFlags, parseIntIn, parseKeepalive } from "./flags.ts";
+import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
+import { PROVIDER_NAMES, type ProviderName } from "../crypto/providers.ts";
+import type { Device, PeerConfig } from "../driver/device.ts";
+import { type BackendName, BACKENDS, openDevice } from "../driver/open.ts";
+import {
+  ControlError,
+  type ControlRequest,
+  type ControlResponse,
+  keyFromWire,
+  serveControl,
+} from "../driver/control.ts";
+import { KeySlotId } from "../driver/userspace/keyslot.ts";
+import { formatStats, statsToJson } from "../driver/userspace/stats.ts";
+import { readKeyFile, toKeyMaterial } from "../keys/keyfile.ts";
+import type { KeyMaterial } from "../driver/userspace/keyslot.ts";
+import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
+
+/** Everything a tunnel run needs. */
+export interface TunnelConfig {
+  backend: BackendName;
+  provider: ProviderName;
+  ifname: string;
+  addresses: string[];
+  mtu: number;
+  peer?: PeerConfig;
+  peerId: number;
+  key?: KeyMaterial;
+  keepalive: { interval: number; timeout: number };
+  mss: number;
+  /** Seconds between statistics blocks; 0: none. */
+  statsInterval: number;
+  json: boolean;
+  /** Send upstream's test control packet ("hello, world!") every tick. */
+  hello: boolean;
+}
+
+export const START_HELP = `Usage: ovpn-dco-cli start --remote ADDR:PORT [options]
+
+Create the tunnel device, configure the peer and key given by flags, and run in the foreground,
+printing statistics every second, until Ctrl-C / SIGTERM (exit 0) or until the peer times out or
+closes the connection (exit 6). Other commands (peer, key, stats) reach it by --ifname.
+
+Options:
+  --proto udp|tcp           transport (default udp)
+  --local ADDR:PORT         local endpoint (default 0.0.0.0:1194, or [::]:1194 for an IPv6 remote)
+  --remote ADDR:PORT        the peer (ADDR may be [IPv6]); without it, add one later with 'peer new'
+  --listen                  TCP: accept one connection from the remote address instead of connecting
+  --connect-timeout SEC     TCP connect/accept timeout (default 30)
+  --ifname NAME             interface name (default ovpn0)
+  --ifaddr CIDR             address for the interface, IPv4 or IPv6 (repeatable); without it the
+                            interface is brought up and its addresses and routes are left alone
+  --mtu N                   interface MTU (default 1428)
+  --peer-id N               DATA_V2 peer id (default 0, or the JSON key file's peerId)
+  --key FILE                data64.key or JSON key file (omitted: no key until 'key new', or
+                            --cipher none)
+  --key-direction 0|1       data64.key: 0 encrypts with key A, 1 with key B (default 0)
+  --key-id N                key id 0-7 (default 0, or the JSON key file's keyId)
+  --cipher NAME             ${CIPHER_NAMES} (default AES-256-GCM, or the JSON key's)
+  --keepalive I,T           ping after I s without sending; give up after T s without receiving
+                            (default 10,300; 0,0 turns both off)
+  --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
+  --backend NAME            auto|dco|wintun|tun (default auto: dco, else wintun on Windows; tun on Linux)
+  --crypto NAME             auto|libcrypto|node|portable (default auto: the fastest available)
+  --stats-interval SEC      seconds between statistics blocks (default 1; 0: none)
+  --json                    statistics as one JSON object per line
+  --hello                   send upstream's test control packet "hello, world!" every tick
+
+Example:
+  ovpn-dco-cli genkey t.key
+  ovpn-dco-cli start --proto udp --local 192.0.2.1:1194 --remote 192.0.2.2:1194 \\
+      --ifname ovpn0 --ifaddr 10.8.0.1/24 --key t.key --key-direction 0
+`;
+
+const START_OPTIONS = {
+  proto: { type: "string" },
+  local: { type: "string" },
+  remote: { type: "string" },
+  listen: { type: "boolean" },
+  "connect-timeout": { type: "string" },
+  ifname: { type: "string" },
+  ifaddr: { type: "string", multiple: true },
+  mtu: { type: "string" },
+  "peer-id": { type: "string" },
+  key: { type: "string" },
+  "key-direction": { type: "string" },
+  "key-id": { type: "string" },
+  cipher: { type: "string" },
+  keepalive: { type: "string" },
+  mss: { type: "string" },
+  backend: { type: "string" },
+  crypto: { type: "string" },
+  "stats-interval": { type: "string" },
+  json: { type: "boolean" },
+  hello: { type: "boolean" },
+} as const;
+
+/** The options shared by `start` and the upstream positional form. */
+export const GLOBAL_OPTIONS = START_OPTIONS;
+
+/** Check an interface name. */
+export function checkIfname(v: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(v)) {
+    throw usage(`--ifname: '${v}' is not a valid interface name (1-15 letters, digits, '_', '-', '.')`);
+  }
+  return v;
+}
+
+export function parseBackend(v: string | undefined): BackendName {
+  const b = (v ?? "auto") as BackendName;
+  if (!BACKENDS.includes(b)) throw usage(`--backend: '${v}' is not one of ${BACKENDS.join(", ")}`);
+  return b;
+}
+
+export function parseProvider(v: string | undefined): ProviderName {
+  const p = (v ?? "auto") as ProviderName;
+  if (!PROVIDER_NAMES.includes(p)) throw usage(`--crypto: '${v}' is not one of ${PROVIDER_NAMES.join(", ")}`);
+  return p;
+}
+
+/** Read a key file and complete it with the flags into key material (errors exit 3). */
+export async function loadKey(
+  file: string,
+  opts: { cipher?: string; keyDirection?: number; keyId?: number },
+): Promise<{ material: KeyMaterial; peerId?: number }> {
+  const kf = await readKeyFile(file);
+  const material = toKeyMaterial(kf, opts, `key file '${file}'`);
+  return { material, peerId: kf.format === "json" ? kf.peerId : undefined };
+}
+
+/** A NONE key (upstream's CLI without a key file). */
+export function noneKey(keyId = 0): KeyMaterial {
+  const z = new Uint8Array(0);
+  return {
+    cipher: cipherByName("none")!,
+    keyId,
+    encryptKey: z,
+    decryptKey: z,
+    encryptNonceTail: z,
+    decryptNonceTail: z,
+  };
+}
+
+/** Values shared by `start` and the positional form, from parsed flags. */
+export async function commonConfig(
+  v: Record<string, string | boolean | string[] | undefined>,
+): Promise<Omit<TunnelConfig, "peer" | "addresses">> {
+  const s = (k: string) => v[k] as string | undefined;
+  const cipherName = s("cipher");
+  if (cipherName !== undefined && !cipherByName(cipherName)) {
+    throw usage(`--cipher: '${cipherName}' is not one of ${CIPHER_NAMES}`);
+  }
+  const keyDirection = s("key-direction") !== undefined
+    ? parseIntIn(s("key-direction")!, "--key-direction", 0, 1 << 30)
+    : undefined;
+  const keyId = s("key-id") !== undefined ? parseIntIn(s("key-id")!, "--key-id", 0, 7) : undefined;
+  let peerId = s("peer-id") !== undefined
+    ? parseIntIn(s("peer-id")!, "--peer-id", 0, MAX_PEER_ID)
+    : undefined;
+  let key: KeyMaterial | undefined;
+  if (s("key")) {
+    const k = await loadKey(s("key")!, { cipher: cipherName, keyDirection, keyId });
+    key = k.material;
+    peerId ??= k.peerId;
+  } else if (cipherName && cipherByName(cipherName)!.keyLen === 0) {
+    key = noneKey(keyId);
+  } else if (cipherName) {
+    throw usage(
+      `--cipher ${cipherName} needs a key: add --key FILE (create one with 'ovpn-dco-cli genkey FILE')`,
+    );
+  }
+  return {
+    backend: parseBackend(s("backend")),
+    provider: parseProvider(s("crypto")),
+    ifname: checkIfname(s("ifname") ?? "ovpn0"),
+    mtu: s("mtu") !== undefined ? parseIntIn(s("mtu")!, "--mtu", 576, 9000) : 1428,
+    peerId: peerId ?? 0,
+    key,
+    keepalive: s("keepalive") !== undefined
+      ? parseKeepalive(s("keepalive")!)
+      : { interval: 10, timeout: 300 },
+    mss: s("mss") !== undefined ? parseIntIn(s("mss")!, "--mss", 0, 65535) : 0,
+    statsInterval: s("stats-interval") !== undefined
+      ? parseIntIn(s("stats-interval")!, "--stats-interval", 0, 3600)
+      : 1,
+    json: !!v.json,
+    hello: !!v.hello,
+  };
+}
+
+/** `start`. */
+export async function start(args: string[]): Promise<number> {
+  const { values: v, positionals } = parseFlags(args, START_OPTIONS, "start", true);
+  if (positionals.length) {
+    throw usage(`start: unexpected argument '${positionals[0]}'; see 'ovpn-dco-cli start --help'`);
+  }
+  const common = await commonConfig(v);
+  const proto = (v.proto ?? "udp") as string;
+  if (proto !== "udp" && proto !== "tcp") throw usage(`--proto: '${proto}' is not udp or tcp`);
+  if (v.listen && proto !== "tcp") {
+    throw usage("--listen is for --proto tcp (a UDP peer needs no listening side)");
+  }
+  const addresses = (v.ifaddr ?? []).map((a) => parseCidr(a, "--ifaddr"));
+  let peer: PeerConfig | undefined;
+  if (v.remote) {
+    const remote = parseEndpoint(v.remote, "--remote");
+    const local = v.local
+      ? parseEndpoint(v.local, "--local", 1194)
+      : { address: remote.address.includes(":") ? "::" : "0.0.0.0", port: 1194 };
+    const timeout = v["connect-timeout"]
+      ? parseIntIn(v["connect-timeout"], "--connect-timeout", 1, 3600)
+      : 30;
+    peer = {
+      proto,
+      local,
+      remote,
+      listen: !!v.listen,
+      connectTimeoutMs: timeout * 1000,
+      peerId: common.peerId,
+    };
+  } else if (v.local || v.listen) {
+    throw usage(
+      "--local and --listen describe a peer: add --remote ADDR:PORT, or add the peer later with 'peer new'",
+    );
+  }
+  return await runTunnel({ ...common, addresses, peer });
+}
+
+const log = (line: string) => console.error(line);
+
+/** Bring the tunnel up and run it until a signal or the peer ends it. */
+export async function runTunnel(cfg: TunnelConfig): Promise<number> {
+  const dev = await openDevice({ backend: cfg.backend, ifname: cfg.ifname, provider: cfg.provider, log });
+  let control: { close(): void } | undefined;
+  const stopSignals: (() => void)[] = [];
+  try {
+    await dev.configureInterface({ mtu: cfg.mtu, addresses: cfg.addresses });
+    log(
+      `${dev.backend}: interface ${dev.ifname} up, mtu ${cfg.mtu}` +
+        (cfg.addresses.length ? `, ${cfg.addresses.join(", ")}` : " (addresses left alone)"),
+    );
+    control = await serveControl(dev.ifname, (req) => handleControl(dev, req)).catch((e) => {
+      if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
+      throw e;
+    });
+    if (cfg.peer) await addPeer(dev, cfg, cfg.peer);
+    else log("no peer yet: add one with 'ovpn-dco-cli peer new ...'");
+    return await runUntilDone(dev, cfg, stopSignals);
+  } finally {
+    for (const s of stopSignals) s();
+    control?.close();
+    await dev.close();
+  }
+}
+
+async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
+  const ep = (
+    e: { address: string; port: number },
+  ) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
+  log(
+    `peer: ${peer.proto} ${ep(peer.local)} ${peer.listen ? "<-" : "->"} ${
+      ep(peer.remote)
+    }, peer id ${cfg.peerId}`,
+  );
+  await dev.newPeer(peer);
+  if (peer.proto === "tcp") console.log("TCP connected");
+  if (cfg.key) {
+    await dev.newKey(KeySlotId.PRIMARY, cfg.key, cfg.peerId);
+    log(`key: ${cfg.key.cipher.name}, key id ${cfg.key.keyId}, primary slot`);
+  } else {
+    log("no key yet: data packets are dropped until 'ovpn-dco-cli key new'");
+  }
+  await dev.setPeer({
+    keepaliveInterval: cfg.keepalive.interval,
+    keepaliveTimeout: cfg.keepalive.timeout,
+    mss: cfg.mss,
+  });
+  await dev.startVpn();
+}
+
+async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => void)[]): Promise<number> {
+  let stopResolve!: (sig: string) => void;
+  const stopped = new Promise<string>((r) => (stopResolve = r));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    if (Deno.build.os === "windows" && sig === "SIGTERM") continue;
+    const h = () => stopResolve(sig);
+    Deno.addSignalListener(sig, h);
+    cleanups.push(() => Deno.removeSignalListener(sig, h));
+  }
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  if (cfg.statsInterval > 0 || cfg.hello) {
+    ticker = setInterval(async () => {
+      if (cfg.hello) await dev.writeControl(new TextEncoder().encode("hello, world!")).catch(() => {});
+      if (cfg.statsInterval > 0) await printStats(dev, cfg.json);
+    }, (cfg.statsInterval || 1) * 1000);
+    cleanups.push(() => clearInterval(ticker));
+  }
+  // keep one control read pending, as the driver wants; control packets are shown on stderr
+  (async () => {
+    for (;;) {
+      const p = await dev.readControl();
+      log(`control packet received: ${p.length} bytes, opcode ${p[0] >> 3}`);
+    }
+  })().catch(() => {});
+  const outcome = await Promise.race([
+    stopped.then((sig) => ({ sig })),
+    dev.ended.then((reason) => ({ reason })),
+  ]);
+  if ("sig" in outcome) {
+    log(`${outcome.sig}: shutting down`);
+    return EXIT.OK;
+  }
+  const r = outcome.reason;
+  if (r.kind === "expired") {
+    throw new CliError(`peer timed out: ${r.message}; check that the peer runs and is reachable`, EXIT.PEER);
+  }
+  if (r.kind === "aborted") throw new CliError(`connection ended: ${r.message}`, EXIT.PEER);
+  throw new CliError(`tunnel failed: ${r.message}`, EXIT.FAILURE);
+}
+
+async function printStats(dev: Device, json: boolean) {
+  const s = await dev.getStats();
+  if (json) {
+    const info = dev.peerInfo();
+    console.log(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        ifname: dev.ifname,
+        ...statsToJson(s),
+        drops: info.drops ?? {},
+      }),
+    );
+  } else {
+    await Deno.stdout.write(new TextEncoder().encode(formatStats(s)));
+  }
+}
+
+/** Serve one control request against the device. */
+export async function handleControl(dev: Device, req: ControlRequest): Promise<ControlResponse> {
+  switch (req.cmd) {
+    case "stats":
+      return { ok: true, stats: statsToJson(await dev.getStats()), info: dev.peerInfo() };
+    case "peer.get":
+      return { ok: true, info: dev.peerInfo(), stats: statsToJson(await dev.getStats()) };
+    case "peer.set":
+      await dev.setPeer({
+        keepaliveInterval: req.keepaliveInterval,
+        keepaliveTimeout: req.keepaliveTimeout,
+        mss: req.mss,
+      });
+      return { ok: true };
+    case "peer.del":
+      await dev.delPeer();
+      return { ok: true };
+    case "peer.new": {
+      const peer: PeerConfig = {
+        proto: req.proto,
+        local: req.local,
+        remote: req.remote,
+        listen: req.listen,
+        peerId: req.peerId,
+      };
+      await dev.newPeer(peer);
+      await dev.startVpn();
+      return { ok: true };
+    }
+    case "key.new":
+      await dev.newKey(req.slot as KeySlotId, keyFromWire(req.key), req.peerId);
+      return { ok: true };
+    case "key.swap":
+      await dev.swapKeys();
+      return { ok: true };
+    case "key.del":
+      await dev.delKey(req.slot as KeySlotId);
+      return { ok: true };
+  }
+  return { ok: false, error: `unknown control command` };
+}

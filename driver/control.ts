@@ -1,0 +1,232 @@
+/**
+ * The local control socket: lets short-lived commands (`peer`, `key`, `stats`) reach the process that
+ * owns a device (`start`), as `wg` reaches wireguard-go. A unix socket in a directory only its owner can
+ * enter (0700), the socket itself 0600; one JSON request per line, one JSON response per line.
+ *
+ * @example
+ * ```ts
+ * import { controlRequest } from "./control.ts";
+ * const r = await controlRequest("ovpn0", { cmd: "stats" }); // throws ControlError when nothing runs
+ * ```
+ * @module
+ */
+import { cipherByName } from "../crypto/aead.ts";
+import type { KeyMaterial } from "./userspace/keyslot.ts";
+
+/** A request of the control protocol. */
+export type ControlRequest =
+  | { cmd: "stats" }
+  | { cmd: "peer.get" }
+  | { cmd: "peer.set"; keepaliveInterval: number; keepaliveTimeout: number; mss: number }
+  | { cmd: "peer.del" }
+  | {
+    cmd: "peer.new";
+    proto: "udp" | "tcp";
+    local: { address: string; port: number };
+    remote: { address: string; port: number };
+    listen?: boolean;
+    peerId?: number;
+  }
+  | { cmd: "key.new"; slot: number; peerId: number; key: WireKey }
+  | { cmd: "key.swap" }
+  | { cmd: "key.del"; slot: number };
+
+/** A response: `ok` and data, or an error message for the user. */
+export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
+
+/** KeyMaterial as it travels on the (owner-only) control socket. */
+export interface WireKey {
+  cipher: string;
+  keyId: number;
+  encryptKey: string;
+  encryptNonceTail: string;
+  decryptKey: string;
+  decryptNonceTail: string;
+}
+
+const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const fromHex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
+
+export function keyToWire(m: KeyMaterial): WireKey {
+  return {
+    cipher: m.cipher.name,
+    keyId: m.keyId,
+    encryptKey: toHex(m.encryptKey),
+    encryptNonceTail: toHex(m.encryptNonceTail),
+    decryptKey: toHex(m.decryptKey),
+    decryptNonceTail: toHex(m.decryptNonceTail),
+  };
+}
+
+export function keyFromWire(w: WireKey): KeyMaterial {
+  const cipher = cipherByName(w.cipher);
+  if (!cipher) throw new ControlError(`unknown cipher '${w.cipher}'`);
+  return {
+    cipher,
+    keyId: w.keyId,
+    encryptKey: fromHex(w.encryptKey),
+    encryptNonceTail: fromHex(w.encryptNonceTail),
+    decryptKey: fromHex(w.decryptKey),
+    decryptNonceTail: fromHex(w.decryptNonceTail),
+  };
+}
+
+/** A control-socket failure; the message is for the user. */
+export class ControlError extends Error {
+  constructor(message: string, readonly notRunning = false) {
+    super(message);
+  }
+}
+
+/** Directory of the control sockets. */
+export function runDir(): string {
+  const env = Deno.env.get("OVPN_DCO_CLI_RUNDIR");
+  if (env) return env;
+  if (Deno.build.os === "windows") {
+    return `${Deno.env.get("LOCALAPPDATA") ?? "C:\\ProgramData"}\\ovpn-dco-cli`;
+  }
+  const uid = Deno.uid();
+  if (uid === 0) return "/run/ovpn-dco-cli";
+  return `${Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp"}/ovpn-dco-cli-${uid}`;
+}
+
+/** Path of the control socket of interface `ifname`. */
+export function socketPath(ifname: string): string {
+  return `${runDir()}/${ifname}.sock`;
+}
+
+async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse> {
+  await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+    if (buf[n - 1] === 10) break;
+  }
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  if (!text.trim()) {
+    throw new ControlError("the running instance closed the control connection without answering");
+  }
+  return JSON.parse(text) as ControlResponse;
+}
+
+/** Send one request to the instance that owns `ifname`. */
+export async function controlRequest(
+  ifname: string,
+  req: ControlRequest,
+  timeoutMs = 10_000,
+): Promise<ControlResponse> {
+  const path = socketPath(ifname);
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
+      throw new ControlError(
+        `no instance is running on interface '${ifname}' (no control socket at ${path}); start one with 'ovpn-dco-cli start --ifname ${ifname} ...'`,
+        true,
+      );
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new ControlError(
+        `cannot reach the instance on '${ifname}': permission denied on ${path}; run as the user that started it`,
+      );
+    }
+    throw new ControlError(`cannot reach the instance on '${ifname}': ${(e as Error).message}`);
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      exchange(conn, req),
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(
+          () =>
+            rej(new ControlError(`the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** A running control server. */
+export interface ControlServer {
+  readonly path: string;
+  close(): void;
+}
+
+/**
+ * Serve the control socket of `ifname`. Refuses when another live instance already serves it; removes
+ * a stale socket left by a crashed one.
+ */
+export async function serveControl(
+  ifname: string,
+  handle: (req: ControlRequest) => Promise<ControlResponse>,
+): Promise<ControlServer> {
+  const dir = runDir();
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
+  const path = socketPath(ifname);
+  try {
+    const c = await Deno.connect({ transport: "unix", path });
+    c.close();
+    throw new ControlError(
+      `an instance is already running on interface '${ifname}' (control socket ${path}); stop it first or pick another --ifname`,
+    );
+  } catch (e) {
+    if (e instanceof ControlError) throw e;
+    await Deno.remove(path).catch(() => {});
+  }
+  const listener = Deno.listen({ transport: "unix", path });
+  if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
+  let closed = false;
+  (async () => {
+    for await (const conn of listener) {
+      serveConn(conn, handle).catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    path,
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch { /* closed */ }
+      try {
+        Deno.removeSync(path);
+      } catch { /* gone */ }
+    },
+  };
+}
+
+async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promise<ControlResponse>) {
+  try {
+    const buf = new Uint8Array(64 * 1024);
+    let text = "";
+    while (!text.includes("\n")) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+      if (text.length > 1 << 20) return;
+    }
+    let resp: ControlResponse;
+    try {
+      resp = await handle(JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest);
+    } catch (e) {
+      resp = { ok: false, error: (e as Error).message };
+    }
+    await conn.write(new TextEncoder().encode(JSON.stringify(resp) + "\n"));
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Backend choice: `auto` picks `dco` when `\\.\ovpn-dco` opens, else `wintun` (Windows), and `tun` on
+ * Linux. Returns a Device for the chosen backend.
+ *
+ * @example
+ * ```ts
+ * import { openDevice } from "./open.ts";
+ * const dev = await openDevice({ backend: "auto", ifname: "ovpn0" });
+ * ```
+ * @module
+ */
+import type { ProviderName } from "../crypto/providers.ts";
+import { type Device, DeviceError } from "./device.ts";
+
+export const BACKENDS = ["auto", "dco", "wintun", "tun"] as const;
+export type BackendName = typeof BACKENDS[number];
+
+/** Options for opening a device. */
+export interface OpenOptions {
+  backend: BackendName;
+  ifname: string;
+  provider?: ProviderName;
+  log?: (line: string) => void;
+}
+
+/** Open the device of the chosen backend. */
+export async function openDevice(o: OpenOptions): Promise<Device> {
+  const os = Deno.build.os;
+  let backend = o.backend;
+  if (backend === "auto") backend = os === "windows" ? "dco" : "tun";
+  if (backend === "tun") {
+    if (os !== "linux") {
+      throw new DeviceError(`the tun backend runs on Linux only; on ${os} use --backend auto`, "state");
+    }
+    const { openTun } = await import("./userspace/tun_linux.ts");
+    const { UserspaceDevice } = await import("./userspace/device.ts");
+    return new UserspaceDevice(openTun(o.ifname), { backend: "tun", provider: o.provider, log: o.log });
+  }
+  if (os !== "windows") {
+    throw new DeviceError(
+      `the ${backend} backend needs Windows (${
+        backend === "dco" ? "the ovpn-dco-win driver" : "wintun.dll"
+      }); on Linux use --backend tun`,
+      "state",
+    );
+  }
+  throw new DeviceError(
+    `the ${backend} backend is not available in this build yet; see the README's Status`,
+    "missing",
+  );
+}

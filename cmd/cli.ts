@@ -8,6 +8,8 @@ import { CliError, EXIT, usage } from "./errors.ts";
 import { genkey, GENKEY_HELP } from "./genkey.ts";
 import { VERSION } from "./version.ts";
 import { start, START_HELP } from "./start.ts";
+import { isUpstreamForm, upstream } from "./upstream.ts";
+import { demo, DEMO_HELP } from "./demo.ts";
 import { key, KEY_HELP, peer, PEER_HELP, stats, STATS_HELP } from "./control_cmds.ts";
 import { KeyFileError } from "../keys/keyfile.ts";
 import { DeviceError } from "../driver/device.ts";
@@ -39,6 +41,7 @@ const COMMANDS: Record<string, Command> = {
   stats: { run: stats, help: STATS_HELP },
   peer: { run: peer, help: PEER_HELP },
   key: { run: key, help: KEY_HELP },
+  demo: { run: demo, help: DEMO_HELP },
   version: {
     run: (args) => {
       if (args.length) throw usage(`version takes no arguments; see 'ovpn-dco-cli --help'`);
@@ -65,6 +68,7 @@ export async function runCli(args: string[]): Promise<number> {
       return name === undefined ? EXIT.USAGE : EXIT.OK;
     }
     if (name === "--version" || name === "-V") return await COMMANDS.version.run([]);
+    if (isUpstreamForm(args)) return await upstream(args);
     const cmd = COMMANDS[name];
     if (!cmd) {
       throw usage(`unknown command '${name}'; run 'ovpn-dco-cli --help' for the list of commands`);

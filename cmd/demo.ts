@@ -70,7 +70,7 @@ export async function startPair(
   ]);
   if (opts.proto === "tcp") {
     await lab.waitFor(
-      async () => b.output().includes("waiting for a TCP connection"),
+      () => b.output().includes("waiting for a TCP connection"),
       15000,
       "the TCP listener",
     );
@@ -174,7 +174,7 @@ export async function demo(args: string[]): Promise<number> {
       `ping IPv4: ${p4.received}/5 replies, avg ${p4.avgMs} ms; IPv6: ${p6.received}/5 replies, avg ${p6.avgMs} ms`,
     );
     const server = lab.spawn("b", ["iperf3", "-s", "-1", "--forceflush", "-B", lab.inner4.b]);
-    await lab.waitFor(async () => server.output().includes("listening"), 10000, "the iperf3 server");
+    await lab.waitFor(() => server.output().includes("listening"), 10000, "the iperf3 server");
     say(`iperf3: ${seconds} s of TCP through the tunnel ...`);
     const json = await lab.run("a", ["iperf3", "-c", lab.inner4.b, "-t", String(seconds), "-J"], {
       allowFail: true,

@@ -163,10 +163,10 @@ export class NetnsLab {
   }
 
   /** Wait until `probe` succeeds (returns true), up to `ms`. */
-  async waitFor(probe: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  async waitFor(probe: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-      if (await probe().catch(() => false)) return;
+      if (await Promise.resolve().then(probe).catch(() => false)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);

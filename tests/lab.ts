@@ -8,10 +8,17 @@ import type { NetnsLab } from "../cmd/netns.ts";
 const XFER = new URL("./helpers/xfer.ts", import.meta.url).pathname;
 
 /** Send `bytes` from a to b over TCP to `dst` and check that b received exactly what a sent. */
-export async function verifiedTransfer(lab: NetnsLab, dst: string, bytes: number, port = 5301): Promise<void> {
+export async function verifiedTransfer(
+  lab: NetnsLab,
+  dst: string,
+  bytes: number,
+  port = 5301,
+): Promise<void> {
   const sink = lab.spawn("b", [Deno.execPath(), "run", "-A", XFER, "sink", dst, String(port)]);
   await lab.waitFor(() => sink.output().includes("listening"), 15000, "the transfer sink");
-  const sent = (await lab.run("a", [Deno.execPath(), "run", "-A", XFER, "source", dst, String(port), String(bytes)])).trim().split("\n").pop()!;
+  const sent =
+    (await lab.run("a", [Deno.execPath(), "run", "-A", XFER, "source", dst, String(port), String(bytes)]))
+      .trim().split("\n").pop()!;
   const st = await sink.status;
   assertEquals(st.code, 0, `sink failed: ${sink.output()}`);
   const got = sink.output().trim().split("\n").pop()!;
@@ -20,7 +27,10 @@ export async function verifiedTransfer(lab: NetnsLab, dst: string, bytes: number
 }
 
 /** Parse the JSON of `stats --json`. */
-export async function statsOf(lab: NetnsLab, side: "a" | "b"): Promise<Record<string, number> & { drops: Record<string, number> }> {
+export async function statsOf(
+  lab: NetnsLab,
+  side: "a" | "b",
+): Promise<Record<string, number> & { drops: Record<string, number> }> {
   const r = await lab.tool(side, ["stats", "--ifname", `ovpn-${side}`, "--json"]);
   if (r.code !== 0) throw new Error(`stats on ${side} failed: ${r.stderr}`);
   return JSON.parse(r.stdout);

@@ -16,7 +16,9 @@ for (const proto of ["udp", "tcp"] as const) {
   for (const outer6 of [false, true]) {
     for (const cipher of CIPHERS) {
       Deno.test({
-        name: `tunnel ${proto} over IPv${outer6 ? 6 : 4}, ${cipher}: ping IPv4+IPv6 and a verified 10 MB transfer over each`,
+        name: `tunnel ${proto} over IPv${
+          outer6 ? 6 : 4
+        }, ${cipher}: ping IPv4+IPv6 and a verified 10 MB transfer over each`,
         sanitizeResources: false,
         sanitizeOps: false,
         async fn() {
@@ -29,15 +31,25 @@ for (const proto of ["udp", "tcp"] as const) {
             // the like) are rightly counted as lost: measure losses from here on
             const a0 = await statsOf(lab, "a"), b0 = await statsOf(lab, "b");
             for (const [fam, dst] of [["4", lab.inner4.b], ["6", lab.inner6.b]]) {
-              const p = parsePing(await lab.run("a", ["ping", `-${fam}`, "-c", "3", "-i", "0.2", dst], { allowFail: true }));
+              const p = parsePing(
+                await lab.run("a", ["ping", `-${fam}`, "-c", "3", "-i", "0.2", dst], { allowFail: true }),
+              );
               assertEquals(p.received, 3, `ping -${fam} ${dst}`);
             }
             await verifiedTransfer(lab, lab.inner4.b, 10 * 1024 * 1024, 5301);
             await verifiedTransfer(lab, lab.inner6.b, 10 * 1024 * 1024, 5302);
             const sa = await statsOf(lab, "a"), sb = await statsOf(lab, "b");
             assert(sa.sentDataPkts > 7000, `a sent ${sa.sentDataPkts} data packets`);
-            assertEquals(sb.lostInDataPkts - b0.lostInDataPkts, 0, `b lost packets: ${JSON.stringify(sb.drops)}`);
-            assertEquals(sa.lostInDataPkts - a0.lostInDataPkts, 0, `a lost packets: ${JSON.stringify(sa.drops)}`);
+            assertEquals(
+              sb.lostInDataPkts - b0.lostInDataPkts,
+              0,
+              `b lost packets: ${JSON.stringify(sb.drops)}`,
+            );
+            assertEquals(
+              sa.lostInDataPkts - a0.lostInDataPkts,
+              0,
+              `a lost packets: ${JSON.stringify(sa.drops)}`,
+            );
             assertEquals(sa.lostOutDataPkts + sb.lostOutDataPkts, 0);
             assert(sb.tunBytesReceived >= 20 * 1024 * 1024);
           } finally {

@@ -1,0 +1,207 @@
+/**
+ * End-to-end behaviour in network namespaces: rekey under load, keepalive expiry, hostile input,
+ * the upstream positional form and `start` shutdown. Needs root.
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { NetnsLab } from "../cmd/netns.ts";
+import { parsePing, startPair } from "../cmd/demo.ts";
+import { writeNewKeyFile } from "../keys/keyfile.ts";
+import { statsOf, verifiedTransfer } from "./lab.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+let labIndex = 40;
+
+async function withLab(fn: (lab: NetnsLab, keyFile: string) => Promise<void>) {
+  const lab = await NetnsLab.create(labIndex++);
+  try {
+    const keyFile = `${lab.runDir}/k.key`;
+    await writeNewKeyFile(keyFile);
+    await fn(lab, keyFile);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+for (const proto of ["udp", "tcp"] as const) {
+  Deno.test({
+    ...opts,
+    name:
+      `rekey under load (${proto}): key new into the secondary slot and key swap on both ends mid-transfer`,
+    fn: () =>
+      withLab(async (lab, keyFile) => {
+        await startPair(lab, { proto, cipher: "AES-256-GCM", keyFile });
+        const next = `${lab.runDir}/next.key`;
+        await writeNewKeyFile(next);
+        let done = false;
+        const transfer = verifiedTransfer(lab, lab.inner4.b, 400 * 1024 * 1024, 5310).finally(
+          () => (done = true),
+        );
+        await new Promise((r) => setTimeout(r, 700));
+        for (const [side, dir] of [["a", "0"], ["b", "1"]] as const) {
+          const r = await lab.tool(side, [
+            "key",
+            "new",
+            "0",
+            "CHACHA20-POLY1305",
+            dir,
+            next,
+            "--key-id",
+            "1",
+            "--ifname",
+            `ovpn-${side}`,
+          ]);
+          assertEquals(r.code, 0, r.stderr);
+        }
+        for (const side of ["a", "b"] as const) {
+          const r = await lab.tool(side, ["key", "swap", "--ifname", `ovpn-${side}`]);
+          assertEquals(r.code, 0, r.stderr);
+        }
+        assert(!done, "the transfer ended before the rekey: make it longer");
+        await transfer;
+        const info =
+          JSON.parse((await lab.tool("a", ["peer", "get", "--ifname", "ovpn-a", "--json"])).stdout).info;
+        assertEquals(info.primaryKeyId, 1);
+        assertEquals(info.secondaryKeyId, 0);
+        assertEquals(info.cipher, "CHACHA20-POLY1305");
+        // the old key can now go; traffic continues on the new one
+        assertEquals(
+          (await lab.tool("a", ["key", "del", "--slot", "secondary", "--ifname", "ovpn-a"])).code,
+          0,
+        );
+        assertEquals(
+          (await lab.tool("b", ["key", "del", "--slot", "secondary", "--ifname", "ovpn-b"])).code,
+          0,
+        );
+        assertEquals(
+          parsePing(await lab.run("a", ["ping", "-c", "2", "-i", "0.2", lab.inner4.b])).received,
+          2,
+        );
+      }),
+  });
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "keepalive: a frozen peer (SIGSTOP) is reported as timed out and the other side exits 6 within timeout + 2 s",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      const { a, b } = await startPair(lab, {
+        proto: "udp",
+        cipher: "AES-128-GCM",
+        keyFile,
+        extra: ["--keepalive", "1,3"],
+      });
+      await new Promise((r) => setTimeout(r, 2500)); // pings keep the idle tunnel alive past the timeout
+      assertEquals(await Promise.race([a.status.then(() => "ended"), Promise.resolve("alive")]), "alive");
+      b.child.kill("SIGSTOP");
+      const t0 = Date.now();
+      try {
+        const st = await a.status;
+        const took = (Date.now() - t0) / 1000;
+        assertEquals(st.code, 6, a.output());
+        assert(took <= 5, `took ${took} s`);
+        assertMatch(a.output(), "peer timed out: keepalive timeout: nothing received from the peer for 3 s");
+      } finally {
+        b.child.kill("SIGCONT");
+      }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "hostile input: garbage, truncated, replayed, wrong-key and wrong-peer-id packets are counted as lost and dropped",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      const { a } = await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile });
+      await verifiedTransfer(lab, lab.inner4.b, 1024 * 1024, 5320);
+      const before = await statsOf(lab, "a");
+      // ids b used recently (and a accepted), well inside the replay window
+      const bSent = (await statsOf(lab, "b")).sentDataPkts;
+      assert(bSent > 300, `b sent only ${bSent} packets`);
+      const replayBase = bSent - 250;
+      const hostile = new URL("./helpers/hostile.ts", import.meta.url).pathname;
+      const out = await lab.run("b", [
+        Deno.execPath(),
+        "run",
+        "-A",
+        hostile,
+        lab.outer4.a,
+        "1194",
+        "1194",
+        keyFile,
+        "1",
+        "0",
+        "200",
+        String(replayBase),
+      ]);
+      const sent = Number(out.trim().split("\n").pop());
+      assertEquals(sent, 1000);
+      await new Promise((r) => setTimeout(r, 500));
+      const after = await statsOf(lab, "a");
+      assertEquals(after.lostInDataPkts - before.lostInDataPkts, sent, JSON.stringify(after.drops));
+      for (const reason of ["bad-tag", "wrong-peer", "too-short"]) {
+        assert((after.drops[reason] ?? 0) > 0, `no ${reason} drops`);
+      }
+      assert((after.drops["too-old"] ?? 0) + (after.drops["replay"] ?? 0) >= 200, "replays not counted");
+      // traffic continues, the process lives, and no key material was printed
+      await verifiedTransfer(lab, lab.inner4.b, 1024 * 1024, 5321);
+      assertEquals(
+        await Promise.race([a.status.then(() => "ended"), Promise.resolve("alive")]),
+        "alive",
+      );
+      const keyText = await Deno.readTextFile(keyFile);
+      for (const line of keyText.split("\n").filter((l) => l.length > 8)) {
+        assert(!a.output().includes(line.slice(0, 16)));
+      }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "upstream positional form: udp i4 with a data64.key, and NONE without one; statistics block every second",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      for (const withKey of [true, false]) {
+        const args = (s: "a" | "b") => {
+          const o = s === "a" ? "b" : "a";
+          return [
+            "udp",
+            "i4",
+            lab.outer4[s],
+            "1194",
+            lab.outer4[o],
+            "1194",
+            lab.inner4[s],
+            "255.255.255.0",
+            lab.inner4[s],
+            ...(withKey ? [keyFile, s === "a" ? "0" : "7"] : []),
+            "--ifname",
+            `ovpn-${s}`,
+          ];
+        };
+        const a = lab.startTool("a", args("a")), b = lab.startTool("b", args("b"));
+        await lab.waitFor(
+          async () =>
+            parsePing(await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }))
+              .received === 1,
+          20000,
+          "a ping",
+        );
+        await new Promise((r) => setTimeout(r, 1200));
+        const block =
+          /lostInCtrlPkts: \d+\nlostInDataPkts: \d+\nlostOutCtrlPkts: \d+\nlostOutDataPkts: \d+\nrcvdCtrlPkts: \d+\nrcvdDataPkts: \d+\nsentCtrlPkts: \d+\nsentDataPkts: \d+\ntransportBytesSent: \d+\ntransportBytesReceived: \d+\ntunBytesSent: \d+\ntunBytesReceived: \d+\n\n/;
+        assertMatch(a.output(), block);
+        if (!withKey) assertMatch(a.output(), "cipher NONE");
+        assertEquals((await lab.stop(a)).code, 0);
+        assertEquals((await lab.stop(b)).code, 0);
+        // the interface is gone after a clean shutdown
+        assertMatch(
+          await lab.run("a", ["ip", "link", "show", "ovpn-a"], { allowFail: true }),
+          "does not exist",
+        );
+      }
+    }),
+});

@@ -42,6 +42,7 @@ export interface WireKey {
   encryptNonceTail: string;
   decryptKey: string;
   decryptNonceTail: string;
+  firstPacketId?: number;
 }
 
 const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -55,6 +56,7 @@ export function keyToWire(m: KeyMaterial): WireKey {
     encryptNonceTail: toHex(m.encryptNonceTail),
     decryptKey: toHex(m.decryptKey),
     decryptNonceTail: toHex(m.decryptNonceTail),
+    firstPacketId: m.firstPacketId,
   };
 }
 
@@ -68,6 +70,7 @@ export function keyFromWire(w: WireKey): KeyMaterial {
     encryptNonceTail: fromHex(w.encryptNonceTail),
     decryptKey: fromHex(w.decryptKey),
     decryptNonceTail: fromHex(w.decryptNonceTail),
+    firstPacketId: w.firstPacketId,
   };
 }
 

@@ -37,6 +37,8 @@ export type KeyFile =
     cipher?: CipherInfo;
     peerId?: number;
     keyId?: number;
+    /** First packet id to send (default 1): to take over a session whose peer saw earlier ids. */
+    firstPacketId?: number;
     encrypt: KeyDirectionData;
     decrypt: KeyDirectionData;
   };
@@ -139,6 +141,7 @@ function parseJsonKey(text: string, where: string): KeyFile {
     cipher,
     peerId: intField(r, "peerId", where, MAX_PEER_ID),
     keyId: intField(r, "keyId", where, 7),
+    firstPacketId: intField(r, "firstPacketId", where, 0xefffffff),
     encrypt,
     decrypt,
   };
@@ -231,6 +234,7 @@ export function toKeyMaterial(kf: KeyFile, choice: KeyChoice = {}, where = "key 
     decryptKey: kf.decrypt.key,
     encryptNonceTail: kf.encrypt.nonceTail,
     decryptNonceTail: kf.decrypt.nonceTail,
+    ...(kf.firstPacketId ? { firstPacketId: kf.firstPacketId } : {}),
   };
 }
 

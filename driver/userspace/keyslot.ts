@@ -21,6 +21,8 @@ export interface KeyMaterial {
   encryptNonceTail: Uint8Array;
   decryptKey: Uint8Array;
   decryptNonceTail: Uint8Array;
+  /** First packet id to send (default 1). */
+  firstPacketId?: number;
 }
 
 /** An installed key. */
@@ -39,6 +41,7 @@ export class KeySlot {
     this.cipher = m.cipher;
     this.keyId = m.keyId;
     this.rx = new ReplayWindow(now);
+    if (m.firstPacketId) this.tx.seek(m.firstPacketId);
     if (m.cipher.alg === CipherAlg.NONE) {
       this.encrypt = this.decrypt = null;
     } else {

@@ -1,0 +1,58 @@
+/**
+ * Turn an OpenVPN 2.6 `--verb 9` log into this tool's JSON key format, to take over one side of a real
+ * session's data channel: the cipher and keys from `Outgoing/Incoming Data Channel: ...` lines, the
+ * nonce tails from the last `ENCRYPT IV:` / `DECRYPT IV:` lines (their last 8 bytes), the peer id from
+ * `peer-id: N`, and a first packet id safely above the last one the log shows, so the real peer's replay
+ * window accepts the new sender.
+ *
+ * @example
+ * ```ts
+ * import { keyFromOpenvpnLog } from "./openvpn_log.ts";
+ * const json = keyFromOpenvpnLog(await Deno.readTextFile("client.log"));
+ * ```
+ * @module
+ */
+import { KeyFileError } from "./keyfile.ts";
+
+/** The JSON key (SPEC §3.2 plus `firstPacketId`) for the side that wrote the log. */
+export interface LoggedKey {
+  cipher: string;
+  peerId: number;
+  keyId: number;
+  firstPacketId: number;
+  encrypt: { key: string; nonceTail: string };
+  decrypt: { key: string; nonceTail: string };
+}
+
+const words = (s: string) => s.trim().split(/\s+/).join("").toLowerCase();
+
+/** Parse the log; `margin` is added to the last packet id the log shows. */
+export function keyFromOpenvpnLog(log: string, margin = 100_000): LoggedKey {
+  const last = (re: RegExp): RegExpExecArray | null => {
+    let m: RegExpExecArray | null = null;
+    for (const x of log.matchAll(new RegExp(re, "g"))) m = x as RegExpExecArray;
+    return m;
+  };
+  const cipher = last(/Outgoing Data Channel: Cipher '([^']+)'/);
+  const outKey = last(/Outgoing Data Channel: CIPHER KEY: ([0-9a-f ]+)/);
+  const inKey = last(/Incoming Data Channel: CIPHER KEY: ([0-9a-f ]+)/);
+  const enc = last(/ENCRYPT IV: ([0-9a-f]{8}) ([0-9a-f]{8}) ([0-9a-f]{8})/);
+  const dec = last(/DECRYPT IV: ([0-9a-f]{8}) ([0-9a-f]{8}) ([0-9a-f]{8})/);
+  const peer = last(/peer-id: (\d+)/);
+  const missing = [
+    [cipher, "'Outgoing Data Channel: Cipher' (run OpenVPN with --verb 9)"],
+    [outKey, "'Outgoing Data Channel: CIPHER KEY'"],
+    [inKey, "'Incoming Data Channel: CIPHER KEY'"],
+    [enc, "'ENCRYPT IV' (send some traffic first)"],
+    [dec, "'DECRYPT IV' (receive some traffic first)"],
+  ].find(([m]) => !m);
+  if (missing) throw new KeyFileError(`the OpenVPN log has no ${missing[1]}`);
+  return {
+    cipher: cipher![1],
+    peerId: peer ? Number(peer[1]) : 0,
+    keyId: 0,
+    firstPacketId: parseInt(enc![1], 16) + margin,
+    encrypt: { key: words(outKey![1]), nonceTail: enc![2] + enc![3] },
+    decrypt: { key: words(inKey![1]), nonceTail: dec![2] + dec![3] },
+  };
+}

@@ -1,0 +1,43 @@
+import { assertEquals, assertThrows } from "../tests/assert.ts";
+import { keyFromOpenvpnLog } from "./openvpn_log.ts";
+import { parseKeyFile, toKeyMaterial } from "./keyfile.ts";
+
+const LOG =
+  `2026-11-26 03:37:43 us=89299 Outgoing Data Channel: Cipher 'AES-256-GCM' initialized with 256 bit key
+2026-11-26 03:37:43 us=89310 Outgoing Data Channel: CIPHER KEY: 2493b85c 72963670 4f4b237e 6eecd469 872d0083 00e84cad 7338ecb5 fe33a3de
+2026-11-26 03:37:43 us=89330 Incoming Data Channel: Cipher 'AES-256-GCM' initialized with 256 bit key
+2026-11-26 03:37:43 us=89341 Incoming Data Channel: CIPHER KEY: 5aa778df cf4182c2 57609c91 79d09f6f d5962955 f4e2a04a 5580e0cc 3571980f
+2026-11-26 03:37:43 us=89374 Data Channel: cipher 'AES-256-GCM', peer-id: 3
+2026-11-26 03:37:47 us=64545 DECRYPT IV: 00000002 881a6971 1d52ee93
+2026-11-26 03:37:47 us=636076 ENCRYPT IV: 00000003 d3ad4e3e 6d7dbc9b
+2026-11-26 03:37:48 us=65130 ENCRYPT IV: 00000004 d3ad4e3e 6d7dbc9b
+`;
+
+Deno.test("openvpn log: keys, nonce tails, peer id and a first packet id above the log's", () => {
+  const k = keyFromOpenvpnLog(LOG, 1000);
+  assertEquals(k, {
+    cipher: "AES-256-GCM",
+    peerId: 3,
+    keyId: 0,
+    firstPacketId: 1004,
+    encrypt: {
+      key: "2493b85c729636704f4b237e6eecd469872d008300e84cad7338ecb5fe33a3de",
+      nonceTail: "d3ad4e3e6d7dbc9b",
+    },
+    decrypt: {
+      key: "5aa778dfcf4182c257609c9179d09f6fd5962955f4e2a04a5580e0cc3571980f",
+      nonceTail: "881a69711d52ee93",
+    },
+  });
+  const m = toKeyMaterial(parseKeyFile(JSON.stringify(k)));
+  assertEquals(m.firstPacketId, 1004);
+  assertEquals(m.cipher.name, "AES-256-GCM");
+});
+
+Deno.test("openvpn log: missing lines are named", () => {
+  assertThrows(
+    () => keyFromOpenvpnLog(LOG.split("\n").filter((l) => !l.includes("DECRYPT")).join("\n")),
+    "no 'DECRYPT IV'",
+  );
+  assertThrows(() => keyFromOpenvpnLog("nothing"), "--verb 9");
+});

@@ -5,64 +5,13 @@
  * and nonce tails). Traffic then flows both ways through the real OpenVPN server. Needs root.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { type LabProcess, NetnsLab } from "../cmd/netns.ts";
+import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { keyFromOpenvpnLog } from "../keys/openvpn_log.ts";
-import { verifiedTransfer } from "./lab.ts";
+import { startOpenvpnPair, verifiedTransfer } from "./lab.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 let labIndex = 60;
-
-/** A throwaway CA with a server and a client certificate (ECDSA P-256), made with the openssl CLI. */
-export async function makePki(dir: string): Promise<void> {
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "piped", stderr: "piped" })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-  };
-  await Deno.writeTextFile(
-    `${dir}/ext_server`,
-    "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyAgreement\n",
-  );
-  await Deno.writeTextFile(
-    `${dir}/ext_client`,
-    "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyAgreement\n",
-  );
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-subj",
-    "/CN=test-ca",
-    "-days",
-    "2",
-  ]);
-  for (const n of ["server", "client"]) {
-    await run(["req", ...ec, "-keyout", `${n}.key`, "-out", `${n}.csr`, "-subj", `/CN=${n}`]);
-    await run([
-      "x509",
-      "-req",
-      "-in",
-      `${n}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${n}.crt`,
-      "-days",
-      "2",
-      "-extfile",
-      `ext_${n}`,
-    ]);
-  }
-}
 
 for (const cipher of ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]) {
   Deno.test({
@@ -72,81 +21,7 @@ for (const cipher of ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]) {
       const lab = await NetnsLab.create(labIndex++);
       try {
         const d = lab.runDir;
-        await makePki(d);
-        const net = lab.inner4.a.split(".").slice(0, 2).join(".") + ".3";
-        const common = [
-          "--dev-type",
-          "tun",
-          "--proto",
-          "udp",
-          "--ca",
-          `${d}/ca.crt`,
-          "--data-ciphers",
-          cipher,
-          "--disable-dco",
-        ];
-        const server = lab.spawn("b", [
-          "openvpn",
-          "--dev",
-          "tun-srv",
-          ...common,
-          "--local",
-          lab.outer4.b,
-          "--port",
-          "1194",
-          "--server",
-          `${net}.0`,
-          "255.255.255.0",
-          "--topology",
-          "subnet",
-          "--cert",
-          `${d}/server.crt`,
-          "--key",
-          `${d}/server.key`,
-          "--dh",
-          "none",
-          "--keepalive",
-          "10",
-          "60",
-          "--verb",
-          "3",
-        ]);
-        await lab.waitFor(
-          () => server.output().includes("Initialization Sequence Completed"),
-          20000,
-          "the OpenVPN server",
-        );
-        const clientLog = `${d}/client.log`;
-        const client: LabProcess = lab.spawn("a", [
-          "openvpn",
-          "--client",
-          "--dev",
-          "tun-cli",
-          ...common,
-          "--remote",
-          lab.outer4.b,
-          "1194",
-          "--lport",
-          "41194",
-          "--cert",
-          `${d}/client.crt`,
-          "--key",
-          `${d}/client.key`,
-          "--remote-cert-tls",
-          "server",
-          "--verb",
-          "9",
-          "--log",
-          clientLog,
-        ]);
-        await lab.waitFor(
-          async () =>
-            (await Deno.readTextFile(clientLog).catch(() => "")).includes(
-              "Initialization Sequence Completed",
-            ),
-          30000,
-          "the OpenVPN client",
-        );
+        const { server, client, net, clientLog } = await startOpenvpnPair(lab, cipher, { clientVerb: 9 });
         // real traffic first, so that the log shows both directions' IVs
         assertEquals(
           parsePing(await lab.run("a", ["ping", "-c", "2", "-i", "0.3", `${net}.1`], { allowFail: true }))

@@ -214,6 +214,11 @@ export async function start(args: string[]): Promise<number> {
     const local = v.local
       ? parseEndpoint(v.local, "--local", 1194)
       : { address: remote.address.includes(":") ? "::" : "0.0.0.0", port: 1194 };
+    if (local.address.includes(":") !== remote.address.includes(":")) {
+      throw usage(
+        `--local ${v.local} and --remote ${v.remote} are of different IP versions; use two IPv4 or two IPv6 addresses`,
+      );
+    }
     const timeout = v["connect-timeout"]
       ? parseIntIn(v["connect-timeout"], "--connect-timeout", 1, 3600)
       : 30;

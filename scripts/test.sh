@@ -30,7 +30,15 @@ fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-NO_COLOR=1 "$DENO" test -A --no-prompt "$@" 2>&1 | tee "$log"
+# type-check everything once (the Windows-only modules included), then run the tests without
+# re-checking every module (and every engine worker) as it loads
+check_failed=0
+if ! NO_COLOR=1 "$DENO" check . >"$log" 2>&1; then
+  cat "$log"
+  echo "deno check failed" >&2
+  check_failed=1
+fi
+NO_COLOR=1 "$DENO" test -A --no-prompt --no-check "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | sed -E 's/.*\| ([0-9]+) passed.*/\1/')
 failed=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | sed -E 's/.*\| ([0-9]+) failed.*/\1/')
@@ -38,7 +46,7 @@ ignored=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1 | grep -oE '[
 passed=${passed:-0}
 failed=${failed:-0}
 # an ignored test is a test that did not run: count it as failed
-failed=$((failed + ${ignored:-0}))
+failed=$((failed + ${ignored:-0} + check_failed))
 if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$rc" = 0 ]

@@ -115,7 +115,7 @@ Deno.test({
   fn: () =>
     withLab(async (lab, keyFile) => {
       const { a } = await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile });
-      await verifiedTransfer(lab, lab.inner4.b, 1024 * 1024, 5320);
+      await verifiedTransfer(lab, lab.inner4.b, 8 * 1024 * 1024, 5320);
       const before = await statsOf(lab, "a");
       // ids b used recently (and a accepted), well inside the replay window
       const bSent = (await statsOf(lab, "b")).sentDataPkts;

@@ -25,7 +25,9 @@ async function iperf(lab: NetnsLab, dst: string): Promise<Result> {
   try {
     await lab.waitFor(() => server.output().includes("listening"), 10000, "the iperf3 server");
     const tcp = JSON.parse(await lab.run("a", ["iperf3", "-c", dst, "-t", String(TCP_SECONDS), "-J"]));
-    const udp = JSON.parse(await lab.run("a", ["iperf3", "-c", dst, "-u", "-l", "64", "-b", "0", "-t", String(UDP_SECONDS), "-J"]));
+    const udp = JSON.parse(
+      await lab.run("a", ["iperf3", "-c", dst, "-u", "-l", "64", "-b", "0", "-t", String(UDP_SECONDS), "-J"]),
+    );
     const s = udp.end.sum;
     return {
       tcpGbit: tcp.end.sum_received.bits_per_second / 1e9,
@@ -62,11 +64,17 @@ if (Deno.uid() !== 0) {
   console.error("bench:tunnel needs root (network namespaces)");
   Deno.exit(4);
 }
-console.log(`tunnel benchmark: ${CIPHER} over UDP, two namespaces joined by a veth; iperf3 TCP ${TCP_SECONDS} s, UDP 64-byte ${UDP_SECONDS} s`);
+console.log(
+  `tunnel benchmark: ${CIPHER} over UDP, two namespaces joined by a veth; iperf3 TCP ${TCP_SECONDS} s, UDP 64-byte ${UDP_SECONDS} s`,
+);
 const ovpn = await measureOpenvpn();
 const ours = await measureOurs();
 const row = (name: string, r: Result) =>
-  console.log(`${name.padEnd(22)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${r.udpPps.toFixed(0).padStart(12)} pkt/s`);
+  console.log(
+    `${name.padEnd(22)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
+      r.udpPps.toFixed(0).padStart(12)
+    } pkt/s`,
+  );
 console.log(`${"".padEnd(22)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
 row("openvpn 2.6 (userspace)", ovpn);
 row("ovpn-dco-cli (tun)", ours);

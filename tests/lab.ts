@@ -87,7 +87,6 @@ export async function makePki(dir: string): Promise<void> {
   }
 }
 
-
 /** A real OpenVPN 2.6 server (in b) and client (in a) over UDP with TLS; resolves once both are up. */
 export async function startOpenvpnPair(
   lab: NetnsLab,
@@ -97,21 +96,47 @@ export async function startOpenvpnPair(
   const d = lab.runDir;
   await makePki(d);
   const net = lab.inner4.a.split(".").slice(0, 2).join(".") + ".3";
-  const common = ["--dev-type", "tun", "--proto", "udp", "--ca", `${d}/ca.crt`, "--data-ciphers", cipher, "--disable-dco"];
+  const common = [
+    "--dev-type",
+    "tun",
+    "--proto",
+    "udp",
+    "--ca",
+    `${d}/ca.crt`,
+    "--data-ciphers",
+    cipher,
+    "--disable-dco",
+  ];
   const server = lab.spawn("b", [
     ...["openvpn", "--dev", "tun-srv", ...common, "--local", lab.outer4.b, "--port", "1194"],
     ...["--server", `${net}.0`, "255.255.255.0", "--topology", "subnet", "--cert", `${d}/server.crt`],
     ...["--key", `${d}/server.key`, "--dh", "none", "--keepalive", "10", "60", "--verb", "3"],
   ]);
-  await lab.waitFor(() => server.output().includes("Initialization Sequence Completed"), 20000, "the OpenVPN server");
+  await lab.waitFor(
+    () => server.output().includes("Initialization Sequence Completed"),
+    20000,
+    "the OpenVPN server",
+  );
   const clientLog = opts.clientLog ?? `${d}/client.log`;
   const client = lab.spawn("a", [
-    ...["openvpn", "--client", "--dev", "tun-cli", ...common, "--remote", lab.outer4.b, "1194", "--lport", "41194"],
+    ...[
+      "openvpn",
+      "--client",
+      "--dev",
+      "tun-cli",
+      ...common,
+      "--remote",
+      lab.outer4.b,
+      "1194",
+      "--lport",
+      "41194",
+    ],
     ...["--cert", `${d}/client.crt`, "--key", `${d}/client.key`, "--remote-cert-tls", "server"],
     ...["--verb", String(opts.clientVerb ?? 3), "--log", clientLog],
   ]);
   await lab.waitFor(
-    async () => (await Deno.readTextFile(clientLog).catch(() => "")).includes("Initialization Sequence Completed"),
+    async () =>
+      (await Deno.readTextFile(clientLog).catch(() => "")).includes("Initialization Sequence Completed"),
     30000,
     "the OpenVPN client",
   );

@@ -202,14 +202,21 @@ function makeTx(): () => number {
 
   const sendSealed = (start: number, plainLen: number, control: boolean) => {
     const wireLen = HEADROOM + plainLen - start;
+    // counted before the send, so that a reader who sees the packet arrive also sees it counted
+    if (control) stats.SentControlPackets++;
+    else stats.SentDataPackets++;
+    stats.TransportBytesSent += wireLen;
     if (sendWire(start, wireLen)) {
-      if (control) stats.SentControlPackets++;
-      else stats.SentDataPackets++;
-      stats.TransportBytesSent += wireLen;
       stats.lastTx = Date.now();
     } else {
-      if (control) stats.LostOutControlPackets++;
-      else stats.LostOutDataPackets++;
+      if (control) {
+        stats.SentControlPackets--;
+        stats.LostOutControlPackets++;
+      } else {
+        stats.SentDataPackets--;
+        stats.LostOutDataPackets++;
+      }
+      stats.TransportBytesSent -= wireLen;
       stats.countDrop("send-error");
     }
   };

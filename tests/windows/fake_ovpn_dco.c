@@ -1,0 +1,507 @@
+/*
+ * Test-only fake of the ovpn-dco-win kernel driver, for running the project's Windows code under Wine
+ * (winedevice.exe loads it as a kernel service). Not a data plane: it checks every call it receives
+ * against the user API (struct sizes, field values, call order NEW_PEER -> NEW_KEY -> SET_PEER ->
+ * START_VPN), keeps the driver's state, statistics and pending-read semantics, and writes a journal of
+ * the calls that tests read back through the non-exclusive version device.
+ *
+ * Devices: \Device\ovpn-dco (exclusive: one open handle) and \Device\ovpn-dco-ver (shared).
+ * Private IOCTLs (test only, on either device):
+ *   FAKE_GET_JOURNAL (n=0x800): output = the journal, ASCII lines.
+ *   FAKE_INJECT      (n=0x801): input = u32 what [+ data]: 1 = a control packet arrives (data), 2 = keepalive
+ *                               timeout (pending reads fail with STATUS_CONNECTION_DISCONNECTED),
+ *                               3 = the server closed TCP (STATUS_CONNECTION_ABORTED), 4 = reset everything.
+ *   FAKE_SET_TCP     (n=0x802): input = u32: 0 = TCP connects succeed, 1 = they are refused.
+ * Build: x86_64-w64-mingw32-gcc -O2 -I/usr/share/mingw-w64/include/ddk -shared -nostdlib
+ *        -Wl,--subsystem,native -e DriverEntry -o ovpn-dco.sys fake_ovpn_dco.c -lntoskrnl -lhal
+ */
+#include <ntddk.h>
+
+#define IOCTL(n) CTL_CODE(FILE_DEVICE_UNKNOWN, n, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define OVPN_IOCTL_NEW_PEER IOCTL(1)
+#define OVPN_IOCTL_GET_STATS IOCTL(2)
+#define OVPN_IOCTL_NEW_KEY IOCTL(3)
+#define OVPN_IOCTL_SWAP_KEYS IOCTL(4)
+#define OVPN_IOCTL_SET_PEER IOCTL(5)
+#define OVPN_IOCTL_START_VPN IOCTL(6)
+#define OVPN_IOCTL_DEL_PEER IOCTL(7)
+#define OVPN_IOCTL_GET_VERSION IOCTL(8)
+#define OVPN_IOCTL_SET_MODE IOCTL(10)
+#define FAKE_GET_JOURNAL IOCTL(0x800)
+#define FAKE_INJECT IOCTL(0x801)
+#define FAKE_SET_TCP IOCTL(0x802)
+
+/* Layouts restated from uapi/ovpn-dco.h (mingw's ws2def.h does not compile in kernel mode). */
+typedef struct { USHORT family; USHORT port; UCHAR addr[4]; UCHAR zero[8]; } SIN4;
+typedef struct { USHORT family; USHORT port; ULONG flow; UCHAR addr[16]; ULONG scope; } SIN6;
+typedef union { SIN4 a4; SIN6 a6; } SADDR;
+typedef struct { SADDR Local; SADDR Remote; LONG Proto; } OVPN_NEW_PEER;
+typedef struct { UCHAR Key[32]; UCHAR KeyLen; UCHAR NonceTail[8]; } OVPN_KEY_DIRECTION;
+typedef struct {
+    OVPN_KEY_DIRECTION Encrypt, Decrypt;
+    LONG KeySlot, CipherAlg;
+    UCHAR KeyId;
+    LONG PeerId;
+} OVPN_CRYPTO_DATA;
+typedef struct { LONG KeepaliveInterval, KeepaliveTimeout, MSS; } OVPN_SET_PEER;
+typedef struct {
+    LONG LostInControlPackets, LostOutControlPackets, LostInDataPackets, LostOutDataPackets;
+    LONG ReceivedDataPackets, ReceivedControlPackets, SentControlPackets, SentDataPackets;
+    LONG64 TransportBytesSent, TransportBytesReceived, TunBytesSent, TunBytesReceived;
+} OVPN_STATS;
+typedef struct { LONG Major, Minor, Patch; } OVPN_VERSION;
+
+_Static_assert(sizeof(SIN4) == 16, "SOCKADDR_IN");
+_Static_assert(sizeof(SIN6) == 28, "SOCKADDR_IN6");
+_Static_assert(sizeof(OVPN_NEW_PEER) == 60, "OVPN_NEW_PEER");
+_Static_assert(sizeof(OVPN_KEY_DIRECTION) == 41, "OVPN_KEY_DIRECTION");
+_Static_assert(sizeof(OVPN_CRYPTO_DATA) == 100, "OVPN_CRYPTO_DATA");
+_Static_assert(sizeof(OVPN_SET_PEER) == 12, "OVPN_SET_PEER");
+_Static_assert(sizeof(OVPN_STATS) == 64, "OVPN_STATS");
+_Static_assert(sizeof(OVPN_VERSION) == 12, "OVPN_VERSION");
+
+#define AF_INET_ 2
+#define AF_INET6_ 23
+#define MAX_PENDING 64
+#define MAX_QUEUED 64
+
+static PDEVICE_OBJECT g_adapter, g_ver;
+static KSPIN_LOCK g_lock;
+static LONG g_open;
+static int g_peer, g_key, g_setpeer, g_started, g_tcp_refuse, g_mode_set;
+static PIRP g_reads[MAX_PENDING];
+static int g_nreads;
+static UCHAR g_queue[MAX_QUEUED][1500];
+static ULONG g_queue_len[MAX_QUEUED];
+static int g_nqueue;
+static OVPN_STATS g_stats;
+static char g_journal[32768];
+static ULONG g_jlen;
+static PIRP g_tcp_irp;
+
+static void jputs(const char *s)
+{
+    while (*s && g_jlen < sizeof(g_journal) - 1) g_journal[g_jlen++] = *s++;
+    g_journal[g_jlen] = 0;
+}
+
+static void jnum(LONG64 v)
+{
+    char b[24];
+    int i = 0, neg = v < 0;
+    ULONG64 u = neg ? (ULONG64)(-v) : (ULONG64)v;
+    do { b[i++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (neg) b[i++] = '-';
+    char o[25];
+    int j = 0;
+    while (i) o[j++] = b[--i];
+    o[j] = 0;
+    jputs(o);
+}
+
+static void jhex(const UCHAR *p, ULONG n)
+{
+    static const char h[] = "0123456789abcdef";
+    char b[3] = {0};
+    for (ULONG i = 0; i < n; i++) { b[0] = h[p[i] >> 4]; b[1] = h[p[i] & 15]; jputs(b); }
+}
+
+/* FNV-1a of key bytes: the journal never carries key material, tests compare fingerprints. */
+static void jfnv(const UCHAR *p, ULONG n)
+{
+    ULONG h = 2166136261u;
+    for (ULONG i = 0; i < n; i++) { h ^= p[i]; h *= 16777619u; }
+    UCHAR b[4] = { (UCHAR)(h >> 24), (UCHAR)(h >> 16), (UCHAR)(h >> 8), (UCHAR)h };
+    jhex(b, 4);
+}
+
+static void jaddr(const SADDR *a)
+{
+    if (a->a4.family == AF_INET_) {
+        for (int i = 0; i < 4; i++) { if (i) jputs("."); jnum(a->a4.addr[i]); }
+    } else {
+        jputs("["); jhex(a->a6.addr, 16); jputs("]");
+    }
+    jputs(":");
+    jnum((a->a4.port >> 8) | ((a->a4.port & 0xff) << 8));
+}
+
+static NTSTATUS complete(PIRP irp, NTSTATUS st, ULONG_PTR info)
+{
+    irp->IoStatus.Status = st;
+    irp->IoStatus.Information = info;
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+    return st;
+}
+
+static void NTAPI cancel_read(PDEVICE_OBJECT dev, PIRP irp)
+{
+    KIRQL irql;
+    (void)dev;
+    IoReleaseCancelSpinLock(irp->CancelIrql);
+    KeAcquireSpinLock(&g_lock, &irql);
+    for (int i = 0; i < g_nreads; i++) {
+        if (g_reads[i] == irp) {
+            g_reads[i] = g_reads[--g_nreads];
+            break;
+        }
+    }
+    KeReleaseSpinLock(&g_lock, irql);
+    jputs("READ cancelled\n");
+    complete(irp, STATUS_CANCELLED, 0);
+}
+
+/* Take the oldest pending read out of the list, or NULL. Caller completes it. */
+static PIRP take_read(void)
+{
+    KIRQL irql;
+    PIRP irp = NULL;
+    KeAcquireSpinLock(&g_lock, &irql);
+    while (g_nreads > 0 && !irp) {
+        PIRP cand = g_reads[0];
+        for (int i = 1; i < g_nreads; i++) g_reads[i - 1] = g_reads[i];
+        g_nreads--;
+        if (IoSetCancelRoutine(cand, NULL) != NULL) irp = cand; /* else: being cancelled */
+    }
+    KeReleaseSpinLock(&g_lock, irql);
+    return irp;
+}
+
+static void deliver_control(const UCHAR *data, ULONG len)
+{
+    PIRP irp = take_read();
+    if (!irp) {
+        if (g_nqueue < MAX_QUEUED && len <= 1500) {
+            RtlCopyMemory(g_queue[g_nqueue], data, len);
+            g_queue_len[g_nqueue++] = len;
+        } else {
+            g_stats.LostInControlPackets++;
+        }
+        return;
+    }
+    PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
+    ULONG cap = sl->Parameters.Read.Length;
+    if (cap < len) {
+        g_stats.LostInControlPackets++;
+        complete(irp, STATUS_BUFFER_TOO_SMALL, 0);
+        return;
+    }
+    PUCHAR out = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority);
+    RtlCopyMemory(out, data, len);
+    g_stats.ReceivedControlPackets++;
+    g_stats.TransportBytesReceived += len;
+    complete(irp, STATUS_SUCCESS, len);
+}
+
+static void fail_reads(NTSTATUS st)
+{
+    PIRP irp;
+    while ((irp = take_read()) != NULL) complete(irp, st, 0);
+}
+
+static void reset_state(void)
+{
+    g_peer = g_key = g_setpeer = g_started = g_mode_set = 0;
+    g_nqueue = 0;
+    RtlZeroMemory(&g_stats, sizeof(g_stats));
+}
+
+static VOID NTAPI tcp_connect_thread(PVOID ctx)
+{
+    LARGE_INTEGER delay;
+    (void)ctx;
+    delay.QuadPart = -2000000; /* 200 ms */
+    KeDelayExecutionThread(KernelMode, FALSE, &delay);
+    PIRP irp = g_tcp_irp;
+    g_tcp_irp = NULL;
+    if (!irp) return;
+    if (g_tcp_refuse) {
+        jputs("NEW_PEER tcp refused\n");
+        g_peer = 0;
+        complete(irp, STATUS_CONNECTION_REFUSED, 0);
+    } else {
+        jputs("NEW_PEER tcp connected\n");
+        complete(irp, STATUS_SUCCESS, 0);
+    }
+    PsTerminateSystemThread(STATUS_SUCCESS);
+}
+
+#define IN_LEN sl->Parameters.DeviceIoControl.InputBufferLength
+#define OUT_LEN sl->Parameters.DeviceIoControl.OutputBufferLength
+#define BUF irp->AssociatedIrp.SystemBuffer
+
+static NTSTATUS bad(PIRP irp, const char *what, NTSTATUS st)
+{
+    jputs("REJECT ");
+    jputs(what);
+    jputs("\n");
+    return complete(irp, st, 0);
+}
+
+static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
+{
+    PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
+    ULONG code = sl->Parameters.DeviceIoControl.IoControlCode;
+
+    if (code == FAKE_GET_JOURNAL) {
+        ULONG n = g_jlen < OUT_LEN ? g_jlen : OUT_LEN;
+        RtlCopyMemory(BUF, g_journal, n);
+        return complete(irp, STATUS_SUCCESS, n);
+    }
+    if (code == FAKE_INJECT) {
+        if (IN_LEN < 4) return complete(irp, STATUS_INVALID_PARAMETER, 0);
+        ULONG what = *(ULONG *)BUF;
+        if (what == 1) { jputs("INJECT control\n"); deliver_control((PUCHAR)BUF + 4, IN_LEN - 4); }
+        else if (what == 2) { jputs("INJECT expire\n"); fail_reads(STATUS_CONNECTION_DISCONNECTED); }
+        else if (what == 3) { jputs("INJECT tcp-abort\n"); fail_reads(STATUS_CONNECTION_ABORTED); }
+        else if (what == 4) { reset_state(); g_jlen = 0; g_journal[0] = 0; }
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    if (code == FAKE_SET_TCP) {
+        if (IN_LEN < 4) return complete(irp, STATUS_INVALID_PARAMETER, 0);
+        g_tcp_refuse = *(ULONG *)BUF != 0;
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    if (code == OVPN_IOCTL_GET_VERSION) {
+        if (OUT_LEN < sizeof(OVPN_VERSION)) return bad(irp, "GET_VERSION output too small", STATUS_BUFFER_TOO_SMALL);
+        OVPN_VERSION *v = BUF;
+        v->Major = 2; v->Minor = 7; v->Patch = 1;
+        jputs(dev == g_ver ? "GET_VERSION ver\n" : "GET_VERSION adapter\n");
+        return complete(irp, STATUS_SUCCESS, sizeof(OVPN_VERSION));
+    }
+    if (dev != g_adapter) return bad(irp, "call on the version device", STATUS_INVALID_DEVICE_REQUEST);
+
+    switch (code) {
+    case OVPN_IOCTL_NEW_PEER: {
+        if (IN_LEN != sizeof(OVPN_NEW_PEER)) return bad(irp, "NEW_PEER size", STATUS_INVALID_PARAMETER);
+        if (g_peer) return bad(irp, "NEW_PEER twice", STATUS_INVALID_DEVICE_STATE);
+        OVPN_NEW_PEER *p = BUF;
+        if ((p->Local.a4.family != AF_INET_ && p->Local.a4.family != AF_INET6_) || p->Remote.a4.family != p->Local.a4.family)
+            return bad(irp, "NEW_PEER address family", STATUS_INVALID_PARAMETER);
+        if (p->Proto != 0 && p->Proto != 1) return bad(irp, "NEW_PEER proto", STATUS_INVALID_PARAMETER);
+        if (p->Remote.a4.port == 0) return bad(irp, "NEW_PEER remote port 0", STATUS_INVALID_PARAMETER);
+        jputs("NEW_PEER ");
+        jputs(p->Proto ? "tcp " : "udp ");
+        jputs(p->Local.a4.family == AF_INET_ ? "AF_INET " : "AF_INET6 ");
+        jaddr(&p->Local);
+        jputs(" -> ");
+        jaddr(&p->Remote);
+        jputs("\n");
+        g_peer = 1;
+        if (p->Proto == 1) {
+            HANDLE th;
+            IoMarkIrpPending(irp);
+            g_tcp_irp = irp;
+            if (!NT_SUCCESS(PsCreateSystemThread(&th, THREAD_ALL_ACCESS, NULL, NULL, NULL, tcp_connect_thread, NULL))) {
+                g_tcp_irp = NULL;
+                return complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0);
+            }
+            ZwClose(th);
+            return STATUS_PENDING;
+        }
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_NEW_KEY: {
+        if (IN_LEN != sizeof(OVPN_CRYPTO_DATA)) return bad(irp, "NEW_KEY size", STATUS_INVALID_PARAMETER);
+        if (!g_peer) return bad(irp, "NEW_KEY before NEW_PEER", STATUS_INVALID_DEVICE_STATE);
+        OVPN_CRYPTO_DATA *c = BUF;
+        if (c->KeySlot != 0 && c->KeySlot != 1) return bad(irp, "NEW_KEY slot", STATUS_INVALID_PARAMETER);
+        if (c->CipherAlg < 0 || c->CipherAlg > 2) return bad(irp, "NEW_KEY cipher", STATUS_INVALID_PARAMETER);
+        if (c->KeyId > 7) return bad(irp, "NEW_KEY key id", STATUS_INVALID_PARAMETER);
+        if (c->CipherAlg == 1 && ((c->Encrypt.KeyLen != 16 && c->Encrypt.KeyLen != 24 && c->Encrypt.KeyLen != 32) || c->Decrypt.KeyLen != c->Encrypt.KeyLen))
+            return bad(irp, "NEW_KEY AES key length", STATUS_INVALID_PARAMETER);
+        if (c->CipherAlg == 2 && (c->Encrypt.KeyLen != 32 || c->Decrypt.KeyLen != 32))
+            return bad(irp, "NEW_KEY chacha key length", STATUS_INVALID_PARAMETER);
+        jputs("NEW_KEY slot=");
+        jnum(c->KeySlot);
+        jputs(" alg=");
+        jnum(c->CipherAlg);
+        jputs(" keyid=");
+        jnum(c->KeyId);
+        jputs(" peerid=");
+        jnum(c->PeerId);
+        jputs(" enclen=");
+        jnum(c->Encrypt.KeyLen);
+        jputs(" declen=");
+        jnum(c->Decrypt.KeyLen);
+        jputs(" enc=");
+        jfnv(c->Encrypt.Key, c->Encrypt.KeyLen);
+        jputs(" dec=");
+        jfnv(c->Decrypt.Key, c->Decrypt.KeyLen);
+        jputs(" enctail=");
+        jfnv(c->Encrypt.NonceTail, 8);
+        jputs(" dectail=");
+        jfnv(c->Decrypt.NonceTail, 8);
+        jputs("\n");
+        g_key = 1;
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_SWAP_KEYS:
+        if (!g_key) return bad(irp, "SWAP_KEYS without a key", STATUS_INVALID_DEVICE_STATE);
+        jputs("SWAP_KEYS\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    case OVPN_IOCTL_SET_PEER: {
+        if (IN_LEN != sizeof(OVPN_SET_PEER)) return bad(irp, "SET_PEER size", STATUS_INVALID_PARAMETER);
+        if (!g_peer) return bad(irp, "SET_PEER before NEW_PEER", STATUS_INVALID_DEVICE_STATE);
+        OVPN_SET_PEER *s = BUF;
+        if (s->KeepaliveInterval < -1 || s->KeepaliveTimeout < -1 || s->MSS < -1)
+            return bad(irp, "SET_PEER values", STATUS_INVALID_PARAMETER);
+        jputs("SET_PEER interval=");
+        jnum(s->KeepaliveInterval);
+        jputs(" timeout=");
+        jnum(s->KeepaliveTimeout);
+        jputs(" mss=");
+        jnum(s->MSS);
+        jputs("\n");
+        g_setpeer = 1;
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_START_VPN:
+        if (!g_peer || !g_key) return bad(irp, "START_VPN before NEW_PEER/NEW_KEY", STATUS_INVALID_DEVICE_STATE);
+        jputs("START_VPN\n");
+        g_started = 1;
+        return complete(irp, STATUS_SUCCESS, 0);
+    case OVPN_IOCTL_DEL_PEER:
+        if (!g_peer) return bad(irp, "DEL_PEER without a peer", STATUS_INVALID_DEVICE_STATE);
+        jputs("DEL_PEER\n");
+        g_peer = g_key = g_setpeer = g_started = 0;
+        return complete(irp, STATUS_SUCCESS, 0);
+    case OVPN_IOCTL_GET_STATS:
+        if (OUT_LEN < sizeof(OVPN_STATS)) return bad(irp, "GET_STATS output too small", STATUS_BUFFER_TOO_SMALL);
+        RtlCopyMemory(BUF, &g_stats, sizeof(OVPN_STATS));
+        return complete(irp, STATUS_SUCCESS, sizeof(OVPN_STATS));
+    case OVPN_IOCTL_SET_MODE:
+        if (IN_LEN != 4) return bad(irp, "SET_MODE size", STATUS_INVALID_PARAMETER);
+        if (g_mode_set) return bad(irp, "SET_MODE twice", STATUS_ALREADY_INITIALIZED);
+        g_mode_set = 1;
+        jputs("SET_MODE ");
+        jnum(*(LONG *)BUF);
+        jputs("\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    return bad(irp, "unknown IOCTL", STATUS_INVALID_DEVICE_REQUEST);
+}
+
+static NTSTATUS NTAPI dispatch_read(PDEVICE_OBJECT dev, PIRP irp)
+{
+    KIRQL irql;
+    if (dev != g_adapter) return complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0);
+    PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
+    if (g_nqueue > 0) {
+        ULONG len = g_queue_len[0];
+        if (sl->Parameters.Read.Length < len) return complete(irp, STATUS_BUFFER_TOO_SMALL, 0);
+        PUCHAR out = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority);
+        RtlCopyMemory(out, g_queue[0], len);
+        for (int i = 1; i < g_nqueue; i++) {
+            RtlCopyMemory(g_queue[i - 1], g_queue[i], g_queue_len[i]);
+            g_queue_len[i - 1] = g_queue_len[i];
+        }
+        g_nqueue--;
+        g_stats.ReceivedControlPackets++;
+        g_stats.TransportBytesReceived += len;
+        return complete(irp, STATUS_SUCCESS, len);
+    }
+    KeAcquireSpinLock(&g_lock, &irql);
+    if (g_nreads >= MAX_PENDING) {
+        KeReleaseSpinLock(&g_lock, irql);
+        return complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0);
+    }
+    IoMarkIrpPending(irp);
+    IoSetCancelRoutine(irp, cancel_read);
+    g_reads[g_nreads++] = irp;
+    KeReleaseSpinLock(&g_lock, irql);
+    return STATUS_PENDING;
+}
+
+static NTSTATUS NTAPI dispatch_write(PDEVICE_OBJECT dev, PIRP irp)
+{
+    if (dev != g_adapter) return complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0);
+    PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
+    ULONG len = sl->Parameters.Write.Length;
+    if (!g_peer) return bad(irp, "WriteFile without a peer", STATUS_INVALID_DEVICE_STATE);
+    if (len == 0 || len > 1500) return bad(irp, "WriteFile size", STATUS_INVALID_PARAMETER);
+    PUCHAR in = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority);
+    jputs("WRITE ");
+    jnum(len);
+    jputs(" op=");
+    jnum(in[0] >> 3);
+    jputs("\n");
+    g_stats.SentControlPackets++;
+    g_stats.TransportBytesSent += len;
+    /* loopback: the peer "answers" with the same packet */
+    deliver_control(in, len);
+    return complete(irp, STATUS_SUCCESS, len);
+}
+
+static NTSTATUS NTAPI dispatch_create(PDEVICE_OBJECT dev, PIRP irp)
+{
+    if (dev == g_adapter) {
+        if (InterlockedCompareExchange(&g_open, 1, 0) != 0) {
+            jputs("OPEN refused: in use\n");
+            return complete(irp, STATUS_ACCESS_DENIED, 0);
+        }
+        jputs("OPEN adapter\n");
+    }
+    return complete(irp, STATUS_SUCCESS, 0);
+}
+
+static NTSTATUS NTAPI dispatch_cleanup(PDEVICE_OBJECT dev, PIRP irp)
+{
+    if (dev == g_adapter) {
+        fail_reads(STATUS_CANCELLED);
+        if (g_tcp_irp) { PIRP t = g_tcp_irp; g_tcp_irp = NULL; complete(t, STATUS_CANCELLED, 0); }
+    }
+    return complete(irp, STATUS_SUCCESS, 0);
+}
+
+static NTSTATUS NTAPI dispatch_close(PDEVICE_OBJECT dev, PIRP irp)
+{
+    if (dev == g_adapter) {
+        jputs("CLOSE adapter\n");
+        reset_state();
+        InterlockedExchange(&g_open, 0);
+    }
+    return complete(irp, STATUS_SUCCESS, 0);
+}
+
+static VOID NTAPI unload(PDRIVER_OBJECT drv)
+{
+    UNICODE_STRING l1, l2;
+    (void)drv;
+    RtlInitUnicodeString(&l1, L"\\DosDevices\\ovpn-dco");
+    RtlInitUnicodeString(&l2, L"\\DosDevices\\ovpn-dco-ver");
+    IoDeleteSymbolicLink(&l1);
+    IoDeleteSymbolicLink(&l2);
+    if (g_adapter) IoDeleteDevice(g_adapter);
+    if (g_ver) IoDeleteDevice(g_ver);
+}
+
+static NTSTATUS make(PDRIVER_OBJECT drv, const WCHAR *name, const WCHAR *link, PDEVICE_OBJECT *out)
+{
+    UNICODE_STRING n, l;
+    NTSTATUS st;
+    RtlInitUnicodeString(&n, name);
+    RtlInitUnicodeString(&l, link);
+    st = IoCreateDevice(drv, 0, &n, FILE_DEVICE_UNKNOWN, 0, FALSE, out);
+    if (!NT_SUCCESS(st)) return st;
+    (*out)->Flags |= DO_DIRECT_IO;
+    (*out)->Flags &= ~DO_DEVICE_INITIALIZING;
+    return IoCreateSymbolicLink(&l, &n);
+}
+
+NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
+{
+    NTSTATUS st;
+    (void)reg;
+    KeInitializeSpinLock(&g_lock);
+    drv->MajorFunction[IRP_MJ_CREATE] = dispatch_create;
+    drv->MajorFunction[IRP_MJ_CLOSE] = dispatch_close;
+    drv->MajorFunction[IRP_MJ_CLEANUP] = dispatch_cleanup;
+    drv->MajorFunction[IRP_MJ_DEVICE_CONTROL] = dispatch_ioctl;
+    drv->MajorFunction[IRP_MJ_READ] = dispatch_read;
+    drv->MajorFunction[IRP_MJ_WRITE] = dispatch_write;
+    drv->DriverUnload = unload;
+    st = make(drv, L"\\Device\\ovpn-dco", L"\\DosDevices\\ovpn-dco", &g_adapter);
+    if (!NT_SUCCESS(st)) return st;
+    return make(drv, L"\\Device\\ovpn-dco-ver", L"\\DosDevices\\ovpn-dco-ver", &g_ver);
+}

@@ -4,7 +4,7 @@
  * @module
  */
 import { CliError, EXIT, usage } from "./errors.ts";
-import { checkIfname, loadKey, noneKey } from "./start.ts";
+import { checkIfname, DEFAULT_IFNAME, loadKey, noneKey } from "./start.ts";
 import { parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
 import { ControlError, type ControlRequest, controlRequest, keyToWire } from "../driver/control.ts";
@@ -29,7 +29,7 @@ function statsBlock(stats: Record<string, number>): string {
 
 export const STATS_HELP = `Usage: ovpn-dco-cli stats [--ifname NAME] [--json] [--watch]
 
-Print the statistics of the instance running on NAME (default ovpn0), in upstream's format, or as one
+Print the statistics of the instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name), in upstream's format, or as one
 JSON object with --json (including drop counts by reason). --watch repeats every second until Ctrl-C.
 
 Example:
@@ -42,7 +42,7 @@ export async function stats(args: string[]): Promise<number> {
     json: { type: "boolean" },
     watch: { type: "boolean" },
   }, "stats");
-  const ifname = checkIfname(v.ifname ?? "ovpn0");
+  const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
   for (;;) {
     const r = await ask(ifname, { cmd: "stats" });
     const s = r.stats as Record<string, number>;
@@ -62,7 +62,7 @@ export const PEER_HELP = `Usage:
   ovpn-dco-cli peer get [--ifname NAME] [--json]
 
 NEW_PEER, SET_PEER, DEL_PEER and the peer's settings and statistics, on the instance running on
-NAME (default ovpn0). 'peer del' drops the peer and keeps the interface.
+NAME (default ovpn0; on Windows the ovpn-dco adapter's name). 'peer del' drops the peer and keeps the interface.
 
 Example:
   ovpn-dco-cli peer set --ifname ovpn0 --keepalive 5,30 --mss 1360
@@ -84,7 +84,7 @@ export async function peer(args: string[]): Promise<number> {
     );
   }
   const { values: v, positionals: p } = parseFlags(rest, opts, `peer ${sub}`, sub === "new");
-  const ifname = checkIfname(v.ifname ?? "ovpn0");
+  const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
   if (sub === "new") {
     if (p.length !== 3) {
       throw usage(
@@ -139,7 +139,7 @@ export const KEY_HELP = `Usage:
   ovpn-dco-cli key del [--slot primary|secondary] [--ifname NAME]
 
 NEW_KEY into a slot (default: secondary, ready for a swap), SWAP_KEYS, or delete a slot, on the
-instance running on NAME (default ovpn0). The cipher is one of ${CIPHER_NAMES}. The key file is a
+instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name). The cipher is one of ${CIPHER_NAMES}. The key file is a
 data64.key (key direction 0 or 1 applies) or a JSON key file (key direction ignored).
 Renegotiation is 'key new' into the secondary slot on both ends, then 'key swap' on both ends.
 
@@ -167,7 +167,7 @@ export async function key(args: string[]): Promise<number> {
     "key-id": { type: "string" },
   } as const;
   const { values: v, positionals: p } = parseFlags(rest, opts, `key ${sub}`, sub === "new");
-  const ifname = checkIfname(v.ifname ?? "ovpn0");
+  const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
   if (sub === "new") {
     if (p.length !== 4 && !(p.length === 3 && p[1]?.toLowerCase() === "none")) {
       throw usage(

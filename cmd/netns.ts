@@ -18,7 +18,7 @@ import { CliError, EXIT } from "./errors.ts";
 export function selfCommand(): string[] {
   const exe = Deno.execPath();
   const base = exe.split(/[\\/]/).pop()!.toLowerCase();
-  if (base === "deno" || base === "deno.exe") {
+  if (/^deno([-.][\w.-]*)?$/.test(base)) {
     return [exe, "run", "-A", "--no-prompt", new URL("../main.ts", import.meta.url).pathname];
   }
   return [exe];

@@ -28,6 +28,8 @@ export interface TunnelConfig {
   backend: BackendName;
   provider: ProviderName;
   ifname: string;
+  /** dco: device path of a specific adapter. */
+  adapter?: string;
   addresses: string[];
   mtu: number;
   peer?: PeerConfig;
@@ -54,7 +56,7 @@ Options:
   --remote ADDR:PORT        the peer (ADDR may be [IPv6]); without it, add one later with 'peer new'
   --listen                  TCP: accept one connection from the remote address instead of connecting
   --connect-timeout SEC     TCP connect/accept timeout (default 30)
-  --ifname NAME             interface name (default ovpn0)
+  --ifname NAME             interface name (default ovpn0; on Windows 'OpenVPN Data Channel Offload')
   --ifaddr CIDR             address for the interface, IPv4 or IPv6 (repeatable); without it the
                             interface is brought up and its addresses and routes are left alone
   --mtu N                   interface MTU (default 1428)
@@ -69,6 +71,7 @@ Options:
   --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
   --backend NAME            auto|dco|wintun|tun (default auto: dco, else wintun on Windows; tun on Linux)
   --crypto NAME             auto|libcrypto|node|portable (default auto: the fastest available)
+  --adapter PATH            dco: device path of a specific ovpn-dco adapter (default \\.\ovpn-dco)
   --stats-interval SEC      seconds between statistics blocks (default 1; 0: none)
   --json                    statistics as one JSON object per line
   --hello                   send upstream's test control packet "hello, world!" every tick
@@ -100,15 +103,26 @@ const START_OPTIONS = {
   "stats-interval": { type: "string" },
   json: { type: "boolean" },
   hello: { type: "boolean" },
+  adapter: { type: "string" },
 } as const;
 
 /** The options shared by `start` and the upstream positional form. */
 export const GLOBAL_OPTIONS = START_OPTIONS;
 
-/** Check an interface name. */
+/** Default interface name: Linux `ovpn0`; Windows, the ovpn-dco adapter's usual name. */
+export const DEFAULT_IFNAME = Deno.build.os === "windows" ? "OpenVPN Data Channel Offload" : "ovpn0";
+
+/** Check an interface name (Linux: 1-15 of [A-Za-z0-9_.-]; Windows: 1-64, spaces allowed). */
 export function checkIfname(v: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(v)) {
-    throw usage(`--ifname: '${v}' is not a valid interface name (1-15 letters, digits, '_', '-', '.')`);
+  const ok = Deno.build.os === "windows"
+    ? /^[A-Za-z0-9_.() -]{1,64}$/.test(v)
+    : /^[A-Za-z0-9_.-]{1,15}$/.test(v);
+  if (!ok) {
+    throw usage(
+      Deno.build.os === "windows"
+        ? `--ifname: '${v}' is not a valid interface name (1-64 letters, digits, spaces, '_', '-', '.', '(', ')')`
+        : `--ifname: '${v}' is not a valid interface name (1-15 letters, digits, '_', '-', '.')`,
+    );
   }
   return v;
 }
@@ -179,7 +193,8 @@ export async function commonConfig(
   return {
     backend: parseBackend(s("backend")),
     provider: parseProvider(s("crypto")),
-    ifname: checkIfname(s("ifname") ?? "ovpn0"),
+    ifname: checkIfname(s("ifname") ?? DEFAULT_IFNAME),
+    adapter: s("adapter"),
     mtu: s("mtu") !== undefined ? parseIntIn(s("mtu")!, "--mtu", 576, 9000) : 1428,
     peerId: peerId ?? 0,
     key,
@@ -242,21 +257,31 @@ const log = (line: string) => console.error(line);
 
 /** Bring the tunnel up and run it until a signal or the peer ends it. */
 export async function runTunnel(cfg: TunnelConfig): Promise<number> {
-  const dev = await openDevice({ backend: cfg.backend, ifname: cfg.ifname, provider: cfg.provider, log });
+  const dev = await openDevice({
+    backend: cfg.backend,
+    ifname: cfg.ifname,
+    provider: cfg.provider,
+    adapter: cfg.adapter,
+    log,
+  });
   let control: { close(): void } | undefined;
   const stopSignals: (() => void)[] = [];
   try {
-    await dev.configureInterface({ mtu: cfg.mtu, addresses: cfg.addresses });
-    log(
-      `${dev.backend}: interface ${dev.ifname} up, mtu ${cfg.mtu}` +
-        (cfg.addresses.length ? `, ${cfg.addresses.join(", ")}` : " (addresses left alone)"),
-    );
+    const configure = async () => {
+      await dev.configureInterface({ mtu: cfg.mtu, addresses: cfg.addresses });
+      log(
+        `${dev.backend}: interface ${dev.ifname} up, mtu ${cfg.mtu}` +
+          (cfg.addresses.length ? `, ${cfg.addresses.join(", ")}` : " (addresses left alone)"),
+      );
+    };
+    if (!(cfg.peer && dev.configureAfterStart)) await configure();
     control = await serveControl(dev.ifname, (req) => handleControl(dev, req)).catch((e) => {
       if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
       throw e;
     });
     if (cfg.peer) await addPeer(dev, cfg, cfg.peer);
     else log("no peer yet: add one with 'ovpn-dco-cli peer new ...'");
+    if (cfg.peer && dev.configureAfterStart) await configure();
     return await runUntilDone(dev, cfg, stopSignals);
   } finally {
     for (const s of stopSignals) s();

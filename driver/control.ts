@@ -2,6 +2,8 @@
  * The local control socket: lets short-lived commands (`peer`, `key`, `stats`) reach the process that
  * owns a device (`start`), as `wg` reaches wireguard-go. A unix socket in a directory only its owner can
  * enter (0700), the socket itself 0600; one JSON request per line, one JSON response per line.
+ * On Windows, where Deno has no unix sockets, a TCP socket on 127.0.0.1 whose port and random token are
+ * written to a file in the user's own LOCALAPPDATA folder; requests carry the token.
  *
  * @example
  * ```ts
@@ -93,9 +95,24 @@ export function runDir(): string {
   return `${Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp"}/ovpn-dco-cli-${uid}`;
 }
 
-/** Path of the control socket of interface `ifname`. */
+const WINDOWS = Deno.build.os === "windows";
+
+/** Path of the control socket of interface `ifname` (Windows: the file holding port and token). */
 export function socketPath(ifname: string): string {
-  return `${runDir()}/${ifname}.sock`;
+  return `${runDir()}/${ifname.replace(/[^A-Za-z0-9_.-]/g, "_")}.${WINDOWS ? "json" : "sock"}`;
+}
+
+/** Connect to the control endpoint at `path`; returns the connection and the token to send (Windows). */
+async function connectControl(path: string): Promise<{ conn: Deno.Conn; token?: string }> {
+  if (!WINDOWS) return { conn: await Deno.connect({ transport: "unix", path }) };
+  let info: { port: number; token: string };
+  try {
+    info = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw e;
+    throw new Deno.errors.NotFound(`unreadable control file ${path}`);
+  }
+  return { conn: await Deno.connect({ hostname: "127.0.0.1", port: info.port }), token: info.token };
 }
 
 async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse> {
@@ -122,9 +139,9 @@ export async function controlRequest(
   timeoutMs = 10_000,
 ): Promise<ControlResponse> {
   const path = socketPath(ifname);
-  let conn: Deno.Conn;
+  let conn: Deno.Conn, token: string | undefined;
   try {
-    conn = await Deno.connect({ transport: "unix", path });
+    ({ conn, token } = await connectControl(path));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
       throw new ControlError(
@@ -142,7 +159,7 @@ export async function controlRequest(
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
-      exchange(conn, req),
+      exchange(conn, token ? { ...req, token } : req),
       new Promise<never>((_, rej) => {
         timer = setTimeout(
           () =>
@@ -178,8 +195,8 @@ export async function serveControl(
   if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
   const path = socketPath(ifname);
   try {
-    const c = await Deno.connect({ transport: "unix", path });
-    c.close();
+    const { conn } = await connectControl(path);
+    conn.close();
     throw new ControlError(
       `an instance is already running on interface '${ifname}' (control socket ${path}); stop it first or pick another --ifname`,
     );
@@ -187,12 +204,22 @@ export async function serveControl(
     if (e instanceof ControlError) throw e;
     await Deno.remove(path).catch(() => {});
   }
-  const listener = Deno.listen({ transport: "unix", path });
-  if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
+  let listener: Deno.Listener;
+  let token: string | undefined;
+  if (WINDOWS) {
+    listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    token = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0"))
+      .join("");
+    const port = (listener.addr as Deno.NetAddr).port;
+    await Deno.writeTextFile(path, JSON.stringify({ port, token, pid: Deno.pid }));
+  } else {
+    listener = Deno.listen({ transport: "unix", path });
+    await Deno.chmod(path, 0o600);
+  }
   let closed = false;
   (async () => {
     for await (const conn of listener) {
-      serveConn(conn, handle).catch(() => {});
+      serveConn(conn, handle, token).catch(() => {});
     }
   })().catch(() => {});
   return {
@@ -210,7 +237,11 @@ export async function serveControl(
   };
 }
 
-async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promise<ControlResponse>) {
+async function serveConn(
+  conn: Deno.Conn,
+  handle: (req: ControlRequest) => Promise<ControlResponse>,
+  token?: string,
+) {
   try {
     const buf = new Uint8Array(64 * 1024);
     let text = "";
@@ -222,7 +253,9 @@ async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promi
     }
     let resp: ControlResponse;
     try {
-      resp = await handle(JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest);
+      const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest & { token?: string };
+      if (token !== undefined && req.token !== token) resp = { ok: false, error: "bad control token" };
+      else resp = await handle(req);
     } catch (e) {
       resp = { ok: false, error: (e as Error).message };
     }

@@ -39,6 +39,8 @@ export interface Device {
   readonly backend: string;
   /** Interface name as the OS shows it. */
   readonly ifname: string;
+  /** Whether addresses are set after START_VPN (the driver's documented order) rather than first. */
+  readonly configureAfterStart: boolean;
   /** Set the MTU and addresses (none: leave them alone) and bring the interface up. */
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void>;
   /** NEW_PEER: UDP completes at once; TCP completes when connected (or accepted). */

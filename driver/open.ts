@@ -20,6 +20,8 @@ export interface OpenOptions {
   backend: BackendName;
   ifname: string;
   provider?: ProviderName;
+  /** dco: device path of a specific adapter. */
+  adapter?: string;
   log?: (line: string) => void;
 }
 
@@ -44,8 +46,17 @@ export async function openDevice(o: OpenOptions): Promise<Device> {
       "state",
     );
   }
+  if (backend === "dco") {
+    const { DcoDevice } = await import("./dco.ts");
+    try {
+      return await DcoDevice.open({ ifname: o.ifname, adapter: o.adapter, log: o.log });
+    } catch (e) {
+      if (o.backend !== "auto" || !(e instanceof DeviceError) || e.kind !== "missing") throw e;
+      o.log?.("the ovpn-dco driver is not installed: falling back to wintun");
+    }
+  }
   throw new DeviceError(
-    `the ${backend} backend is not available in this build yet; see the README's Status`,
+    "the wintun backend is not available in this build yet; install the ovpn-dco driver and use --backend dco",
     "missing",
   );
 }

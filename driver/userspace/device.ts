@@ -47,6 +47,7 @@ interface Engine {
 export class UserspaceDevice implements Device {
   readonly backend: string;
   readonly ifname: string;
+  readonly configureAfterStart = false;
   readonly stats = new SharedStats();
   readonly ended: Promise<DeviceEndReason>;
   #endResolve!: (r: DeviceEndReason) => void;

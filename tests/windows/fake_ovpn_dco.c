@@ -26,7 +26,6 @@
 #define OVPN_IOCTL_START_VPN IOCTL(6)
 #define OVPN_IOCTL_DEL_PEER IOCTL(7)
 #define OVPN_IOCTL_GET_VERSION IOCTL(8)
-#define OVPN_IOCTL_SET_MODE IOCTL(10)
 #define FAKE_GET_JOURNAL IOCTL(0x800)
 #define FAKE_INJECT IOCTL(0x801)
 #define FAKE_SET_TCP IOCTL(0x802)
@@ -68,7 +67,7 @@ _Static_assert(sizeof(OVPN_VERSION) == 12, "OVPN_VERSION");
 static PDEVICE_OBJECT g_adapter, g_ver;
 static KSPIN_LOCK g_lock;
 static LONG g_open;
-static int g_peer, g_key, g_setpeer, g_started, g_tcp_refuse, g_mode_set;
+static int g_peer, g_key, g_setpeer, g_started, g_tcp_refuse;
 static PIRP g_reads[MAX_PENDING];
 static int g_nreads;
 static UCHAR g_queue[MAX_QUEUED][1500];
@@ -78,6 +77,15 @@ static OVPN_STATS g_stats;
 static char g_journal[32768];
 static ULONG g_jlen;
 static PIRP g_tcp_irp;
+static PFILE_OBJECT g_owner; /* the one file object that holds the adapter */
+
+/* Wine 8 does not fail CreateFile when IRP_MJ_CREATE fails (it completes the open before the driver
+ * answers), so a refused open is also remembered: every later call on that file object fails with
+ * STATUS_ACCESS_DENIED, which reaches the application as ERROR_ACCESS_DENIED as on Windows. */
+static int foreign(PDEVICE_OBJECT dev, PIRP irp)
+{
+    return dev == g_adapter && IoGetCurrentIrpStackLocation(irp)->FileObject != g_owner;
+}
 
 static void jputs(const char *s)
 {
@@ -201,7 +209,7 @@ static void fail_reads(NTSTATUS st)
 
 static void reset_state(void)
 {
-    g_peer = g_key = g_setpeer = g_started = g_mode_set = 0;
+    g_peer = g_key = g_setpeer = g_started = 0;
     g_nqueue = 0;
     RtlZeroMemory(&g_stats, sizeof(g_stats));
 }
@@ -270,6 +278,7 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         return complete(irp, STATUS_SUCCESS, sizeof(OVPN_VERSION));
     }
     if (dev != g_adapter) return bad(irp, "call on the version device", STATUS_INVALID_DEVICE_REQUEST);
+    if (foreign(dev, irp)) return bad(irp, "call on a refused handle", STATUS_ACCESS_DENIED);
 
     switch (code) {
     case OVPN_IOCTL_NEW_PEER: {
@@ -370,14 +379,6 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         if (OUT_LEN < sizeof(OVPN_STATS)) return bad(irp, "GET_STATS output too small", STATUS_BUFFER_TOO_SMALL);
         RtlCopyMemory(BUF, &g_stats, sizeof(OVPN_STATS));
         return complete(irp, STATUS_SUCCESS, sizeof(OVPN_STATS));
-    case OVPN_IOCTL_SET_MODE:
-        if (IN_LEN != 4) return bad(irp, "SET_MODE size", STATUS_INVALID_PARAMETER);
-        if (g_mode_set) return bad(irp, "SET_MODE twice", STATUS_ALREADY_INITIALIZED);
-        g_mode_set = 1;
-        jputs("SET_MODE ");
-        jnum(*(LONG *)BUF);
-        jputs("\n");
-        return complete(irp, STATUS_SUCCESS, 0);
     }
     return bad(irp, "unknown IOCTL", STATUS_INVALID_DEVICE_REQUEST);
 }
@@ -386,6 +387,7 @@ static NTSTATUS NTAPI dispatch_read(PDEVICE_OBJECT dev, PIRP irp)
 {
     KIRQL irql;
     if (dev != g_adapter) return complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0);
+    if (foreign(dev, irp)) return complete(irp, STATUS_ACCESS_DENIED, 0);
     PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
     if (g_nqueue > 0) {
         ULONG len = g_queue_len[0];
@@ -416,6 +418,7 @@ static NTSTATUS NTAPI dispatch_read(PDEVICE_OBJECT dev, PIRP irp)
 static NTSTATUS NTAPI dispatch_write(PDEVICE_OBJECT dev, PIRP irp)
 {
     if (dev != g_adapter) return complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0);
+    if (foreign(dev, irp)) return complete(irp, STATUS_ACCESS_DENIED, 0);
     PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
     ULONG len = sl->Parameters.Write.Length;
     if (!g_peer) return bad(irp, "WriteFile without a peer", STATUS_INVALID_DEVICE_STATE);
@@ -440,6 +443,7 @@ static NTSTATUS NTAPI dispatch_create(PDEVICE_OBJECT dev, PIRP irp)
             jputs("OPEN refused: in use\n");
             return complete(irp, STATUS_ACCESS_DENIED, 0);
         }
+        g_owner = IoGetCurrentIrpStackLocation(irp)->FileObject;
         jputs("OPEN adapter\n");
     }
     return complete(irp, STATUS_SUCCESS, 0);
@@ -447,7 +451,7 @@ static NTSTATUS NTAPI dispatch_create(PDEVICE_OBJECT dev, PIRP irp)
 
 static NTSTATUS NTAPI dispatch_cleanup(PDEVICE_OBJECT dev, PIRP irp)
 {
-    if (dev == g_adapter) {
+    if (dev == g_adapter && !foreign(dev, irp)) {
         fail_reads(STATUS_CANCELLED);
         if (g_tcp_irp) { PIRP t = g_tcp_irp; g_tcp_irp = NULL; complete(t, STATUS_CANCELLED, 0); }
     }
@@ -456,9 +460,10 @@ static NTSTATUS NTAPI dispatch_cleanup(PDEVICE_OBJECT dev, PIRP irp)
 
 static NTSTATUS NTAPI dispatch_close(PDEVICE_OBJECT dev, PIRP irp)
 {
-    if (dev == g_adapter) {
+    if (dev == g_adapter && !foreign(dev, irp)) {
         jputs("CLOSE adapter\n");
         reset_state();
+        g_owner = NULL;
         InterlockedExchange(&g_open, 0);
     }
     return complete(irp, STATUS_SUCCESS, 0);

@@ -1,0 +1,131 @@
+/**
+ * Raw kernel32 (and one ntdll) symbols for driving the ovpn-dco-win driver, plus the smallest wrappers:
+ * handles, OVERLAPPED buffers, Win32 error names. No logic here. The `*_nb` variants are
+ * `nonblocking: true` (they wait on a helper thread and return a promise); GetLastError is meaningless
+ * after them, so overlapped results are read with GetOverlappedResult on the calling thread.
+ *
+ * @example
+ * ```ts
+ * import { kernel32 } from "./kernel32.ts";
+ * const k = kernel32(); // Windows only
+ * ```
+ * @module
+ */
+
+const SYMBOLS = {
+  CreateFileA: {
+    parameters: ["buffer", "u32", "u32", "pointer", "u32", "u32", "pointer"],
+    result: "pointer",
+  },
+  CloseHandle: { parameters: ["pointer"], result: "i32" },
+  DeviceIoControl: {
+    parameters: ["pointer", "u32", "buffer", "u32", "buffer", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
+  ReadFile: { parameters: ["pointer", "buffer", "u32", "buffer", "buffer"], result: "i32" },
+  WriteFile: { parameters: ["pointer", "buffer", "u32", "buffer", "buffer"], result: "i32" },
+  GetOverlappedResult: { parameters: ["pointer", "buffer", "buffer", "i32"], result: "i32" },
+  CancelIoEx: { parameters: ["pointer", "buffer"], result: "i32" },
+  CreateEventA: { parameters: ["pointer", "i32", "i32", "pointer"], result: "pointer" },
+  ResetEvent: { parameters: ["pointer"], result: "i32" },
+  WaitForSingleObject: { parameters: ["pointer", "u32"], result: "u32" },
+  WaitForSingleObject_nb: {
+    name: "WaitForSingleObject",
+    parameters: ["pointer", "u32"],
+    result: "u32",
+    nonblocking: true,
+  },
+  GetLastError: { parameters: [], result: "u32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const NTDLL = {
+  RtlNtStatusToDosError: { parameters: ["u32"], result: "u32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export type Kernel32 = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let k32: Kernel32 | undefined;
+let nt: Deno.DynamicLibrary<typeof NTDLL>["symbols"] | undefined;
+
+/** kernel32.dll, opened once. */
+export function kernel32(): Kernel32 {
+  k32 ??= Deno.dlopen("kernel32.dll", SYMBOLS).symbols;
+  return k32;
+}
+
+/** The Win32 error of an NTSTATUS (ntdll's table). */
+export function ntStatusToWin32(status: number): number {
+  nt ??= Deno.dlopen("ntdll.dll", NTDLL).symbols;
+  return nt.RtlNtStatusToDosError(status >>> 0);
+}
+
+export const GENERIC_READ = 0x80000000;
+export const GENERIC_WRITE = 0x40000000;
+export const OPEN_EXISTING = 3;
+export const FILE_ATTRIBUTE_SYSTEM = 4;
+export const FILE_FLAG_OVERLAPPED = 0x40000000;
+export const INFINITE = 0xffffffff;
+export const WAIT_OBJECT_0 = 0;
+export const WAIT_TIMEOUT = 258;
+
+export const ERROR = {
+  FILE_NOT_FOUND: 2,
+  PATH_NOT_FOUND: 3,
+  ACCESS_DENIED: 5,
+  INVALID_HANDLE: 6,
+  INVALID_FUNCTION: 1,
+  BAD_COMMAND: 22,
+  NETNAME_DELETED: 64,
+  INVALID_PARAMETER: 87,
+  INSUFFICIENT_BUFFER: 122,
+  IO_INCOMPLETE: 996,
+  IO_PENDING: 997,
+  OPERATION_ABORTED: 995,
+  CONNECTION_REFUSED: 1225,
+  CONNECTION_ABORTED: 1236,
+  ALREADY_INITIALIZED: 1247,
+  NOT_FOUND: 1168,
+} as const;
+
+const NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(ERROR).map(([k, v]) => [v, `ERROR_${k}`]),
+);
+
+/** `ERROR_X (n)` for messages. */
+export function win32ErrorName(code: number): string {
+  return `${NAMES[code] ?? "error"} (${code})`;
+}
+
+/** Whether a handle is INVALID_HANDLE_VALUE or null. */
+export function isInvalidHandle(h: Deno.PointerValue): boolean {
+  if (h === null) return true;
+  return Deno.UnsafePointer.value(h) === 0xffffffffffffffffn;
+}
+
+/** A NUL-terminated ANSI string for the *A functions. */
+export function cstr(s: string): Uint8Array {
+  return new TextEncoder().encode(s + "\0");
+}
+
+/** An OVERLAPPED (x64: 32 bytes, hEvent at 24) bound to a manual-reset event. */
+export class Overlapped {
+  readonly buf = new Uint8Array(32);
+  readonly event: Deno.PointerValue;
+  constructor() {
+    this.event = kernel32().CreateEventA(null, 1, 0, null);
+    if (this.event === null) throw new Error("CreateEventA failed");
+    new DataView(this.buf.buffer).setBigUint64(24, Deno.UnsafePointer.value(this.event), true);
+  }
+  /** Clear for a new operation (keeps the event). */
+  reset(): void {
+    this.buf.fill(0, 0, 24);
+    kernel32().ResetEvent(this.event);
+  }
+  /** The NTSTATUS the I/O manager stored in Internal. */
+  get status(): number {
+    return new DataView(this.buf.buffer).getUint32(0, true);
+  }
+  close(): void {
+    kernel32().CloseHandle(this.event);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The Windows code paths, tested on Linux: the Windows build of Deno runs the project's Windows modules
+ * under Wine against a fake ovpn-dco driver (and a fake wintun.dll), per ../shared/windows-on-linux.md.
+ * tests/windows/setup.sh builds the environment; each tests/windows/*.wintest.ts runs under Wine here.
+ */
+import { assert } from "./assert.ts";
+
+const repo = new URL("..", import.meta.url).pathname;
+
+/**
+ * Run a command with its output going to files, not pipes: wine starts long-lived helpers (wineserver,
+ * services, the driver host) that inherit its stdio, and a pipe would never reach end-of-file.
+ */
+async function sh(cmd: string, args: string[], env: Record<string, string> = {}) {
+  const dir = await Deno.makeTempDir();
+  try {
+    const st = await new Deno.Command("bash", {
+      args: ["-c", `"$0" "$@" >"${dir}/out" 2>"${dir}/err" </dev/null`, cmd, ...args],
+      cwd: repo,
+      env,
+    }).output();
+    return {
+      code: st.code,
+      stdout: await Deno.readTextFile(`${dir}/out`),
+      stderr: await Deno.readTextFile(`${dir}/err`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const setup = await sh("bash", ["tests/windows/setup.sh"]);
+if (setup.code !== 0) throw new Error(`tests/windows/setup.sh failed:\n${setup.stderr}`);
+const env: Record<string, string> = {};
+for (const line of setup.stdout.trim().split("\n")) {
+  const i = line.indexOf("=");
+  env[line.slice(0, i)] = line.slice(i + 1);
+}
+
+let started = false;
+async function ensureDriver() {
+  if (started) return;
+  // keep the wineserver (and so the driver service) alive while the suites run
+  await sh("wineserver", ["-p"], env); // forks a persistent server and returns
+  const r = await sh("wine", ["sc", "start", "ovpndco"], env);
+  if (r.code !== 0 && !/already|running/i.test(r.stdout + r.stderr)) {
+    const q = await sh("wine", ["sc", "query", "ovpndco"], env);
+    if (!q.stdout.includes("RUNNING")) {
+      throw new Error(`cannot start the fake driver: ${r.stdout}${r.stderr}${q.stdout}`);
+    }
+  }
+  started = true;
+}
+
+const suites = [...Deno.readDirSync(`${repo}/tests/windows`)]
+  .filter((e) => e.name.endsWith(".wintest.ts"))
+  .map((e) => e.name)
+  .sort();
+
+for (const suite of suites) {
+  Deno.test({
+    name: `windows (Wine): tests/windows/${suite}`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await ensureDriver();
+      const r = await sh("wine", [env.DENO_WIN, "test", "-A", "--no-check", `tests/windows/${suite}`], {
+        ...env,
+        NO_COLOR: "1",
+      });
+      const out = r.stdout + r.stderr;
+      console.log(
+        out.split("\n").filter((l) => / \.\.\. (ok|FAILED)/.test(l)).map((l) => `  [wine] ${l}`).join("\n"),
+      );
+      assert(
+        r.code === 0 && /ok \| \d+ passed \| 0 failed/.test(out),
+        `Windows suite ${suite} failed:\n${out}`,
+      );
+    },
+  });
+}
+
+Deno.test({
+  name: "windows (Wine): tear down the wineserver",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await sh("wineserver", ["-k"], env);
+  },
+});

@@ -14,14 +14,14 @@
  */
 import { errno, errnoText, libc, O_CLOEXEC, O_NONBLOCK } from "../../ffi/libc.ts";
 import type { ProviderName } from "../../crypto/providers.ts";
-import { type Device, type DeviceEndReason, DeviceError, type PeerConfig } from "../device.ts";
-import type { SetPeer, Version } from "../uapi.ts";
+import { type Device, DeviceError, type PeerConfig } from "../device.ts";
+import type { SetPeer } from "../uapi.ts";
+import { EngineDeviceBase } from "./device_base.ts";
 import type { FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
 import { endpointSockaddr, peerSockaddrOf, tcpAccept, tcpConnect, udpSocket } from "./sockets_linux.ts";
-import type { Stats } from "./stats.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 type Role = "tx" | "rx";
@@ -44,47 +44,26 @@ interface Engine {
 }
 
 /** The data channel in TypeScript behind the Device interface. */
-export class UserspaceDevice implements Device {
+export class UserspaceDevice extends EngineDeviceBase implements Device {
   readonly backend: string;
   readonly ifname: string;
-  readonly configureAfterStart = false;
   readonly stats = new SharedStats();
-  readonly ended: Promise<DeviceEndReason>;
-  #endResolve!: (r: DeviceEndReason) => void;
-  #endReason: DeviceEndReason | null = null;
   #tun: TunHandle;
   #provider: ProviderName;
   #log: (line: string) => void;
   #signal = new Int32Array(new SharedArrayBuffer(12));
   #engines = new Map<Role, Engine>();
   #sockFd = -1;
-  #peer: PeerConfig | null = null;
-  #peerId = 0;
-  #keepalive = { interval: 0, timeout: 0 };
-  #mss = 0;
-  #started = false;
-  #closed = false;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #ctlQueue: Uint8Array[] = [];
-  #ctlWaiters: { resolve: (p: Uint8Array) => void; reject: (e: Error) => void }[] = [];
-  #keyIds: { primary?: number; secondary?: number; cipher?: string } = {};
   #nextAck = 1;
   #acks = new Map<number, () => void>();
 
   constructor(tun: TunHandle, opts: UserspaceOptions = {}) {
+    super();
     this.#tun = tun;
     this.ifname = tun.name;
     this.backend = opts.backend ?? "tun";
     this.#provider = opts.provider ?? "auto";
     this.#log = opts.log ?? ((l) => console.error(l));
-    this.ended = new Promise((r) => (this.#endResolve = r));
-  }
-
-  #end(r: DeviceEndReason) {
-    if (this.#endReason) return;
-    this.#endReason = r;
-    this.#endResolve(r);
-    for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message, "io"));
   }
 
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
@@ -92,12 +71,9 @@ export class UserspaceDevice implements Device {
   }
 
   async newPeer(p: PeerConfig): Promise<void> {
-    if (this.#closed) throw new DeviceError("the device is closed", "state");
-    if (this.#peer) {
-      throw new DeviceError("a peer is already configured; delete it first (peer del)", "state");
-    }
+    this.requireNoPeer();
     const timeout = p.connectTimeoutMs ?? 30_000;
-    const cancelled = () => this.#closed;
+    const cancelled = () => this.closed;
     let fd: number;
     let peerSa: Uint8Array;
     if (p.proto === "udp") {
@@ -119,17 +95,15 @@ export class UserspaceDevice implements Device {
       fd = await tcpConnect(p.local, p.remote, timeout, cancelled);
       peerSa = peerSockaddrOf(fd);
     }
-    if (this.#closed) {
+    if (this.closed) {
       libc().symbols.close(fd);
       throw new DeviceError("the device was closed while connecting", "state");
     }
     this.#sockFd = fd;
-    this.#peer = p;
-    if (p.peerId !== undefined) this.#peerId = p.peerId;
-    this.stats.lastRx = Date.now();
-    this.stats.lastTx = Date.now();
+    this.peer = p;
+    if (p.peerId !== undefined) this.peerId = p.peerId;
+    this.startTimer();
     await Promise.all((["tx", "rx"] as Role[]).map((role) => this.#spawn(role, peerSa)));
-    this.#timer = setInterval(() => this.#tick(), 250);
   }
 
   async #spawn(role: Role, peerSa: Uint8Array): Promise<void> {
@@ -152,16 +126,16 @@ export class UserspaceDevice implements Device {
           this.#acks.delete(m.ack);
           break;
         case "ctl":
-          this.#pushControl(m.bytes);
+          this.pushControl(m.bytes);
           break;
         case "closed":
           stoppedResolve();
-          this.#end({ kind: "aborted", message: m.reason });
+          this.end({ kind: "aborted", message: m.reason });
           break;
         case "fatal":
           stoppedResolve();
           readyReject(new DeviceError(m.message));
-          this.#end({ kind: "failed", message: `${m.role} engine: ${m.message}` });
+          this.end({ kind: "failed", message: `${m.role} engine: ${m.message}` });
           break;
         case "stopped":
           stoppedResolve();
@@ -172,7 +146,7 @@ export class UserspaceDevice implements Device {
       e.preventDefault();
       stoppedResolve();
       readyReject(new DeviceError(e.message));
-      this.#end({ kind: "failed", message: `${role} engine crashed: ${e.message}` });
+      this.end({ kind: "failed", message: `${role} engine crashed: ${e.message}` });
     };
     this.#engines.set(role, { worker, wakeRead: pipe[0], wakeWrite: pipe[1], stopped });
     const init: ToEngine = {
@@ -180,10 +154,10 @@ export class UserspaceDevice implements Device {
       role,
       tunFd: this.#tun.fd,
       sockFd: this.#sockFd,
-      proto: this.#peer!.proto,
+      proto: this.peer!.proto,
       peerSockaddr: peerSa,
-      peerId: this.#peerId,
-      mss: this.#mss,
+      peerId: this.peerId,
+      mss: this.mss,
       provider: this.#provider,
       stats: this.stats.buffer,
       signal: this.#signal.buffer as SharedArrayBuffer,
@@ -219,137 +193,61 @@ export class UserspaceDevice implements Device {
     libc().symbols.write(e.wakeWrite, new Uint8Array(1), 1n);
   }
 
-  #requirePeer() {
-    if (!this.#peer) throw new DeviceError("no peer is configured; add one first (peer new)", "state");
-  }
-
-  #tick() {
-    if (!this.#peer || this.#endReason) return;
-    const now = Date.now();
-    const { interval, timeout } = this.#keepalive;
-    if (this.#started && interval > 0 && now - this.stats.lastTx >= interval * 1000) {
-      this.stats.lastTx = now; // the worker refreshes it when the ping leaves
-      this.#post("tx", { t: "ping" });
-    }
-    if (timeout > 0 && now - this.stats.lastRx >= timeout * 1000) {
-      this.#end({
-        kind: "expired",
-        message: `keepalive timeout: nothing received from the peer for ${timeout} s`,
-      });
-    }
-  }
-
-  #pushControl(p: Uint8Array) {
-    const w = this.#ctlWaiters.shift();
-    if (w) return w.resolve(p);
-    if (this.#ctlQueue.length >= 256) {
-      this.stats.LostInControlPackets++;
-      this.stats.countDrop("queue-full");
-      return;
-    }
-    this.#ctlQueue.push(p);
+  protected sendPing(): void {
+    this.#post("tx", { t: "ping" });
   }
 
   async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
-    this.#requirePeer();
-    if (peerId !== this.#peerId) {
-      this.#peerId = peerId;
+    this.requirePeer();
+    if (peerId !== this.peerId) {
+      this.peerId = peerId;
       await this.#apply("both", { t: "peer", peerId });
     }
     await this.#apply("both", { t: "key", slot, material: key });
-    if (slot === 0) this.#keyIds.primary = key.keyId;
-    else this.#keyIds.secondary = key.keyId;
-    this.#keyIds.cipher = key.cipher.name;
+    this.noteKey(slot, key);
   }
 
   async swapKeys(): Promise<void> {
-    this.#requirePeer();
+    this.requirePeer();
     await this.#apply("both", { t: "swap" });
-    const { primary, secondary } = this.#keyIds;
-    this.#keyIds.primary = secondary;
-    this.#keyIds.secondary = primary;
+    this.noteSwap();
   }
 
   async delKey(slot: KeySlotId): Promise<void> {
-    this.#requirePeer();
+    this.requirePeer();
     await this.#apply("both", { t: "delkey", slot });
-    if (slot === 0) delete this.#keyIds.primary;
-    else delete this.#keyIds.secondary;
+    this.noteDelKey(slot);
   }
 
   async setPeer(p: SetPeer): Promise<void> {
-    this.#requirePeer();
-    if (p.keepaliveInterval >= 0) this.#keepalive.interval = p.keepaliveInterval;
-    if (p.keepaliveTimeout >= 0) this.#keepalive.timeout = p.keepaliveTimeout;
-    if (p.mss >= 0) {
-      this.#mss = p.mss;
-      await this.#apply("both", { t: "peer", mss: p.mss });
-    }
+    const mss = this.noteSetPeer(p);
+    if (mss >= 0) await this.#apply("both", { t: "peer", mss });
   }
 
   async startVpn(): Promise<void> {
-    this.#requirePeer();
-    this.#started = true;
+    this.requirePeer();
+    this.started = true;
     this.stats.lastRx = Date.now();
     await this.#apply("tx", { t: "start" });
   }
 
   async delPeer(): Promise<void> {
-    this.#requirePeer();
+    this.requirePeer();
     await this.#stopEngines();
-    this.#peer = null;
-    this.#started = false;
-    this.#keyIds = {};
-  }
-
-  getStats(): Promise<Stats> {
-    return Promise.resolve(this.stats.snapshot());
-  }
-
-  getVersion(): Promise<Version | null> {
-    return Promise.resolve(null);
-  }
-
-  readControl(): Promise<Uint8Array> {
-    const p = this.#ctlQueue.shift();
-    if (p) return Promise.resolve(p);
-    if (this.#endReason) return Promise.reject(new DeviceError(this.#endReason.message));
-    return new Promise((resolve, reject) => this.#ctlWaiters.push({ resolve, reject }));
+    this.notePeerGone();
   }
 
   writeControl(p: Uint8Array): Promise<void> {
-    this.#requirePeer();
-    if (p.length === 0 || p.length > 1500) {
-      return Promise.reject(
-        new DeviceError(`a control packet must have 1 to 1500 bytes, not ${p.length}`, "state"),
-      );
+    try {
+      this.#post("tx", { t: "ctl", bytes: this.checkControl(p) });
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
     }
-    this.#post("tx", { t: "ctl", bytes: p.slice() });
-    return Promise.resolve();
-  }
-
-  peerInfo(): Record<string, unknown> {
-    const p = this.#peer;
-    return {
-      backend: this.backend,
-      ifname: this.ifname,
-      peer: p
-        ? { proto: p.proto, local: p.local, remote: p.remote, listen: !!p.listen, peerId: this.#peerId }
-        : null,
-      keepaliveInterval: this.#keepalive.interval,
-      keepaliveTimeout: this.#keepalive.timeout,
-      mss: this.#mss,
-      started: this.#started,
-      cipher: this.#keyIds.cipher ?? null,
-      primaryKeyId: this.#keyIds.primary ?? null,
-      secondaryKeyId: this.#keyIds.secondary ?? null,
-      drops: this.stats.drops(),
-    };
   }
 
   async #stopEngines(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.stopTimer();
     Atomics.store(this.#signal, SIGNAL.stop, 1);
     const engines = [...this.#engines.values()];
     for (const e of engines) this.#wake(e);
@@ -369,10 +267,10 @@ export class UserspaceDevice implements Device {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.closed) return;
+    this.closed = true;
     await this.#stopEngines();
     this.#tun.close();
-    this.#end({ kind: "failed", message: "the device was closed" });
+    this.end({ kind: "failed", message: "the device was closed" });
   }
 }

@@ -1,0 +1,181 @@
+/**
+ * What every userspace Device shares, whatever moves its packets (Linux workers, or the main-thread
+ * loop used over WinTUN): the end-of-tunnel promise, the control-packet queue with one pending reader,
+ * keepalive timing (ping after `interval` s without sending, expire after `timeout` s without receiving),
+ * the bookkeeping of keys and peer settings, and `peerInfo`.
+ * @module
+ */
+import { type DeviceEndReason, DeviceError, type PeerConfig } from "../device.ts";
+import type { SetPeer, Version } from "../uapi.ts";
+import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
+import type { SharedStats } from "./shared_stats.ts";
+import type { Stats } from "./stats.ts";
+import { MAX_CONTROL_LEN } from "./packet.ts";
+
+/** Control packets waiting for a reader, at most this many. */
+const CONTROL_QUEUE = 256;
+
+/** The shared half of the userspace devices. */
+export abstract class EngineDeviceBase {
+  readonly ended: Promise<DeviceEndReason>;
+  readonly configureAfterStart = false;
+  abstract readonly backend: string;
+  abstract readonly ifname: string;
+  /** Counters, with `lastTx`/`lastRx` timestamps. */
+  abstract readonly stats: SharedStats;
+  protected endReason: DeviceEndReason | null = null;
+  protected peer: PeerConfig | null = null;
+  protected peerId = 0;
+  protected mss = 0;
+  protected started = false;
+  protected closed = false;
+  protected keepalive = { interval: 0, timeout: 0 };
+  #endResolve!: (r: DeviceEndReason) => void;
+  #ctlQueue: Uint8Array[] = [];
+  #ctlWaiters: { resolve: (p: Uint8Array) => void; reject: (e: Error) => void }[] = [];
+  #keyIds: { primary?: number; secondary?: number; cipher?: string } = {};
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor() {
+    this.ended = new Promise((r) => (this.#endResolve = r));
+  }
+
+  /** Send one keepalive ping now. */
+  protected abstract sendPing(): void;
+
+  /** End the tunnel (once): resolves `ended`, fails pending control reads. */
+  protected end(r: DeviceEndReason): void {
+    if (this.endReason) return;
+    this.endReason = r;
+    this.#endResolve(r);
+    for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message, "io"));
+  }
+
+  protected requirePeer(): void {
+    if (!this.peer) throw new DeviceError("no peer is configured; add one first (peer new)", "state");
+  }
+
+  protected requireNoPeer(): void {
+    if (this.closed) throw new DeviceError("the device is closed", "state");
+    if (this.peer) throw new DeviceError("a peer is already configured; delete it first (peer del)", "state");
+  }
+
+  /** Start the keepalive timer (after NEW_PEER). */
+  protected startTimer(): void {
+    this.stats.lastRx = this.stats.lastTx = Date.now();
+    this.#timer = setInterval(() => this.#tick(), 250);
+  }
+
+  protected stopTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #tick() {
+    if (!this.peer || this.endReason) return;
+    const now = Date.now();
+    const { interval, timeout } = this.keepalive;
+    if (this.started && interval > 0 && now - this.stats.lastTx >= interval * 1000) {
+      this.stats.lastTx = now; // refreshed again when the ping leaves
+      this.sendPing();
+    }
+    if (timeout > 0 && now - this.stats.lastRx >= timeout * 1000) {
+      this.end({
+        kind: "expired",
+        message: `keepalive timeout: nothing received from the peer for ${timeout} s`,
+      });
+    }
+  }
+
+  /** A control packet arrived. */
+  protected pushControl(p: Uint8Array): void {
+    const w = this.#ctlWaiters.shift();
+    if (w) return w.resolve(p);
+    if (this.#ctlQueue.length >= CONTROL_QUEUE) {
+      this.stats.LostInControlPackets++;
+      this.stats.countDrop("queue-full");
+      return;
+    }
+    this.#ctlQueue.push(p);
+  }
+
+  readControl(): Promise<Uint8Array> {
+    const p = this.#ctlQueue.shift();
+    if (p) return Promise.resolve(p);
+    if (this.endReason) return Promise.reject(new DeviceError(this.endReason.message));
+    return new Promise((resolve, reject) => this.#ctlWaiters.push({ resolve, reject }));
+  }
+
+  /** Check a control packet to send (1..1500 bytes) and a peer; returns a copy. */
+  protected checkControl(p: Uint8Array): Uint8Array {
+    this.requirePeer();
+    if (p.length === 0 || p.length > MAX_CONTROL_LEN) {
+      throw new DeviceError(
+        `a control packet must have 1 to ${MAX_CONTROL_LEN} bytes, not ${p.length}`,
+        "state",
+      );
+    }
+    return p.slice();
+  }
+
+  protected noteKey(slot: KeySlotId, key: KeyMaterial): void {
+    if (slot === 0) this.#keyIds.primary = key.keyId;
+    else this.#keyIds.secondary = key.keyId;
+    this.#keyIds.cipher = key.cipher.name;
+  }
+
+  protected noteSwap(): void {
+    const { primary, secondary } = this.#keyIds;
+    this.#keyIds.primary = secondary;
+    this.#keyIds.secondary = primary;
+  }
+
+  protected noteDelKey(slot: KeySlotId): void {
+    if (slot === 0) delete this.#keyIds.primary;
+    else delete this.#keyIds.secondary;
+  }
+
+  /** Apply SET_PEER's keepalive fields (-1: unchanged); returns the new MSS, or -1 when unchanged. */
+  protected noteSetPeer(p: SetPeer): number {
+    this.requirePeer();
+    if (p.keepaliveInterval >= 0) this.keepalive.interval = p.keepaliveInterval;
+    if (p.keepaliveTimeout >= 0) this.keepalive.timeout = p.keepaliveTimeout;
+    if (p.mss >= 0) this.mss = p.mss;
+    return p.mss;
+  }
+
+  /** Forget the peer (DEL_PEER). */
+  protected notePeerGone(): void {
+    this.stopTimer();
+    this.peer = null;
+    this.started = false;
+    this.#keyIds = {};
+  }
+
+  getStats(): Promise<Stats> {
+    return Promise.resolve(this.stats.snapshot());
+  }
+
+  getVersion(): Promise<Version | null> {
+    return Promise.resolve(null);
+  }
+
+  peerInfo(): Record<string, unknown> {
+    const p = this.peer;
+    return {
+      backend: this.backend,
+      ifname: this.ifname,
+      peer: p
+        ? { proto: p.proto, local: p.local, remote: p.remote, listen: !!p.listen, peerId: this.peerId }
+        : null,
+      keepaliveInterval: this.keepalive.interval,
+      keepaliveTimeout: this.keepalive.timeout,
+      mss: this.mss,
+      started: this.started,
+      cipher: this.#keyIds.cipher ?? null,
+      primaryKeyId: this.#keyIds.primary ?? null,
+      secondaryKeyId: this.#keyIds.secondary ?? null,
+      drops: this.stats.drops(),
+    };
+  }
+}

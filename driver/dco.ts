@@ -46,6 +46,7 @@ import type { KeyMaterial, KeySlotId } from "./userspace/keyslot.ts";
 import type { Stats } from "./userspace/stats.ts";
 import { CipherAlg } from "../crypto/aead.ts";
 import { MAX_CONTROL_LEN } from "./userspace/packet.ts";
+import { configureWindowsInterface } from "./netsh.ts";
 
 /** Where the driver lives. */
 export const DCO_PATH = "\\\\.\\ovpn-dco";
@@ -217,38 +218,8 @@ export class DcoDevice implements Device {
     for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message));
   }
 
-  async configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
-    const mtu = Math.min(o.mtu, 1500); // the driver takes at most 1500
-    for (const a of o.addresses) {
-      const [ip, prefix] = a.split("/");
-      if (ip.includes(":")) {
-        await netsh(
-          ["interface", "ipv6", "set", "address", `interface=${this.ifname}`, `address=${a}`],
-          `setting address ${a} on '${this.ifname}'`,
-        );
-      } else {
-        await netsh([
-          "interface",
-          "ip",
-          "set",
-          "address",
-          `name=${this.ifname}`,
-          "static",
-          ip,
-          prefixToMask(Number(prefix)),
-        ], `setting address ${a} on '${this.ifname}'`);
-      }
-    }
-    if (o.addresses.length) {
-      await netsh(
-        ["interface", "ipv4", "set", "subinterface", this.ifname, `mtu=${mtu}`],
-        `setting MTU ${mtu} on '${this.ifname}'`,
-      );
-      await netsh(
-        ["interface", "ipv6", "set", "subinterface", this.ifname, `mtu=${mtu}`],
-        `setting MTU ${mtu} on '${this.ifname}'`,
-      );
-    }
+  configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
+    return configureWindowsInterface(this.ifname, o);
   }
 
   async newPeer(p: PeerConfig): Promise<void> {
@@ -428,29 +399,5 @@ export class DcoDevice implements Device {
     this.#readOv?.close();
     k.CloseHandle(this.#h);
     this.#end({ kind: "failed", message: "the device was closed" });
-  }
-}
-
-function prefixToMask(prefix: number): string {
-  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join(".");
-}
-
-async function netsh(args: string[], what: string): Promise<void> {
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command("netsh", { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (e) {
-    throw new DeviceError(`${what} failed: cannot run netsh (${(e as Error).message})`, "missing");
-  }
-  if (!out.success) {
-    const text =
-      (new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr)).trim().split("\n")[0];
-    throw new DeviceError(
-      `${what} failed: 'netsh ${args.join(" ")}': ${
-        text || `exit code ${out.code}`
-      }; setting addresses needs an elevated (administrator) prompt`,
-      "privilege",
-    );
   }
 }

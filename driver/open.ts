@@ -30,6 +30,7 @@ export async function openDevice(o: OpenOptions): Promise<Device> {
   const os = Deno.build.os;
   let backend = o.backend;
   if (backend === "auto") backend = os === "windows" ? "dco" : "tun";
+  if (o.backend === "auto" && os === "windows") o.log?.("backend auto: trying the ovpn-dco driver first");
   if (backend === "tun") {
     if (os !== "linux") {
       throw new DeviceError(`the tun backend runs on Linux only; on ${os} use --backend auto`, "state");
@@ -52,11 +53,16 @@ export async function openDevice(o: OpenOptions): Promise<Device> {
       return await DcoDevice.open({ ifname: o.ifname, adapter: o.adapter, log: o.log });
     } catch (e) {
       if (o.backend !== "auto" || !(e instanceof DeviceError) || e.kind !== "missing") throw e;
-      o.log?.("the ovpn-dco driver is not installed: falling back to wintun");
+      o.log?.("backend auto: the ovpn-dco driver is not installed, using wintun");
     }
   }
-  throw new DeviceError(
-    "the wintun backend is not available in this build yet; install the ovpn-dco driver and use --backend dco",
-    "missing",
+  const { WintunTun } = await import("./wintun.ts");
+  const { LoopDevice } = await import("./userspace/loop_device.ts");
+  const tun = WintunTun.open(o.ifname);
+  o.log?.(
+    `wintun: adapter '${o.ifname}' (Wintun driver version ${tun.driverVersion >> 16}.${
+      tun.driverVersion & 0xffff
+    })`,
   );
+  return new LoopDevice(tun, { backend: "wintun", provider: o.provider, log: o.log });
 }

@@ -1,0 +1,146 @@
+/**
+ * The WinTUN packet source for the `wintun` backend: wintun.dll (loaded by absolute path from the
+ * executable's directory), an adapter created or opened by name, a session with a ring capacity,
+ * packets received until ERROR_NO_MORE_ITEMS and then waited for on the read-wait event (in a
+ * non-blocking FFI call, so the event loop keeps running), packets sent with ring-full handling.
+ *
+ * @example
+ * ```ts
+ * import { WintunTun } from "./wintun.ts";
+ * const tun = WintunTun.open("ovpn-wintun"); // Windows, wintun.dll next to the executable
+ * ```
+ * @module
+ */
+import { kernel32, WAIT_OBJECT_0 } from "../ffi/kernel32.ts";
+import {
+  ERROR_BUFFER_OVERFLOW,
+  ERROR_HANDLE_EOF,
+  type Wintun,
+  WINTUN_MAX_RING,
+  WINTUN_MIN_RING,
+  WINTUN_SYMBOLS,
+  wstr,
+} from "../ffi/wintun.ts";
+import { DeviceError } from "./device.ts";
+import { configureWindowsInterface } from "./netsh.ts";
+import type { PacketTun } from "./userspace/loop_device.ts";
+
+/** Ring capacity used for sessions (4 MiB). */
+export const RING_CAPACITY = 0x400000;
+
+/** Where wintun.dll must be: next to the executable. */
+export function wintunPath(): string {
+  const exe = Deno.execPath();
+  return exe.slice(0, Math.max(exe.lastIndexOf("\\"), exe.lastIndexOf("/")) + 1) + "wintun.dll";
+}
+
+/** A Wintun adapter and session as a packet source/sink. */
+export class WintunTun implements PacketTun {
+  readonly name: string;
+  readonly driverVersion: number;
+  #w: Wintun;
+  #adapter: Deno.PointerValue;
+  #session: Deno.PointerValue;
+  #event: Deno.PointerValue;
+  #size = new Uint32Array(1);
+  #closed = false;
+
+  private constructor(w: Wintun, name: string, adapter: Deno.PointerValue, session: Deno.PointerValue) {
+    this.#w = w;
+    this.name = name;
+    this.#adapter = adapter;
+    this.#session = session;
+    this.#event = w.WintunGetReadWaitEvent(session);
+    this.driverVersion = w.WintunGetRunningDriverVersion();
+  }
+
+  /** Create (or open) adapter `name` and start a session. */
+  static open(name: string, capacity = RING_CAPACITY): WintunTun {
+    if (capacity < WINTUN_MIN_RING || capacity > WINTUN_MAX_RING || (capacity & (capacity - 1)) !== 0) {
+      throw new DeviceError(
+        `ring capacity ${capacity} must be a power of two from 128 KiB to 64 MiB`,
+        "state",
+      );
+    }
+    const path = wintunPath();
+    let w: Wintun;
+    try {
+      w = Deno.dlopen(path, WINTUN_SYMBOLS).symbols;
+    } catch {
+      throw new DeviceError(
+        `wintun.dll is not next to the executable (${path}); get it from wintun.net and put it there`,
+        "missing",
+      );
+    }
+    const k = kernel32();
+    let adapter = w.WintunOpenAdapter(wstr(name));
+    if (adapter === null) adapter = w.WintunCreateAdapter(wstr(name), wstr("OpenVPN"), null);
+    if (adapter === null) {
+      const e = k.GetLastError();
+      throw new DeviceError(
+        `creating the Wintun adapter '${name}' failed (error ${e}); creating adapters needs an elevated (administrator) prompt`,
+        e === 5 ? "privilege" : "io",
+      );
+    }
+    const session = w.WintunStartSession(adapter, capacity);
+    if (session === null) {
+      const e = k.GetLastError();
+      w.WintunCloseAdapter(adapter);
+      throw new DeviceError(
+        `starting a Wintun session on '${name}' failed (error ${e})`,
+        e === 5 ? "busy" : "io",
+      );
+    }
+    return new WintunTun(w, name, adapter, session);
+  }
+
+  drain(into: (p: Uint8Array) => void, max: number): number {
+    let n = 0;
+    for (; n < max && !this.#closed; n++) {
+      const p = this.#w.WintunReceivePacket(this.#session, this.#size);
+      if (p === null) {
+        if (kernel32().GetLastError() === ERROR_HANDLE_EOF) {
+          throw new DeviceError("the Wintun session ended", "io");
+        }
+        break; // ERROR_NO_MORE_ITEMS
+      }
+      try {
+        into(new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, this.#size[0])));
+      } finally {
+        this.#w.WintunReleaseReceivePacket(this.#session, p);
+      }
+    }
+    return n;
+  }
+
+  async wait(ms: number): Promise<void> {
+    if (this.#closed) return;
+    const r = await kernel32().WaitForSingleObject_nb(this.#event, ms);
+    if (r !== WAIT_OBJECT_0 && r !== 258) throw new DeviceError("waiting for Wintun packets failed", "io");
+  }
+
+  write(p: Uint8Array): boolean {
+    if (this.#closed) return false;
+    const out = this.#w.WintunAllocateSendPacket(this.#session, p.length);
+    if (out === null) {
+      const e = kernel32().GetLastError();
+      if (e === ERROR_BUFFER_OVERFLOW) return false; // ring full: dropped, counted by the caller
+      if (e === ERROR_HANDLE_EOF) throw new DeviceError("the Wintun session ended", "io");
+      return false;
+    }
+    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(out, p.length)).set(p);
+    this.#w.WintunSendPacket(this.#session, out);
+    return true;
+  }
+
+  configure(o: { mtu: number; addresses: string[] }): Promise<void> {
+    return configureWindowsInterface(this.name, o);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#w.WintunEndSession(this.#session);
+    this.#w.WintunCloseAdapter(this.#adapter);
+  }
+}

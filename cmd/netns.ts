@@ -133,8 +133,10 @@ export class NetnsLab {
       child,
       pid: child.pid,
       output: () => text,
+      // after exit, wait briefly for the rest of the output; processes that leave helpers holding the
+      // pipes (wine starts its server and services) must not keep the caller waiting
       status: child.status.then(async (s) => {
-        await done.catch(() => {});
+        await Promise.race([done.catch(() => {}), new Promise((r) => setTimeout(r, 1000))]);
         return s;
       }),
     };

@@ -7,17 +7,22 @@ import type { LabProcess, NetnsLab } from "../cmd/netns.ts";
 
 const XFER = new URL("./helpers/xfer.ts", import.meta.url).pathname;
 
-/** Send `bytes` from a to b over TCP to `dst` and check that b received exactly what a sent. */
+/**
+ * Send `bytes` over TCP to `dst` (from a to b, or from b to a with `from: "b"`) and check that the
+ * receiving side got exactly what was sent.
+ */
 export async function verifiedTransfer(
   lab: NetnsLab,
   dst: string,
   bytes: number,
   port = 5301,
+  from: "a" | "b" = "a",
 ): Promise<void> {
-  const sink = lab.spawn("b", [Deno.execPath(), "run", "-A", XFER, "sink", dst, String(port)]);
+  const to = from === "a" ? "b" : "a";
+  const sink = lab.spawn(to, [Deno.execPath(), "run", "-A", XFER, "sink", dst, String(port)]);
   await lab.waitFor(() => sink.output().includes("listening"), 15000, "the transfer sink");
   const sent =
-    (await lab.run("a", [Deno.execPath(), "run", "-A", XFER, "source", dst, String(port), String(bytes)]))
+    (await lab.run(from, [Deno.execPath(), "run", "-A", XFER, "source", dst, String(port), String(bytes)]))
       .trim().split("\n").pop()!;
   const st = await sink.status;
   assertEquals(st.code, 0, `sink failed: ${sink.output()}`);

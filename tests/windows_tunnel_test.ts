@@ -1,0 +1,167 @@
+/**
+ * The flagship: a Windows instance (wintun backend, the Windows build of Deno under Wine, fake
+ * wintun.dll bridged into a real Linux tun) and a Linux instance (tun backend) form a tunnel between two
+ * network namespaces; pings and verified TCP transfers pass in both directions, over UDP and TCP.
+ * Wine's sockets are created by the wineserver, so the wineserver runs inside the "Windows" namespace.
+ */
+import { assertEquals } from "./assert.ts";
+import { NetnsLab } from "../cmd/netns.ts";
+import { parsePing } from "../cmd/demo.ts";
+import { writeNewKeyFile } from "../keys/keyfile.ts";
+import { verifiedTransfer } from "./lab.ts";
+
+const repo = new URL("..", import.meta.url).pathname;
+const setup = await new Deno.Command("bash", {
+  args: ["tests/windows/setup.sh"],
+  cwd: repo,
+  stdout: "piped",
+  stderr: "piped",
+}).output();
+if (!setup.success) {
+  throw new Error(`tests/windows/setup.sh failed: ${new TextDecoder().decode(setup.stderr)}`);
+}
+const env: Record<string, string> = {};
+for (const line of new TextDecoder().decode(setup.stdout).trim().split("\n")) {
+  const i = line.indexOf("=");
+  env[line.slice(0, i)] = line.slice(i + 1);
+}
+
+/** Run a command with output to a file (wine helpers inherit stdio and would hold a pipe open). */
+async function quiet(cmd: string[], extraEnv: Record<string, string> = {}) {
+  await new Deno.Command("bash", {
+    args: ["-c", '"$0" "$@" >/dev/null 2>&1 </dev/null', ...cmd],
+    env: { ...env, ...extraEnv },
+  }).output();
+}
+
+let labIndex = 80;
+for (const proto of ["udp", "tcp"] as const) {
+  Deno.test({
+    name: `Windows (wintun, under Wine) ↔ Linux (tun) over ${proto}: pings and verified transfers both ways`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await quiet(["wineserver", "-k"]);
+      const lab = await NetnsLab.create(labIndex++);
+      try {
+        await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-p"]); // Windows sockets live in a
+        const keyFile = `${lab.runDir}/k.key`;
+        await writeNewKeyFile(keyFile);
+        const bridge = lab.spawn("a", [
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--no-check",
+          `${repo}/tests/helpers/wintun_bridge.ts`,
+          "wtun",
+          "40001",
+          "40002",
+          `${lab.inner4.a}/24`,
+          `${lab.inner6.a}/64`,
+        ]);
+        await lab.waitFor(
+          () => bridge.output().includes("bridge ready"),
+          15000,
+          `the wintun bridge (${bridge.output()})`,
+        );
+        const ep = (a: string) => `${a}:1194`;
+        const linux = lab.startTool("b", [
+          "start",
+          "--ifname",
+          "ovpn-b",
+          "--proto",
+          proto,
+          ...(proto === "tcp" ? ["--listen"] : []),
+          "--local",
+          ep(lab.outer4.b),
+          "--remote",
+          ep(lab.outer4.a),
+          "--ifaddr",
+          `${lab.inner4.b}/24`,
+          "--ifaddr",
+          `${lab.inner6.b}/64`,
+          "--key",
+          keyFile,
+          "--key-direction",
+          "1",
+          "--stats-interval",
+          "0",
+        ]);
+        if (proto === "tcp") {
+          await lab.waitFor(
+            () => linux.output().includes("waiting for a TCP connection"),
+            15000,
+            "the Linux listener",
+          );
+        }
+        const windows = lab.spawn("a", [
+          "wine",
+          env.DENO_WIN,
+          "run",
+          "-A",
+          "--no-check",
+          "main.ts",
+          "start",
+          "--backend",
+          "wintun",
+          "--ifname",
+          "wtun",
+          "--proto",
+          proto,
+          "--local",
+          ep(lab.outer4.a),
+          "--remote",
+          ep(lab.outer4.b),
+          "--key",
+          keyFile.replace(/^\//, "Z:/"),
+          "--key-direction",
+          "0",
+          "--stats-interval",
+          "0",
+        ], {
+          ...env,
+          WINTUN_FAKE_PORT: "40002",
+          WINTUN_FAKE_PEER_PORT: "40001",
+          OVPN_DCO_CLI_RUNDIR: "C:\\ovpn-run",
+        });
+        await lab.waitFor(
+          async () => {
+            const s = await Promise.race([
+              windows.status,
+              new Promise<null>((r) => setTimeout(() => r(null), 10)),
+            ]);
+            if (s) throw new Error(`the Windows instance exited: ${windows.output()}`);
+            return parsePing(
+              await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }),
+            ).received === 1;
+          },
+          45000,
+          "a ping from the Windows side",
+        ).catch((e) => {
+          throw new Error(
+            `${e.message}\n--- windows:\n${windows.output()}\n--- linux:\n${linux.output()}\n--- bridge:\n${bridge.output()}`,
+          );
+        });
+        assertEquals(
+          parsePing(await lab.run("a", ["ping", "-c", "3", "-i", "0.2", lab.inner4.b])).received,
+          3,
+        );
+        assertEquals(
+          parsePing(await lab.run("b", ["ping", "-c", "3", "-i", "0.2", lab.inner4.a])).received,
+          3,
+        );
+        assertEquals(
+          parsePing(await lab.run("a", ["ping", "-6", "-c", "3", "-i", "0.2", lab.inner6.b])).received,
+          3,
+        );
+        await verifiedTransfer(lab, lab.inner4.b, 5 * 1024 * 1024, 5340, "a");
+        await verifiedTransfer(lab, lab.inner4.a, 5 * 1024 * 1024, 5341, "b");
+        assertEquals(windows.output().includes("wintun: adapter 'wtun'"), true, windows.output());
+      } finally {
+        await lab.destroy();
+        await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-k"]).catch(() => {});
+        await quiet(["wineserver", "-k"]);
+      }
+    },
+  });
+}

@@ -43,13 +43,20 @@ const COMMANDS: Record<string, Command> = {
   key: { run: key, help: KEY_HELP },
   demo: { run: demo, help: DEMO_HELP },
   version: {
-    run: (args) => {
+    run: async (args) => {
       if (args.length) throw usage(`version takes no arguments; see 'ovpn-dco-cli --help'`);
       console.log(`ovpn-dco-cli ${VERSION}`);
-      return Promise.resolve(EXIT.OK);
+      if (Deno.build.os === "windows") {
+        const { readDriverVersion } = await import("../driver/dco.ts");
+        const v = await readDriverVersion().catch(() => null);
+        console.log(
+          v ? `ovpn-dco driver ${v.major}.${v.minor}.${v.patch}` : "ovpn-dco driver: not installed",
+        );
+      }
+      return EXIT.OK;
     },
     help:
-      "Usage: ovpn-dco-cli version\n\nPrint the tool's version (and the driver's, where one is present).\n",
+      "Usage: ovpn-dco-cli version\n\nPrint the tool's version and, on Windows, the ovpn-dco driver's.\n\nExample:\n  ovpn-dco-cli version\n",
   },
 };
 

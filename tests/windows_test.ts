@@ -67,6 +67,8 @@ for (const suite of suites) {
       const r = await sh("wine", [env.DENO_WIN, "test", "-A", "--no-check", `tests/windows/${suite}`], {
         ...env,
         NO_COLOR: "1",
+        WINTUN_FAKE_PORT: "40102",
+        WINTUN_FAKE_PEER_PORT: "40101",
       });
       const out = r.stdout + r.stderr;
       console.log(

@@ -149,6 +149,19 @@ Deno.test({
 
 Deno.test({
   ...opts,
+  name: "dco: a missing driver (or adapter) says so and what to do",
+  async fn() {
+    const e = await assertRejects(
+      () => DcoDevice.open({ ifname: "test", adapter: "\\\\.\\ovpn-dco-none" }),
+      "driver is not installed",
+    );
+    assert(e instanceof DeviceError && e.kind === "missing");
+    assertMatch(e.message, "--backend wintun");
+  },
+});
+
+Deno.test({
+  ...opts,
   name: "dco: the adapter is exclusive; a second user is told it is in use",
   async fn() {
     resetDriver();
@@ -274,3 +287,17 @@ for (const [dir, label] of [["0", "0"], ["7", "> 0 → 1"], [null, "no key file 
     },
   });
 }
+
+Deno.test({
+  ...opts,
+  name: "version prints the tool's and the driver's version",
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--no-check", main, "version"],
+      stdout: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assertMatch(text, /^ovpn-dco-cli \d+\.\d+\.\d+\n/);
+    assertMatch(text, "ovpn-dco driver 2.7.1");
+  },
+});

@@ -40,57 +40,26 @@ export async function startPair(
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
   const ep = (addr: string, port: number) => (addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`);
-  const common = [
-    "--proto",
-    opts.proto,
-    "--cipher",
-    opts.cipher,
-    "--key",
-    opts.keyFile,
-    "--stats-interval",
-    "0",
-    ...(opts.extra ?? []),
-  ];
-  const b = lab.startTool("b", [
-    "start",
-    "--ifname",
-    "ovpn-b",
-    "--local",
-    ep(o.b, 1194),
-    "--remote",
-    ep(o.a, 1194),
-    "--ifaddr",
-    `${lab.inner4.b}/24`,
-    "--ifaddr",
-    `${lab.inner6.b}/64`,
-    "--key-direction",
-    "1",
-    ...(opts.proto === "tcp" ? ["--listen"] : []),
-    ...common,
-  ]);
+  // b is the TCP server (--listen) and uses key direction 1; a connects with key direction 0
+  const instance = (s: "a" | "b") => {
+    const other = s === "a" ? "b" : "a";
+    return lab.startTool(s, [
+      ...["start", "--ifname", `ovpn-${s}`, "--local", ep(o[s], 1194), "--remote", ep(o[other], 1194)],
+      ...["--ifaddr", `${lab.inner4[s]}/24`, "--ifaddr", `${lab.inner6[s]}/64`],
+      ...[
+        "--key-direction",
+        s === "a" ? "0" : "1",
+        ...(opts.proto === "tcp" && s === "b" ? ["--listen"] : []),
+      ],
+      ...["--proto", opts.proto, "--cipher", opts.cipher, "--key", opts.keyFile, "--stats-interval", "0"],
+      ...(opts.extra ?? []),
+    ]);
+  };
+  const b = instance("b");
   if (opts.proto === "tcp") {
-    await lab.waitFor(
-      () => b.output().includes("waiting for a TCP connection"),
-      15000,
-      "the TCP listener",
-    );
+    await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), 15000, "the TCP listener");
   }
-  const a = lab.startTool("a", [
-    "start",
-    "--ifname",
-    "ovpn-a",
-    "--local",
-    ep(o.a, 1194),
-    "--remote",
-    ep(o.b, 1194),
-    "--ifaddr",
-    `${lab.inner4.a}/24`,
-    "--ifaddr",
-    `${lab.inner6.a}/64`,
-    "--key-direction",
-    "0",
-    ...common,
-  ]);
+  const a = instance("a");
   const alive = async (p: LabProcess, name: string) => {
     const s = await Promise.race([p.status, new Promise<null>((r) => setTimeout(() => r(null), 10))]);
     if (s) {

@@ -23,7 +23,8 @@ import {
   POLLHUP,
   POLLIN,
 } from "../../ffi/libc.ts";
-import { DataChannel, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
+import { DataChannel } from "./channel.ts";
+import { countSend, receive } from "./datapath.ts";
 import type { EngineInit, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import { FramingError, TcpDeframer } from "./framing.ts";
@@ -202,23 +203,8 @@ function makeTx(): () => number {
 
   const sendSealed = (start: number, plainLen: number, control: boolean) => {
     const wireLen = HEADROOM + plainLen - start;
-    // counted before the send, so that a reader who sees the packet arrive also sees it counted
-    if (control) stats.SentControlPackets++;
-    else stats.SentDataPackets++;
-    stats.TransportBytesSent += wireLen;
-    if (sendWire(start, wireLen)) {
-      stats.lastTx = Date.now();
-    } else {
-      if (control) {
-        stats.SentControlPackets--;
-        stats.LostOutControlPackets++;
-      } else {
-        stats.SentDataPackets--;
-        stats.LostOutDataPackets++;
-      }
-      stats.TransportBytesSent -= wireLen;
-      stats.countDrop("send-error");
-    }
+    const lost = countSend(stats, wireLen, control);
+    if (!sendWire(start, wireLen)) lost();
   };
 
   flushTxExtras = () => {
@@ -290,27 +276,12 @@ function makeRx(): () => number {
     return true;
   };
 
-  const deliver = (b: Uint8Array, off: number, len: number) => {
-    if (!isDataV2(b, off, len)) {
-      stats.TransportBytesReceived += len;
-      stats.ReceivedControlPackets++;
-      post({ t: "ctl", bytes: b.slice(off, off + len) });
-      return;
-    }
-    const r = ch.open(b, off, len);
-    if (r === RX_DROP) return;
-    stats.lastRx = Date.now();
-    if (r === RX_KEEPALIVE) return;
-    const plen = off + len - r;
-    if (plen <= 0) return;
-    if (mss > 0) clampMss(b, r, plen, mss);
-    const w = Number(L.write(init.tunFd, viewAt(b, r), BigInt(plen)));
-    if (w === plen) stats.TunBytesReceived += plen;
-    else {
-      stats.LostInDataPackets++;
-      stats.countDrop("queue-full");
-    }
+  const sinks = {
+    control: (p: Uint8Array) => post({ t: "ctl", bytes: p }),
+    tun: (b: Uint8Array, off: number, len: number) =>
+      Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len,
   };
+  const deliver = (b: Uint8Array, off: number, len: number) => receive(ch, stats, mss, b, off, len, sinks);
 
   if (tcp) {
     const d = deframer!;

@@ -16,7 +16,8 @@ import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
 import { parseIPv4, parseIPv6, type SetPeer } from "../uapi.ts";
-import { DataChannel, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
+import { DataChannel } from "./channel.ts";
+import { countSend, receive } from "./datapath.ts";
 import { EngineDeviceBase } from "./device_base.ts";
 import { FramingError, TcpDeframer } from "./framing.ts";
 import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
@@ -222,22 +223,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
 
   #sendWire(wire: Uint8Array, control: boolean): void {
     const len = wire.length;
-    const s = this.stats;
-    if (control) s.SentControlPackets++;
-    else s.SentDataPackets++;
-    s.TransportBytesSent += len;
-    s.lastTx = Date.now();
-    const failed = () => {
-      if (control) {
-        s.SentControlPackets--;
-        s.LostOutControlPackets++;
-      } else {
-        s.SentDataPackets--;
-        s.LostOutDataPackets++;
-      }
-      s.TransportBytesSent -= len;
-      s.countDrop("send-error");
-    };
+    const failed = countSend(this.stats, len, control);
     if (this.#udp) {
       const peer = this.peer!.remote;
       this.#udp.send(Buffer.from(wire), peer.port, peer.address, (err: Error | null) => err && failed());
@@ -275,26 +261,13 @@ export class LoopDevice extends EngineDeviceBase implements Device {
 
   /** transport → (control leaves here) → open → clamp → tun. */
   #fromNet(b: Uint8Array, off: number, len: number): void {
-    const s = this.stats;
-    if (!isDataV2(b, off, len)) {
-      s.TransportBytesReceived += len;
-      s.ReceivedControlPackets++;
-      this.pushControl(b.slice(off, off + len));
-      return;
-    }
-    const r = this.#ch.open(b, off, len);
-    if (r === RX_DROP) return;
-    s.lastRx = Date.now();
-    if (r === RX_KEEPALIVE) return;
-    const plen = off + len - r;
-    if (plen <= 0) return;
-    if (this.mss > 0) clampMss(b, r, plen, this.mss);
-    if (this.#tun.write(b.subarray(r, off + len))) s.TunBytesReceived += plen;
-    else {
-      s.LostInDataPackets++;
-      s.countDrop("queue-full");
-    }
+    receive(this.#ch, this.stats, this.mss, b, off, len, this.#sinks);
   }
+
+  #sinks = {
+    control: (p: Uint8Array) => this.pushControl(p),
+    tun: (b: Uint8Array, off: number, len: number) => this.#tun.write(b.subarray(off, off + len)),
+  };
 
   protected sendPing(): void {
     const buf = new Uint8Array(HEADROOM + 16);

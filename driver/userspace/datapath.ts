@@ -1,0 +1,76 @@
+/**
+ * The steps of the data path that every userspace engine takes the same way, whatever does its I/O:
+ * the accounting of a packet handed to the transport, and what happens to a packet that arrived from it
+ * (control packets leave here; data is opened, replay-checked, MSS-clamped and written to the tun).
+ *
+ * @example
+ * ```ts
+ * import { countSend, receive } from "./datapath.ts";
+ * // const undo = countSend(stats, wire.length, false); if (!send(wire)) undo();
+ * ```
+ * @module
+ */
+import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
+import { clampMss } from "./mss.ts";
+import { isDataV2 } from "./packet.ts";
+import type { SharedStats } from "./shared_stats.ts";
+
+/**
+ * Count a packet as sent before it leaves (so that whoever sees it arrive also sees it counted) and
+ * return the function that turns it into a lost one when the send fails.
+ */
+export function countSend(stats: SharedStats, len: number, control: boolean): () => void {
+  if (control) stats.SentControlPackets++;
+  else stats.SentDataPackets++;
+  stats.TransportBytesSent += len;
+  stats.lastTx = Date.now();
+  return () => {
+    if (control) {
+      stats.SentControlPackets--;
+      stats.LostOutControlPackets++;
+    } else {
+      stats.SentDataPackets--;
+      stats.LostOutDataPackets++;
+    }
+    stats.TransportBytesSent -= len;
+    stats.countDrop("send-error");
+  };
+}
+
+/** Where a received packet goes. */
+export interface ReceiveSinks {
+  /** A control packet (a copy), unchanged. */
+  control(p: Uint8Array): void;
+  /** Write the plaintext at `b[off .. off+len]` to the tun; false when it was dropped. */
+  tun(b: Uint8Array, off: number, len: number): boolean;
+}
+
+/** Handle one packet from the transport at `b[off .. off+len]` (decrypted in place). */
+export function receive(
+  ch: DataChannel,
+  stats: SharedStats,
+  mss: number,
+  b: Uint8Array,
+  off: number,
+  len: number,
+  sinks: ReceiveSinks,
+): void {
+  if (!isDataV2(b, off, len)) {
+    stats.TransportBytesReceived += len;
+    stats.ReceivedControlPackets++;
+    sinks.control(b.slice(off, off + len));
+    return;
+  }
+  const r = ch.open(b, off, len);
+  if (r === RX_DROP) return;
+  stats.lastRx = Date.now();
+  if (r === RX_KEEPALIVE) return;
+  const plen = off + len - r;
+  if (plen <= 0) return;
+  if (mss > 0) clampMss(b, r, plen, mss);
+  if (sinks.tun(b, r, plen)) stats.TunBytesReceived += plen;
+  else {
+    stats.LostInDataPackets++;
+    stats.countDrop("queue-full");
+  }
+}

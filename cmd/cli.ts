@@ -48,10 +48,15 @@ const COMMANDS: Record<string, Command> = {
       console.log(`ovpn-dco-cli ${VERSION}`);
       if (Deno.build.os === "windows") {
         const { readDriverVersion } = await import("../driver/dco.ts");
+        const { driverFeatures } = await import("../driver/uapi.ts");
+        const { findAdapters } = await import("../driver/adapters.ts");
         const v = await readDriverVersion().catch(() => null);
         console.log(
-          v ? `ovpn-dco driver ${v.major}.${v.minor}.${v.patch}` : "ovpn-dco driver: not installed",
+          v
+            ? `ovpn-dco driver ${v.major}.${v.minor}.${v.patch} (${driverFeatures(v).join(", ")})`
+            : "ovpn-dco driver: not installed",
         );
+        for (const a of findAdapters()) console.log(`ovpn-dco adapter '${a.name}': ${a.path}`);
       }
       return EXIT.OK;
     },

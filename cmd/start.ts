@@ -71,7 +71,8 @@ Options:
   --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
   --backend NAME            auto|dco|wintun|tun (default auto: dco, else wintun on Windows; tun on Linux)
   --crypto NAME             auto|libcrypto|node|portable (default auto: the fastest available)
-  --adapter PATH            dco: device path of a specific ovpn-dco adapter (default \\.\ovpn-dco)
+  --adapter NAME            dco: a specific ovpn-dco adapter, by name or device path (default
+                            \\.\ovpn-dco, the first adapter, as upstream)
   --stats-interval SEC      seconds between statistics blocks (default 1; 0: none)
   --json                    statistics as one JSON object per line
   --hello                   send upstream's test control packet "hello, world!" every tick

@@ -32,6 +32,7 @@ import { type Device, type DeviceEndReason, DeviceError, type PeerConfig } from 
 import {
   decodeStats,
   decodeVersion,
+  driverFeatures,
   encodeCryptoData,
   encodeNewPeer,
   encodeSetPeer,
@@ -169,7 +170,7 @@ export async function readDriverVersion(): Promise<Version | null> {
 export interface DcoOptions {
   /** Interface name for netsh (address and MTU). */
   ifname: string;
-  /** Device path of a specific adapter (default `\\.\ovpn-dco`, the first adapter, as upstream). */
+  /** A specific adapter: its name or device path (default `\\.\ovpn-dco`, the first adapter, as upstream). */
   adapter?: string;
   log?: (line: string) => void;
 }
@@ -206,8 +207,9 @@ export class DcoDevice implements Device {
   /** Open the adapter (after reading the driver version, as the driver's documentation asks). */
   static async open(o: DcoOptions): Promise<DcoDevice> {
     const version = await readDriverVersion();
-    const { h, err } = openHandle(o.adapter ?? DCO_PATH);
-    if (h === null) throw dcoError(err, `opening ${o.adapter ?? DCO_PATH}`);
+    const path = o.adapter ? (await import("./adapters.ts")).resolveAdapter(o.adapter) : DCO_PATH;
+    const { h, err } = openHandle(path);
+    if (h === null) throw dcoError(err, `opening ${path}`);
     return new DcoDevice(h, version, o);
   }
 

@@ -518,3 +518,12 @@ export function decodePeerStats(b: Uint8Array): PeerStats[] {
   }
   return out;
 }
+
+/** Features of the driver by version: multipeer and NEW_KEY_V2 need 2.4.0, GET_PEER_STATS 2.7.0. */
+export function driverFeatures(v: Version | null): string[] {
+  if (!v) return [];
+  const f = ["p2p"];
+  if (versionAtLeast(v, 2, 4)) f.push("multipeer", "new-key-v2");
+  if (versionAtLeast(v, 2, 7)) f.push("peer-stats");
+  return f;
+}

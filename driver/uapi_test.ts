@@ -251,3 +251,15 @@ Deno.test("uapi: address parsing", () => {
     "not an IPv4 or IPv6",
   );
 });
+
+Deno.test("uapi: driver features by version", () => {
+  assertEquals(u.driverFeatures(null), []);
+  assertEquals(u.driverFeatures({ major: 2, minor: 3, patch: 9 }), ["p2p"]);
+  assertEquals(u.driverFeatures({ major: 2, minor: 4, patch: 0 }), ["p2p", "multipeer", "new-key-v2"]);
+  assertEquals(u.driverFeatures({ major: 2, minor: 7, patch: 1 }), [
+    "p2p",
+    "multipeer",
+    "new-key-v2",
+    "peer-stats",
+  ]);
+});

@@ -157,6 +157,12 @@ Deno.test({
     );
     assert(e instanceof DeviceError && e.kind === "missing");
     assertMatch(e.message, "--backend wintun");
+    // --adapter by name goes through the device-interface enumeration (Wine has no ovpn-dco adapters)
+    const byName = await assertRejects(
+      () => DcoDevice.open({ ifname: "test", adapter: "My Tunnel" }),
+      "no ovpn-dco adapter is named 'My Tunnel'",
+    );
+    assert(byName instanceof DeviceError && byName.kind === "missing");
   },
 });
 
@@ -298,6 +304,6 @@ Deno.test({
     }).output();
     const text = new TextDecoder().decode(out.stdout);
     assertMatch(text, /^ovpn-dco-cli \d+\.\d+\.\d+\n/);
-    assertMatch(text, "ovpn-dco driver 2.7.1");
+    assertMatch(text, "ovpn-dco driver 2.7.1 (p2p, multipeer, new-key-v2, peer-stats)");
   },
 });

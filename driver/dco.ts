@@ -382,6 +382,7 @@ export class DcoDevice implements Device {
       driverVersion: this.version
         ? `${this.version.major}.${this.version.minor}.${this.version.patch}`
         : null,
+      driverFeatures: driverFeatures(this.version),
       peer: p ? { proto: p.proto, local: p.local, remote: p.remote } : null,
       ...this.#peerSettings,
       started: this.#started,

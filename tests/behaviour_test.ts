@@ -205,3 +205,77 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "start without a peer, then peer new and key new over the control socket; peer del keeps the interface",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      for (const s of ["a", "b"] as const) {
+        lab.startTool(s, [
+          "start",
+          "--ifname",
+          `ovpn-${s}`,
+          "--ifaddr",
+          `${lab.inner4[s]}/24`,
+          "--stats-interval",
+          "0",
+        ]);
+      }
+      for (const s of ["a", "b"] as const) {
+        await lab.waitFor(
+          async () => (await lab.tool(s, ["peer", "get", "--ifname", `ovpn-${s}`])).code === 0,
+          15000,
+          `instance ${s}`,
+        );
+      }
+      for (const [s, dir] of [["a", "0"], ["b", "1"]] as const) {
+        const o = s === "a" ? "b" : "a";
+        const r1 = await lab.tool(s, [
+          "peer",
+          "new",
+          "3",
+          `${lab.outer4[s]}:1194`,
+          `${lab.outer4[o]}:1194`,
+          "--ifname",
+          `ovpn-${s}`,
+        ]);
+        assertEquals(r1.code, 0, r1.stderr);
+        const r2 = await lab.tool(s, [
+          "key",
+          "new",
+          "3",
+          "AES-256-GCM",
+          dir,
+          keyFile,
+          "--slot",
+          "primary",
+          "--ifname",
+          `ovpn-${s}`,
+        ]);
+        assertEquals(r2.code, 0, r2.stderr);
+      }
+      await lab.waitFor(
+        async () =>
+          parsePing(await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }))
+            .received === 1,
+        10000,
+        "a ping",
+      );
+      const info =
+        JSON.parse((await lab.tool("a", ["peer", "get", "--ifname", "ovpn-a", "--json"])).stdout).info;
+      assertEquals(info.peer.peerId, 3);
+      assertEquals((await lab.tool("a", ["peer", "del", "--ifname", "ovpn-a"])).code, 0);
+      assertEquals(
+        JSON.parse((await lab.tool("a", ["peer", "get", "--ifname", "ovpn-a", "--json"])).stdout).info.peer,
+        null,
+      );
+      assertMatch(await lab.run("a", ["ip", "link", "show", "ovpn-a"]), "ovpn-a");
+      assertEquals(
+        parsePing(await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }))
+          .received,
+        0,
+      );
+    }),
+});

@@ -70,7 +70,7 @@ Options:
                             (default 10,300; 0,0 turns both off)
   --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
   --backend NAME            auto|dco|wintun|tun (default auto: dco, else wintun on Windows; tun on Linux)
-  --crypto NAME             auto|libcrypto|node|portable (default auto: the fastest available)
+  --crypto NAME             auto|libcrypto|cng|node|portable (default auto: the fastest available)
   --adapter NAME            dco: a specific ovpn-dco adapter, by name or device path (default
                             \\.\ovpn-dco, the first adapter, as upstream)
   --stats-interval SEC      seconds between statistics blocks (default 1; 0: none)

@@ -136,7 +136,9 @@ export class NetnsLab {
       // after exit, wait briefly for the rest of the output; processes that leave helpers holding the
       // pipes (wine starts its server and services) must not keep the caller waiting
       status: child.status.then(async (s) => {
-        await Promise.race([done.catch(() => {}), new Promise((r) => setTimeout(r, 1000))]);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([done.catch(() => {}), new Promise((r) => (timer = setTimeout(r, 1000)))]);
+        clearTimeout(timer);
         return s;
       }),
     };

@@ -32,7 +32,6 @@ function openAlg(b: Bcrypt, c: CipherInfo): Deno.PointerValue {
 
 class CngAead implements Aead {
   #b: Bcrypt;
-  #alg: Deno.PointerValue;
   #key: Deno.PointerValue;
   #info = new Uint8Array(AUTH_INFO.size);
   #dv = new DataView(this.#info.buffer);
@@ -41,7 +40,6 @@ class CngAead implements Aead {
 
   constructor(b: Bcrypt, alg: Deno.PointerValue, key: Uint8Array) {
     this.#b = b;
-    this.#alg = alg;
     const out = new BigUint64Array(1);
     if (b.BCryptGenerateSymmetricKey(alg, new Uint8Array(out.buffer), null, 0, key, key.length, 0) !== 0) {
       throw new Error("BCryptGenerateSymmetricKey failed");
@@ -106,7 +104,6 @@ class CngAead implements Aead {
   close(): void {
     if (this.#key !== null) this.#b.BCryptDestroyKey(this.#key);
     this.#key = null;
-    void this.#alg;
   }
 }
 

@@ -7,7 +7,7 @@
  *   wintun_bridge IFNAME BRIDGE_PORT DLL_PORT CIDR...
  * @module
  */
-import { errno, libc, MSG_DONTWAIT, POLLIN, sockaddr } from "../../ffi/libc.ts";
+import { libc, MSG_DONTWAIT, POLLIN, sockaddr } from "../../ffi/libc.ts";
 import { openTun } from "../../driver/userspace/tun_linux.ts";
 import { udpSocket } from "../../driver/userspace/sockets_linux.ts";
 
@@ -42,7 +42,6 @@ while (!stop) {
     if (n <= 0) break;
     L.write(tun.fd, buf, BigInt(n));
   }
-  void errno;
 }
 tun.close();
 L.close(sock);

@@ -5,7 +5,6 @@
  */
 import {
   cstr,
-  FILE_FLAG_OVERLAPPED,
   GENERIC_READ,
   GENERIC_WRITE,
   isInvalidHandle,
@@ -27,7 +26,7 @@ function call(code: number, input: Uint8Array | null, outLen: number): Uint8Arra
     0,
     null,
     OPEN_EXISTING,
-    0 & FILE_FLAG_OVERLAPPED,
+    0, /* no FILE_FLAG_OVERLAPPED */
     null,
   );
   if (isInvalidHandle(h)) throw new Error(`the fake driver is not running (error ${k.GetLastError()})`);

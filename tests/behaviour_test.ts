@@ -279,3 +279,45 @@ Deno.test({
       );
     }),
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "upstream positional form over TCP (i6 transport): connects to a listening start, prints 'TCP connected', exits 6 when the server closes",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      const b = lab.startTool("b", [
+        ...["start", "--ifname", "ovpn-b", "--proto", "tcp", "--listen", "--local", `[${lab.outer6.b}]:1194`],
+        ...["--remote", `[${lab.outer6.a}]:1194`, "--ifaddr", `${lab.inner4.b}/24`, "--key", keyFile],
+        ...["--key-direction", "1", "--stats-interval", "0"],
+      ]);
+      await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), 15000, "the listener");
+      const a = lab.startTool("a", [
+        ...[
+          "tcp",
+          "i6",
+          lab.outer6.a,
+          "1194",
+          lab.outer6.b,
+          "1194",
+          lab.inner4.a,
+          "255.255.255.0",
+          lab.inner4.a,
+        ],
+        ...[keyFile, "0", "--ifname", "ovpn-a"],
+      ]);
+      await lab.waitFor(
+        async () =>
+          parsePing(await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }))
+            .received === 1,
+        20000,
+        `a ping (${a.output()})`,
+      );
+      assertMatch(a.output(), /^TCP connected$/m);
+      // the server goes away: the client reports it and exits 6
+      assertEquals((await lab.stop(b)).code, 0);
+      const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+      assertEquals(st?.code, 6, a.output());
+      assertMatch(a.output(), "connection ended: the peer closed the TCP connection");
+    }),
+});

@@ -36,7 +36,14 @@ export function parsePing(out: string): { received: number; avgMs: number } {
 /** Bring up a two-instance tunnel in `lab` and wait until it carries pings. */
 export async function startPair(
   lab: NetnsLab,
-  opts: { proto: "udp" | "tcp"; cipher: string; keyFile: string; outer6?: boolean; extra?: string[] },
+  opts: {
+    proto: "udp" | "tcp";
+    cipher: string;
+    keyFile: string;
+    outer6?: boolean;
+    extra?: string[];
+    extraFor?: { a?: string[]; b?: string[] };
+  },
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
   const ep = (addr: string, port: number) => (addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`);
@@ -53,6 +60,7 @@ export async function startPair(
       ],
       ...["--proto", opts.proto, "--cipher", opts.cipher, "--key", opts.keyFile, "--stats-interval", "0"],
       ...(opts.extra ?? []),
+      ...(opts.extraFor?.[s] ?? []),
     ]);
   };
   const b = instance("b");

@@ -321,3 +321,30 @@ Deno.test({
       assertMatch(a.output(), "connection ended: the peer closed the TCP connection");
     }),
 });
+
+Deno.test({
+  ...opts,
+  name: "MSS clamping (--mss 1200 on one end only) clamps the SYN and the SYN-ACK: both sockets use MSS 1200",
+  fn: () =>
+    withLab(async (lab, keyFile) => {
+      await startPair(lab, {
+        proto: "udp",
+        cipher: "AES-128-GCM",
+        keyFile,
+        extraFor: { a: ["--mss", "1200"] },
+      });
+      const server = lab.spawn("b", ["iperf3", "-s", "-1", "--forceflush", "-B", lab.inner4.b]);
+      await lab.waitFor(() => server.output().includes("listening"), 10000, "the iperf3 server");
+      const client = lab.spawn("a", ["iperf3", "-c", lab.inner4.b, "-t", "3", "-b", "10M"]);
+      await new Promise((r) => setTimeout(r, 1500));
+      const mssOf = async (side: "a" | "b", peer: string) => {
+        const out = await lab.run(side, ["ss", "-tin", "state", "established", "dst", peer]);
+        return [...out.matchAll(/\bmss:(\d+)/g)].map((m) => Number(m[1]));
+      };
+      const ma = await mssOf("a", lab.inner4.b), mb = await mssOf("b", lab.inner4.a);
+      await client.status;
+      assert(ma.length > 0 && mb.length > 0, `no connections seen: a ${ma} b ${mb}`);
+      // without clamping the MSS would be 1388 (tun MTU 1428 - 40)
+      for (const m of [...ma, ...mb]) assert(m <= 1200, `MSS ${m} > 1200 (a: ${ma}, b: ${mb})`);
+    }),
+});

@@ -8,7 +8,7 @@ import { checkIfname, DEFAULT_IFNAME, loadKey, noneKey } from "./start.ts";
 import { parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
 import { ControlError, type ControlRequest, controlRequest, keyToWire } from "../driver/control.ts";
-import { STATS_FIELDS } from "../driver/userspace/stats.ts";
+import { formatStatsJson, statsJsonLine } from "../driver/userspace/stats.ts";
 import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
 
 async function ask(ifname: string, req: ControlRequest): Promise<Record<string, unknown>> {
@@ -21,10 +21,6 @@ async function ask(ifname: string, req: ControlRequest): Promise<Record<string, 
   }
   if (!r.ok) throw new CliError(`the instance on '${ifname}' refused: ${r.error}`, EXIT.CONTROL);
   return r;
-}
-
-function statsBlock(stats: Record<string, number>): string {
-  return STATS_FIELDS.map(([label]) => `${label}: ${stats[label]}`).join("\n") + "\n\n";
 }
 
 export const STATS_HELP = `Usage: ovpn-dco-cli stats [--ifname NAME] [--json] [--watch]
@@ -48,8 +44,8 @@ export async function stats(args: string[]): Promise<number> {
     const s = r.stats as Record<string, number>;
     if (v.json) {
       const info = r.info as Record<string, unknown>;
-      console.log(JSON.stringify({ time: new Date().toISOString(), ifname, ...s, drops: info.drops ?? {} }));
-    } else await Deno.stdout.write(new TextEncoder().encode(statsBlock(s)));
+      console.log(statsJsonLine(ifname, s, info.drops));
+    } else await Deno.stdout.write(new TextEncoder().encode(formatStatsJson(s)));
     if (!v.watch) return EXIT.OK;
     await new Promise((res) => setTimeout(res, 1000));
   }
@@ -127,7 +123,7 @@ export async function peer(args: string[]): Promise<number> {
       for (const [k, val] of Object.entries(info)) {
         console.log(`${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`);
       }
-      await Deno.stdout.write(new TextEncoder().encode(statsBlock(r.stats as Record<string, number>)));
+      await Deno.stdout.write(new TextEncoder().encode(formatStatsJson(r.stats as Record<string, number>)));
     }
   }
   return EXIT.OK;

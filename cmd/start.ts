@@ -18,7 +18,7 @@ import {
   serveControl,
 } from "../driver/control.ts";
 import { KeySlotId } from "../driver/userspace/keyslot.ts";
-import { formatStats, statsToJson } from "../driver/userspace/stats.ts";
+import { formatStats, statsJsonLine, statsToJson } from "../driver/userspace/stats.ts";
 import { readKeyFile, toKeyMaterial } from "../keys/keyfile.ts";
 import type { KeyMaterial } from "../driver/userspace/keyslot.ts";
 import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
@@ -359,15 +359,7 @@ async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => voi
 async function printStats(dev: Device, json: boolean) {
   const s = await dev.getStats();
   if (json) {
-    const info = dev.peerInfo();
-    console.log(
-      JSON.stringify({
-        time: new Date().toISOString(),
-        ifname: dev.ifname,
-        ...statsToJson(s),
-        drops: info.drops ?? {},
-      }),
-    );
+    console.log(statsJsonLine(dev.ifname, statsToJson(s), dev.peerInfo().drops));
   } else {
     await Deno.stdout.write(new TextEncoder().encode(formatStats(s)));
   }

@@ -57,7 +57,12 @@ export const STATS_FIELDS: readonly (readonly [string, keyof Stats])[] = [
 
 /** The statistics block exactly as upstream's ovpn-dco-cli prints it (ends with a blank line). */
 export function formatStats(s: Stats): string {
-  return STATS_FIELDS.map(([label, key]) => `${label}: ${s[key]}`).join("\n") + "\n\n";
+  return formatStatsJson(statsToJson(s));
+}
+
+/** The same block from counters under upstream's names (as `statsToJson` makes them). */
+export function formatStatsJson(j: Record<string, number>): string {
+  return STATS_FIELDS.map(([label]) => `${label}: ${j[label]}`).join("\n") + "\n\n";
 }
 
 /** The same counters under upstream's names, for `--json`. */
@@ -65,4 +70,9 @@ export function statsToJson(s: Stats): Record<string, number> {
   const o: Record<string, number> = {};
   for (const [label, key] of STATS_FIELDS) o[label] = s[key];
   return o;
+}
+
+/** One `--json` statistics line: time, interface, the counters under upstream's names, drops by reason. */
+export function statsJsonLine(ifname: string, j: Record<string, number>, drops: unknown): string {
+  return JSON.stringify({ time: new Date().toISOString(), ifname, ...j, drops: drops ?? {} });
 }

@@ -48,6 +48,7 @@ import type { Stats } from "./userspace/stats.ts";
 import { CipherAlg } from "../crypto/aead.ts";
 import { MAX_CONTROL_LEN } from "./userspace/packet.ts";
 import { configureWindowsInterface } from "./netsh.ts";
+import { ControlInbox } from "./tunnel_end.ts";
 
 /** Where the driver lives. */
 export const DCO_PATH = "\\\\.\\ovpn-dco";
@@ -183,8 +184,6 @@ export class DcoDevice implements Device {
   readonly ended: Promise<DeviceEndReason>;
   readonly version: Version | null;
   #h: Deno.PointerValue;
-  #endResolve!: (r: DeviceEndReason) => void;
-  #endReason: DeviceEndReason | null = null;
   #closed = false;
   #peer: PeerConfig | null = null;
   #peerSettings = { keepaliveInterval: 0, keepaliveTimeout: 0, mss: 0 };
@@ -192,8 +191,7 @@ export class DcoDevice implements Device {
   #started = false;
   #reading: Promise<void> | null = null;
   #readOv: Overlapped | null = null;
-  #ctlQueue: Uint8Array[] = [];
-  #ctlWaiters: { resolve: (p: Uint8Array) => void; reject: (e: Error) => void }[] = [];
+  #inbox = new ControlInbox();
   #log: (line: string) => void;
 
   private constructor(h: Deno.PointerValue, version: Version | null, o: DcoOptions) {
@@ -201,7 +199,7 @@ export class DcoDevice implements Device {
     this.version = version;
     this.ifname = o.ifname;
     this.#log = o.log ?? ((l) => console.error(l));
-    this.ended = new Promise((r) => (this.#endResolve = r));
+    this.ended = this.#inbox.ended;
   }
 
   /** Open the adapter (after reading the driver version, as the driver's documentation asks). */
@@ -214,10 +212,7 @@ export class DcoDevice implements Device {
   }
 
   #end(r: DeviceEndReason) {
-    if (this.#endReason) return;
-    this.#endReason = r;
-    this.#endResolve(r);
-    for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message));
+    this.#inbox.end(r);
   }
 
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
@@ -307,7 +302,7 @@ export class DcoDevice implements Device {
     const buf = new Uint8Array(READ_BUFFER);
     const got = new Uint32Array(1);
     this.#reading = (async () => {
-      while (!this.#closed && !this.#endReason) {
+      while (!this.#closed && !this.#inbox.reason) {
         ov.reset();
         let err = 0;
         if (!k.ReadFile(this.#h, buf, READ_BUFFER, got, ov.buf)) {
@@ -331,22 +326,13 @@ export class DcoDevice implements Device {
             kind: "failed",
             message: `reading control packets: ${dcoErrorText(err)} [${win32ErrorName(err)}]`,
           });
-        } else this.#pushControl(buf.slice(0, got[0]));
+        } else this.#inbox.push(buf.slice(0, got[0])); // full queue: dropped, as the driver's own queue would
       }
     })();
   }
 
-  #pushControl(p: Uint8Array) {
-    const w = this.#ctlWaiters.shift();
-    if (w) w.resolve(p);
-    else if (this.#ctlQueue.length < 256) this.#ctlQueue.push(p);
-  }
-
   readControl(): Promise<Uint8Array> {
-    const p = this.#ctlQueue.shift();
-    if (p) return Promise.resolve(p);
-    if (this.#endReason) return Promise.reject(new DeviceError(this.#endReason.message));
-    return new Promise((resolve, reject) => this.#ctlWaiters.push({ resolve, reject }));
+    return this.#inbox.read();
   }
 
   async writeControl(p: Uint8Array): Promise<void> {

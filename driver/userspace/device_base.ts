@@ -6,38 +6,38 @@
  * @module
  */
 import { type DeviceEndReason, DeviceError, type PeerConfig } from "../device.ts";
+import { ControlInbox } from "../tunnel_end.ts";
 import type { SetPeer, Version } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import type { Stats } from "./stats.ts";
 import { MAX_CONTROL_LEN } from "./packet.ts";
 
-/** Control packets waiting for a reader, at most this many. */
-const CONTROL_QUEUE = 256;
-
 /** The shared half of the userspace devices. */
 export abstract class EngineDeviceBase {
-  readonly ended: Promise<DeviceEndReason>;
   readonly configureAfterStart = false;
   abstract readonly backend: string;
   abstract readonly ifname: string;
   /** Counters, with `lastTx`/`lastRx` timestamps. */
   abstract readonly stats: SharedStats;
-  protected endReason: DeviceEndReason | null = null;
   protected peer: PeerConfig | null = null;
   protected peerId = 0;
   protected mss = 0;
   protected started = false;
   protected closed = false;
   protected keepalive = { interval: 0, timeout: 0 };
-  #endResolve!: (r: DeviceEndReason) => void;
-  #ctlQueue: Uint8Array[] = [];
-  #ctlWaiters: { resolve: (p: Uint8Array) => void; reject: (e: Error) => void }[] = [];
+  #inbox = new ControlInbox();
   #keyIds: { primary?: number; secondary?: number; cipher?: string } = {};
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor() {
-    this.ended = new Promise((r) => (this.#endResolve = r));
+  /** Resolves once, when the tunnel ends by itself. */
+  get ended(): Promise<DeviceEndReason> {
+    return this.#inbox.ended;
+  }
+
+  /** Why the tunnel ended, or null while it runs. */
+  protected get endReason(): DeviceEndReason | null {
+    return this.#inbox.reason;
   }
 
   /** Send one keepalive ping now. */
@@ -45,10 +45,7 @@ export abstract class EngineDeviceBase {
 
   /** End the tunnel (once): resolves `ended`, fails pending control reads. */
   protected end(r: DeviceEndReason): void {
-    if (this.endReason) return;
-    this.endReason = r;
-    this.#endResolve(r);
-    for (const w of this.#ctlWaiters.splice(0)) w.reject(new DeviceError(r.message, "io"));
+    this.#inbox.end(r);
   }
 
   protected requirePeer(): void {
@@ -89,21 +86,13 @@ export abstract class EngineDeviceBase {
 
   /** A control packet arrived. */
   protected pushControl(p: Uint8Array): void {
-    const w = this.#ctlWaiters.shift();
-    if (w) return w.resolve(p);
-    if (this.#ctlQueue.length >= CONTROL_QUEUE) {
-      this.stats.LostInControlPackets++;
-      this.stats.countDrop("queue-full");
-      return;
-    }
-    this.#ctlQueue.push(p);
+    if (this.#inbox.push(p)) return;
+    this.stats.LostInControlPackets++;
+    this.stats.countDrop("queue-full");
   }
 
   readControl(): Promise<Uint8Array> {
-    const p = this.#ctlQueue.shift();
-    if (p) return Promise.resolve(p);
-    if (this.endReason) return Promise.reject(new DeviceError(this.endReason.message));
-    return new Promise((resolve, reject) => this.#ctlWaiters.push({ resolve, reject }));
+    return this.#inbox.read();
   }
 
   /** Check a control packet to send (1..1500 bytes) and a peer; returns a copy. */

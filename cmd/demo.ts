@@ -4,6 +4,7 @@
  * and removal of everything it created, also when interrupted or when a step fails.
  * @module
  */
+import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
 import { parseFlags, parseIntIn } from "./flags.ts";
 import { have, type LabProcess, NetnsLab } from "./netns.ts";
@@ -46,7 +47,7 @@ export async function startPair(
   },
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
-  const ep = (addr: string, port: number) => (addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`);
+  const ep = (address: string, port: number) => formatEndpoint({ address, port });
   // b is the TCP server (--listen) and uses key direction 1; a connects with key direction 0
   const instance = (s: "a" | "b") => {
     const other = s === "a" ? "b" : "a";

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { usage } from "./errors.ts";
-import { parseIPv4, parseIPv6, type SockAddr } from "../driver/uapi.ts";
+import { formatEndpoint, parseIPv4, parseIPv6, type SockAddr } from "../driver/uapi.ts";
 
 /** `ADDR:PORT` or `[IPv6]:PORT`. */
 export function parseEndpoint(v: string, flag: string, defaultPort?: number): SockAddr {
@@ -28,7 +28,7 @@ export function parseEndpoint(v: string, flag: string, defaultPort?: number): So
   if (port === undefined) {
     if (defaultPort === undefined) {
       throw usage(
-        `${flag}: '${v}' has no port; write ADDR:PORT, e.g. ${addr.includes(":") ? `[${addr}]` : addr}:1194`,
+        `${flag}: '${v}' has no port; write ADDR:PORT, e.g. ${formatEndpoint({ address: addr, port: 1194 })}`,
       );
     }
     return { address: addr, port: defaultPort };

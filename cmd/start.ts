@@ -4,6 +4,7 @@
  * peer times out or closes the connection (exit 6). Also the engine behind the upstream positional form.
  * @module
  */
+import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
 import { parseCidr, parseEndpoint, parseFlags, parseIntIn, parseKeepalive } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
@@ -292,9 +293,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
 }
 
 async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
-  const ep = (
-    e: { address: string; port: number },
-  ) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
+  const ep = formatEndpoint;
   log(
     `peer: ${peer.proto} ${ep(peer.local)} ${peer.listen ? "<-" : "->"} ${
       ep(peer.remote)

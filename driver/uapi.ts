@@ -92,6 +92,11 @@ export interface SockAddr {
   port: number;
 }
 
+/** `ADDR:PORT`, or `[IPv6]:PORT`, as users type endpoints. */
+export function formatEndpoint(e: SockAddr): string {
+  return e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
 /** Parse an IPv4 address; null when invalid. */
 export function parseIPv4(s: string): Uint8Array | null {
   const parts = s.split(".");

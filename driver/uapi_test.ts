@@ -263,3 +263,8 @@ Deno.test("uapi: driver features by version", () => {
     "peer-stats",
   ]);
 });
+
+Deno.test("uapi: endpoints print as users type them", () => {
+  assertEquals(u.formatEndpoint({ address: "192.0.2.1", port: 1194 }), "192.0.2.1:1194");
+  assertEquals(u.formatEndpoint({ address: "fd00::1", port: 1 }), "[fd00::1]:1");
+});

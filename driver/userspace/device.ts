@@ -15,7 +15,7 @@
 import { errno, errnoText, libc, O_CLOEXEC, O_NONBLOCK } from "../../ffi/libc.ts";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
-import type { SetPeer } from "../uapi.ts";
+import { formatEndpoint, type SetPeer } from "../uapi.ts";
 import { EngineDeviceBase } from "./device_base.ts";
 import type { FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
@@ -80,9 +80,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       fd = udpSocket(p.local, p.remote);
       peerSa = endpointSockaddr(p.remote);
     } else if (p.listen) {
-      const where = p.local.address.includes(":")
-        ? `[${p.local.address}]:${p.local.port}`
-        : `${p.local.address}:${p.local.port}`;
+      const where = formatEndpoint(p.local);
       fd = await tcpAccept(
         p.local,
         p.remote,

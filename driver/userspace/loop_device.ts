@@ -15,7 +15,7 @@ import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
-import { parseIPv4, parseIPv6, type SetPeer } from "../uapi.ts";
+import { formatEndpoint, parseIPv4, parseIPv6, type SetPeer } from "../uapi.ts";
 import { DataChannel } from "./channel.ts";
 import { countSend, receive } from "./datapath.ts";
 import { EngineDeviceBase } from "./device_base.ts";
@@ -100,7 +100,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
     const sock = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: v6 });
     await new Promise<void>((resolve, reject) => {
       sock.once("error", (e: Error & { code?: string }) => {
-        const where = v6 ? `[${p.local.address}]:${p.local.port}` : `${p.local.address}:${p.local.port}`;
+        const where = formatEndpoint(p.local);
         reject(
           e.code === "EADDRINUSE"
             ? new DeviceError(`local UDP port ${where} is already in use; pick another --local port`, "busy")
@@ -126,7 +126,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
 
   async #connect(p: PeerConfig, timeoutMs: number): Promise<Deno.Conn> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const where = `${p.remote.address}:${p.remote.port}`;
+    const where = formatEndpoint(p.remote);
     const attempt = Deno.connect({ hostname: p.remote.address, port: p.remote.port });
     try {
       return await Promise.race([

@@ -43,7 +43,7 @@ import {
   TCP_NODELAY,
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
-import { parseIPv4, parseIPv6, type SockAddr } from "../uapi.ts";
+import { formatEndpoint, parseIPv4, parseIPv6, type SockAddr } from "../uapi.ts";
 
 /** Address bytes (4 or 16) of an IPv4/IPv6 text address. */
 export function addrBytes(a: string): Uint8Array {
@@ -57,9 +57,7 @@ export function endpointSockaddr(e: SockAddr): Uint8Array {
   return sockaddr(addrBytes(e.address), e.port);
 }
 
-const fmt = (
-  e: SockAddr,
-) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
+const fmt = formatEndpoint;
 
 function familyOf(local: SockAddr, remote: SockAddr): number {
   const l = addrBytes(local.address), r = addrBytes(remote.address);

@@ -57,6 +57,21 @@ async function run(args: string[], env: Record<string, string> = {}, asNobody = 
 }
 
 const S = ["start", "--stats-interval", "0"];
+
+/** `start` without a peer on `ifname`, once its control socket is up. */
+async function startInstance(ifname: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(selfCommand()[0], {
+    args: [...selfCommand().slice(1), ...S, "--ifname", ifname],
+    stdout: "null",
+    stderr: "null",
+    env: { OVPN_DCO_CLI_RUNDIR: runDir },
+  }).spawn();
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline && !(await Deno.stat(`${runDir}/${ifname}.sock`).catch(() => null))) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return child;
+}
 const R = ["--remote", "127.0.0.1:1"];
 const UP = (
   extra: string[],
@@ -166,17 +181,8 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
   } finally {
     libc().symbols.close(sock);
   }
-  const first = new Deno.Command(selfCommand()[0], {
-    args: [...selfCommand().slice(1), ...S, "--ifname", "ovt-twice"],
-    stdout: "null",
-    stderr: "piped",
-    env: { OVPN_DCO_CLI_RUNDIR: runDir },
-  }).spawn();
+  const first = await startInstance("ovt-twice");
   try {
-    const deadline = Date.now() + 15000;
-    while (Date.now() < deadline && !(await Deno.stat(`${runDir}/ovt-twice.sock`).catch(() => null))) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
     const second = await run([...S, "--ifname", "ovt-twice"]);
     assertEquals(second.code, 7, second.stderr);
     assertMatch(second.stderr, "ovt-twice");
@@ -185,7 +191,6 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
   } finally {
     first.kill("SIGTERM");
     assertEquals((await first.status).code, 0);
-    await first.stderr.cancel();
   }
   await Deno.chmod(dir, 0o755);
   const nobody = await run([...S, "--ifname", "ovt-nobody", ...R], {
@@ -228,17 +233,8 @@ Deno.test("stats: golden block in upstream's format, and the JSON form", () => {
 });
 
 Deno.test("stats --json of a running instance matches its schema", async () => {
-  const p = new Deno.Command(selfCommand()[0], {
-    args: [...selfCommand().slice(1), ...S, "--ifname", "ovt-json"],
-    stdout: "null",
-    stderr: "null",
-    env: { OVPN_DCO_CLI_RUNDIR: runDir },
-  }).spawn();
+  const p = await startInstance("ovt-json");
   try {
-    const deadline = Date.now() + 15000;
-    while (Date.now() < deadline && !(await Deno.stat(`${runDir}/ovt-json.sock`).catch(() => null))) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
     const r = await run(["stats", "--ifname", "ovt-json", "--json"]);
     assertEquals(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout);

@@ -3,39 +3,13 @@
  * under Wine against a fake ovpn-dco driver (and a fake wintun.dll), per ../shared/windows-on-linux.md.
  * tests/windows/setup.sh builds the environment; each tests/windows/*.wintest.ts runs under Wine here.
  */
+import { runToFiles, wineEnv } from "./wine.ts";
 import { assert } from "./assert.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 
-/**
- * Run a command with its output going to files, not pipes: wine starts long-lived helpers (wineserver,
- * services, the driver host) that inherit its stdio, and a pipe would never reach end-of-file.
- */
-async function sh(cmd: string, args: string[], env: Record<string, string> = {}) {
-  const dir = await Deno.makeTempDir();
-  try {
-    const st = await new Deno.Command("bash", {
-      args: ["-c", `"$0" "$@" >"${dir}/out" 2>"${dir}/err" </dev/null`, cmd, ...args],
-      cwd: repo,
-      env,
-    }).output();
-    return {
-      code: st.code,
-      stdout: await Deno.readTextFile(`${dir}/out`),
-      stderr: await Deno.readTextFile(`${dir}/err`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-const setup = await sh("bash", ["tests/windows/setup.sh"]);
-if (setup.code !== 0) throw new Error(`tests/windows/setup.sh failed:\n${setup.stderr}`);
-const env: Record<string, string> = {};
-for (const line of setup.stdout.trim().split("\n")) {
-  const i = line.indexOf("=");
-  env[line.slice(0, i)] = line.slice(i + 1);
-}
+const sh = runToFiles;
+const env = await wineEnv();
 
 let started = false;
 async function ensureDriver() {

@@ -9,29 +9,14 @@ import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
 import { verifiedTransfer } from "./lab.ts";
+import { runToFiles, wineEnv } from "./wine.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
-const setup = await new Deno.Command("bash", {
-  args: ["tests/windows/setup.sh"],
-  cwd: repo,
-  stdout: "piped",
-  stderr: "piped",
-}).output();
-if (!setup.success) {
-  throw new Error(`tests/windows/setup.sh failed: ${new TextDecoder().decode(setup.stderr)}`);
-}
-const env: Record<string, string> = {};
-for (const line of new TextDecoder().decode(setup.stdout).trim().split("\n")) {
-  const i = line.indexOf("=");
-  env[line.slice(0, i)] = line.slice(i + 1);
-}
+const env = await wineEnv();
 
-/** Run a command with output to a file (wine helpers inherit stdio and would hold a pipe open). */
+/** Run a command, its output discarded (wine helpers inherit stdio and would hold a pipe open). */
 async function quiet(cmd: string[], extraEnv: Record<string, string> = {}) {
-  await new Deno.Command("bash", {
-    args: ["-c", '"$0" "$@" >/dev/null 2>&1 </dev/null', ...cmd],
-    env: { ...env, ...extraEnv },
-  }).output();
+  await runToFiles(cmd[0], cmd.slice(1), { ...env, ...extraEnv });
 }
 
 let labIndex = 80;

@@ -53,7 +53,8 @@ function decodeBase64(text: string, where: string): Uint8Array {
       `${where}: not valid base64 (data64.key format); create a fresh key with 'ovpn-dco-cli genkey FILE'`,
     );
   }
-  const padded = s.replace(/=+$/, "").padEnd(Math.ceil(s.replace(/=+$/, "").length / 4) * 4, "=");
+  const bare = s.replace(/=+$/, "");
+  const padded = bare.padEnd(Math.ceil(bare.length / 4) * 4, "=");
   let bin: string;
   try {
     bin = atob(padded);

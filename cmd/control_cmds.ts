@@ -8,7 +8,7 @@ import { checkIfname, DEFAULT_IFNAME, loadKey, noneKey } from "./start.ts";
 import { parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
 import { ControlError, type ControlRequest, controlRequest, keyToWire } from "../driver/control.ts";
-import { formatStatsJson, statsJsonLine } from "../driver/userspace/stats.ts";
+import { type Epochs, formatEpochs, formatStatsJson, statsJsonLine } from "../driver/userspace/stats.ts";
 import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
 
 async function ask(ifname: string, req: ControlRequest): Promise<Record<string, unknown>> {
@@ -42,10 +42,13 @@ export async function stats(args: string[]): Promise<number> {
   for (;;) {
     const r = await ask(ifname, { cmd: "stats" });
     const s = r.stats as Record<string, number>;
-    if (v.json) {
-      const info = r.info as Record<string, unknown>;
-      console.log(statsJsonLine(ifname, s, info.drops));
-    } else await Deno.stdout.write(new TextEncoder().encode(formatStatsJson(s)));
+    const info = r.info as Record<string, unknown>;
+    if (v.json) console.log(statsJsonLine(ifname, s, info.drops, info.epoch as Epochs));
+    else {
+      await Deno.stdout.write(
+        new TextEncoder().encode(formatStatsJson(s) + formatEpochs(info.epoch as Epochs)),
+      );
+    }
     if (!v.watch) return EXIT.OK;
     await new Promise((res) => setTimeout(res, 1000));
   }
@@ -130,14 +133,18 @@ export async function peer(args: string[]): Promise<number> {
 }
 
 export const KEY_HELP = `Usage:
-  ovpn-dco-cli key new <peer-id> <cipher> <key-direction> <key-file> [--slot primary|secondary] [--key-id N] [--ifname NAME]
+  ovpn-dco-cli key new <peer-id> <cipher> <key-direction> <key-file> [--slot primary|secondary] [--key-id N] [--epoch] [--ifname NAME]
   ovpn-dco-cli key swap [--ifname NAME]
   ovpn-dco-cli key del [--slot primary|secondary] [--ifname NAME]
+  ovpn-dco-cli key epoch [--ifname NAME]
 
 NEW_KEY into a slot (default: secondary, ready for a swap), SWAP_KEYS, or delete a slot, on the
 instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name). The cipher is one of ${CIPHER_NAMES}. The key file is a
 data64.key (key direction 0 or 1 applies) or a JSON key file (key direction ignored).
 Renegotiation is 'key new' into the secondary slot on both ends, then 'key swap' on both ends.
+--epoch installs epoch data keys (OpenVPN 2.7, NEW_KEY_V2 on the driver; E1 = key A / key B of a
+data64.key, or the JSON key's 'epochSecret' fields). 'key epoch' moves the primary key's sender to the next
+epoch now (the peer follows; tun and wintun backends: the driver moves epochs by itself).
 
 Example:
   ovpn-dco-cli key new 0 AES-256-GCM 0 next.key --key-id 1 --ifname ovpn0 && ovpn-dco-cli key swap --ifname ovpn0
@@ -152,15 +159,16 @@ function parseSlot(v: string | undefined, dflt: number): number {
 
 export async function key(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (!["new", "swap", "del"].includes(sub ?? "")) {
+  if (!["new", "swap", "del", "epoch"].includes(sub ?? "")) {
     throw usage(
-      `key: expected new, swap or del${sub ? `, not '${sub}'` : ""}; see 'ovpn-dco-cli key --help'`,
+      `key: expected new, swap, del or epoch${sub ? `, not '${sub}'` : ""}; see 'ovpn-dco-cli key --help'`,
     );
   }
   const opts = {
     ifname: { type: "string" },
     slot: { type: "string" },
     "key-id": { type: "string" },
+    epoch: { type: "boolean" },
   } as const;
   const { values: v, positionals: p } = parseFlags(rest, opts, `key ${sub}`, sub === "new");
   const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
@@ -175,19 +183,26 @@ export async function key(args: string[]): Promise<number> {
     if (!cipher) throw usage(`key new: unknown cipher '${p[1]}'; use one of ${CIPHER_NAMES}`);
     const keyDirection = parseIntIn(p[2], "key-direction", 0, 1 << 30);
     const keyId = v["key-id"] !== undefined ? parseIntIn(v["key-id"], "--key-id", 0, 7) : undefined;
+    if (v.epoch && p[3] === undefined) throw usage("key new: --epoch needs a key file");
     const material = p[3] === undefined
       ? noneKey(keyId)
-      : (await loadKey(p[3], { cipher: cipher.name, keyDirection, keyId })).material;
+      : (await loadKey(p[3], { cipher: cipher.name, keyDirection, keyId, epoch: !!v.epoch })).material;
     const slot = parseSlot(v.slot, 1);
     await ask(ifname, { cmd: "key.new", slot, peerId, key: keyToWire(material) });
     console.error(
-      `key id ${material.keyId} (${material.cipher.name}) installed in the ${
-        slot ? "secondary" : "primary"
-      } slot on ${ifname}`,
+      `key id ${material.keyId} (${material.cipher.name}${
+        material.epoch ? ", epoch data keys" : ""
+      }) installed in the ${slot ? "secondary" : "primary"} slot on ${ifname}`,
     );
   } else if (sub === "swap") {
     await ask(ifname, { cmd: "key.swap" });
     console.error(`keys swapped on ${ifname}`);
+  } else if (sub === "epoch") {
+    const r = await ask(ifname, { cmd: "key.epoch" });
+    const e = r.epoch as { send: number; recv: number } | null;
+    console.error(
+      `${ifname} now sends with epoch ${e?.send ?? "?"} (receiving with epoch ${e?.recv ?? "?"})`,
+    );
   } else {
     const slot = parseSlot(v.slot, 1);
     await ask(ifname, { cmd: "key.del", slot });

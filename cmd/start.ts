@@ -19,7 +19,13 @@ import {
   serveControl,
 } from "../driver/control.ts";
 import { KeySlotId } from "../driver/userspace/keyslot.ts";
-import { formatStats, statsJsonLine, statsToJson } from "../driver/userspace/stats.ts";
+import {
+  type Epochs,
+  formatEpochs,
+  formatStats,
+  statsJsonLine,
+  statsToJson,
+} from "../driver/userspace/stats.ts";
 import { readKeyFile, toKeyMaterial } from "../keys/keyfile.ts";
 import type { KeyMaterial } from "../driver/userspace/keyslot.ts";
 import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
@@ -67,6 +73,9 @@ Options:
   --key-direction 0|1       data64.key: 0 encrypts with key A, 1 with key B (default 0)
   --key-id N                key id 0-7 (default 0, or the JSON key file's keyId)
   --cipher NAME             ${CIPHER_NAMES} (default AES-256-GCM, or the JSON key's)
+  --epoch                   epoch data keys (OpenVPN 2.7 'aead-epoch'): 64-bit packet ids, tag at the end,
+                            data keys that move forward by themselves; data64.key: E1 = key A / key B;
+                            a JSON key with 'epochSecret' fields is an epoch key without this flag
   --keepalive I,T           ping after I s without sending; give up after T s without receiving
                             (default 10,300; 0,0 turns both off)
   --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
@@ -98,6 +107,7 @@ const START_OPTIONS = {
   "key-direction": { type: "string" },
   "key-id": { type: "string" },
   cipher: { type: "string" },
+  epoch: { type: "boolean" },
   keepalive: { type: "string" },
   mss: { type: "string" },
   backend: { type: "string" },
@@ -144,7 +154,7 @@ export function parseProvider(v: string | undefined): ProviderName {
 /** Read a key file and complete it with the flags into key material (errors exit 3). */
 export async function loadKey(
   file: string,
-  opts: { cipher?: string; keyDirection?: number; keyId?: number },
+  opts: { cipher?: string; keyDirection?: number; keyId?: number; epoch?: boolean },
 ): Promise<{ material: KeyMaterial; peerId?: number }> {
   const kf = await readKeyFile(file);
   const material = toKeyMaterial(kf, opts, `key file '${file}'`);
@@ -181,8 +191,12 @@ export async function commonConfig(
     ? parseIntIn(s("peer-id")!, "--peer-id", 0, MAX_PEER_ID)
     : undefined;
   let key: KeyMaterial | undefined;
+  const epoch = !!v.epoch;
+  if (epoch && !s("key")) {
+    throw usage("--epoch needs a key: add --key FILE (create one with 'ovpn-dco-cli genkey FILE')");
+  }
   if (s("key")) {
-    const k = await loadKey(s("key")!, { cipher: cipherName, keyDirection, keyId });
+    const k = await loadKey(s("key")!, { cipher: cipherName, keyDirection, keyId, epoch });
     key = k.material;
     peerId ??= k.peerId;
   } else if (cipherName && cipherByName(cipherName)!.keyLen === 0) {
@@ -303,7 +317,11 @@ async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
   if (peer.proto === "tcp") console.log("TCP connected");
   if (cfg.key) {
     await dev.newKey(KeySlotId.PRIMARY, cfg.key, cfg.peerId);
-    log(`key: ${cfg.key.cipher.name}, key id ${cfg.key.keyId}, primary slot`);
+    log(
+      `key: ${cfg.key.cipher.name}${
+        cfg.key.epoch ? " (epoch data keys)" : ""
+      }, key id ${cfg.key.keyId}, primary slot`,
+    );
   } else {
     log("no key yet: data packets are dropped until 'ovpn-dco-cli key new'");
   }
@@ -358,9 +376,12 @@ async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => voi
 async function printStats(dev: Device, json: boolean) {
   const s = await dev.getStats();
   if (json) {
-    console.log(statsJsonLine(dev.ifname, statsToJson(s), dev.peerInfo().drops));
+    const info = dev.peerInfo();
+    console.log(statsJsonLine(dev.ifname, statsToJson(s), info.drops, info.epoch as Epochs));
   } else {
-    await Deno.stdout.write(new TextEncoder().encode(formatStats(s)));
+    await Deno.stdout.write(
+      new TextEncoder().encode(formatStats(s) + formatEpochs(dev.peerInfo().epoch as Epochs)),
+    );
   }
 }
 
@@ -402,6 +423,9 @@ export async function handleControl(dev: Device, req: ControlRequest): Promise<C
     case "key.del":
       await dev.delKey(req.slot as KeySlotId);
       return { ok: true };
+    case "key.epoch":
+      await dev.nextEpoch();
+      return { ok: true, epoch: dev.peerInfo().epoch };
   }
   return { ok: false, error: `unknown control command` };
 }

@@ -43,7 +43,7 @@ export async function upstream(args: string[]): Promise<number> {
   const prefix = netmaskToPrefix(vpnMask, "vpn-netmask", vpnV6);
   if (!parseIPv4(vpnGw) && !parseIPv6(vpnGw)) throw usage(`vpn-gw: '${vpnGw}' is not an IP address`);
   if (v.key && keyFile) throw usage("give the key file either as the 10th argument or as --key, not both");
-  const common = await commonConfig({ ...v, key: undefined });
+  const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
   const file = keyFile ?? (v.key as string | undefined);
   // upstream: key direction > 0 → 1 else 0; no key file → NONE
   const direction = keyDir !== undefined
@@ -53,8 +53,10 @@ export async function upstream(args: string[]): Promise<number> {
     ? (await loadKey(file, {
       cipher: (v.cipher as string | undefined) ?? "AES-256-GCM",
       keyDirection: direction,
+      epoch: !!v.epoch,
     })).material
     : noneKey();
+  if (v.epoch && !file) throw usage("--epoch needs a key file (the 10th argument or --key)");
   if (!file) console.error("no key file: cipher NONE (test mode, as upstream)");
   return await runTunnel({
     ...common,

@@ -31,7 +31,8 @@ export type ControlRequest =
   }
   | { cmd: "key.new"; slot: number; peerId: number; key: WireKey }
   | { cmd: "key.swap" }
-  | { cmd: "key.del"; slot: number };
+  | { cmd: "key.del"; slot: number }
+  | { cmd: "key.epoch" };
 
 /** A response: `ok` and data, or an error message for the user. */
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
@@ -45,6 +46,8 @@ export interface WireKey {
   decryptKey: string;
   decryptNonceTail: string;
   firstPacketId?: number;
+  /** Epoch data keys: the keys are the E1 secrets. */
+  epoch?: boolean;
 }
 
 const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -59,6 +62,7 @@ export function keyToWire(m: KeyMaterial): WireKey {
     decryptKey: toHex(m.decryptKey),
     decryptNonceTail: toHex(m.decryptNonceTail),
     firstPacketId: m.firstPacketId,
+    ...(m.epoch ? { epoch: true } : {}),
   };
 }
 
@@ -73,6 +77,7 @@ export function keyFromWire(w: WireKey): KeyMaterial {
     decryptKey: fromHex(w.decryptKey),
     decryptNonceTail: fromHex(w.decryptNonceTail),
     firstPacketId: w.firstPacketId,
+    ...(w.epoch ? { epoch: true } : {}),
   };
 }
 

@@ -30,6 +30,7 @@ import {
 } from "../ffi/kernel32.ts";
 import { type Device, type DeviceEndReason, DeviceError, type PeerConfig } from "./device.ts";
 import {
+  CRYPTO_OPTIONS,
   decodeStats,
   decodeVersion,
   driverFeatures,
@@ -230,27 +231,59 @@ export class DcoDevice implements Device {
   }
 
   async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
+    const epoch = !!key.epoch && key.cipher.alg !== CipherAlg.NONE;
+    if (epoch && !driverFeatures(this.version).includes("new-key-v2")) {
+      const v = this.version;
+      throw new DeviceError(
+        `the ovpn-dco driver ${
+          v ? `${v.major}.${v.minor}.${v.patch}` : "(version unknown)"
+        } has no epoch data keys (NEW_KEY_V2 needs driver 2.4.0 or newer); update the driver or leave out --epoch`,
+        "state",
+      );
+    }
     const alg = key.cipher.alg === CipherAlg.NONE
       ? OVPN_CIPHER_ALG.NONE
       : key.cipher.alg === CipherAlg.CHACHA20_POLY1305
       ? OVPN_CIPHER_ALG.CHACHA20_POLY1305
       : OVPN_CIPHER_ALG.AES_GCM;
+    // epoch keys (as OpenVPN's dco_win.c): NEW_KEY_V2 with CryptoOptions EPOCH, Key = the 32-byte epoch
+    // secret E1 of each direction, KeyLen = the cipher's key length; the driver derives the data keys
+    const keyLen = epoch ? key.cipher.keyLen : undefined;
+    const tail = (t: Uint8Array) => (t.length === 8 ? t : new Uint8Array(8));
     const data = encodeCryptoData({
-      encrypt: { key: key.encryptKey, nonceTail: key.encryptNonceTail },
-      decrypt: { key: key.decryptKey, nonceTail: key.decryptNonceTail },
+      encrypt: {
+        key: key.encryptKey,
+        nonceTail: epoch ? tail(key.encryptNonceTail) : key.encryptNonceTail,
+        keyLen,
+      },
+      decrypt: {
+        key: key.decryptKey,
+        nonceTail: epoch ? tail(key.decryptNonceTail) : key.decryptNonceTail,
+        keyLen,
+      },
       keySlot: slot,
       cipherAlg: alg,
       keyId: key.keyId,
       peerId,
+      ...(epoch ? { cryptoOptions: CRYPTO_OPTIONS.EPOCH } : {}),
     });
     try {
-      await ioctl(this.#h, IOCTL.NEW_KEY, data, 0);
+      await ioctl(this.#h, epoch ? IOCTL.NEW_KEY_V2 : IOCTL.NEW_KEY, data, 0);
     } finally {
       data.fill(0);
     }
     if (slot === 0) this.#keys.primary = key.keyId;
     else this.#keys.secondary = key.keyId;
     this.#keys.cipher = key.cipher.name;
+  }
+
+  nextEpoch(): Promise<void> {
+    return Promise.reject(
+      new DeviceError(
+        "the ovpn-dco driver moves to the next epoch by itself and has no call to force it; this works on the tun and wintun backends",
+        "state",
+      ),
+    );
   }
 
   async swapKeys(): Promise<void> {

@@ -47,6 +47,11 @@ export interface Device {
   newPeer(p: PeerConfig): Promise<void>;
   /** NEW_KEY into a slot. */
   newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void>;
+  /**
+   * Epoch keys: move the primary key's sender to the next epoch now (the peer follows). Userspace engines
+   * only: the driver moves epochs by itself and has no call for it.
+   */
+  nextEpoch(): Promise<void>;
   /** SWAP_KEYS. */
   swapKeys(): Promise<void>;
   /** Delete a key slot (userspace only: the driver has no such call). */

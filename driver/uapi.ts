@@ -55,8 +55,11 @@ export const OVPN_DEL_PEER_REASON = {
   TRANSPORT_ERROR: 3,
   TRANSPORT_DISCONNECT: 4,
 } as const;
-/** CryptoOptions flags of OVPN_CRYPTO_DATA_V2 (older header; newest names bit 1 EPOCH). */
-export const CRYPTO_OPTIONS = { AEAD_TAG_END: 0x2, PKTID_64BIT: 0x4, EPOCH: 0x2 } as const;
+/**
+ * CryptoOptions flags of OVPN_CRYPTO_DATA_V2 as the newest driver reads them: bit 1 is EPOCH (the older
+ * header's AEAD_TAG_END = 0x2 and 64BIT_PKTID = 0x4 are gone from it).
+ */
+export const CRYPTO_OPTIONS = { EPOCH: 0x2 } as const;
 
 /** Windows address families. */
 export const AF_INET = 2;
@@ -273,6 +276,8 @@ export function decodeStats(b: Uint8Array): OvpnStats {
 export interface KeyDirection {
   key: Uint8Array; // up to 32 bytes
   nonceTail: Uint8Array; // 8 bytes
+  /** KeyLen when it differs from key.length (epoch keys: 32 bytes of secret, KeyLen = the cipher's key length). */
+  keyLen?: number;
 }
 
 /** OVPN_CRYPTO_DATA (and the V2 extension). */
@@ -291,7 +296,7 @@ function writeKeyDirection(b: Uint8Array, off: number, k: KeyDirection): void {
   if (k.key.length > 32) throw new Error("key longer than 32 bytes");
   if (k.nonceTail.length !== 8 && k.nonceTail.length !== 0) throw new Error("nonce tail must have 8 bytes");
   b.set(k.key, off);
-  b[off + 32] = k.key.length;
+  b[off + 32] = k.keyLen ?? k.key.length;
   b.set(k.nonceTail, off + 33);
 }
 

@@ -104,10 +104,18 @@ Deno.test("uapi: OVPN_CRYPTO_DATA and V2 byte layout (offsets 0/32/33, 41/73/74,
     ]),
   );
   assertEquals(u.decodeCryptoData(b), c);
-  const b2 = u.encodeCryptoData({ ...c, cryptoOptions: u.CRYPTO_OPTIONS.PKTID_64BIT });
+  // NEW_KEY_V2 with epoch keys: CryptoOptions EPOCH (bit 1), Key = the 32-byte epoch secret, KeyLen = the cipher's
+  const b2 = u.encodeCryptoData({
+    ...c,
+    encrypt: { ...c.encrypt, keyLen: 16 },
+    decrypt: { ...c.decrypt, keyLen: 16 },
+    cryptoOptions: u.CRYPTO_OPTIONS.EPOCH,
+  });
   assertEquals(b2.length, 104);
-  assertEquals(hex(b2.subarray(100)), "04000000");
-  assertEquals(u.decodeCryptoData(b2).cryptoOptions, 4);
+  assertEquals(hex(b2.subarray(100)), "02000000");
+  assertEquals(hex(b2.subarray(0, 32)), hex(enc));
+  assertEquals([b2[32], b2[41 + 32]], [16, 16]);
+  assertEquals(u.decodeCryptoData(b2).cryptoOptions, 2);
   // a 16-byte key: KeyLen 16, rest zero
   const short = u.encodeCryptoData({
     ...c,

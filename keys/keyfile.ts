@@ -3,6 +3,10 @@
  * format of SPEC §3.2. The format is detected from the content. Errors say what is wrong and how to fix
  * it, and never contain key bytes.
  *
+ * Epoch data keys (OpenVPN 2.7): a data64.key gives the initial epoch secrets E1 as OpenVPN takes them,
+ * the first 32 bytes of each direction's cipher key (key A / key B as the key direction picks them); a JSON
+ * key gives them as `epochSecret` (32 bytes, hex) in `encrypt` and `decrypt`, which makes it an epoch key.
+ *
  * @example
  * ```ts
  * import { parseKeyFile, toKeyMaterial } from "./keyfile.ts";
@@ -23,10 +27,12 @@ export const DATA64_MIN_LEN = 72;
 /** Default cipher of upstream's CLI. */
 export const DEFAULT_CIPHER = "AES-256-GCM";
 
-/** One direction of the JSON format. */
+/** One direction of the JSON format (DATA_V2 key and nonce tail, or an epoch secret, or both). */
 export interface KeyDirectionData {
   key: Uint8Array;
   nonceTail: Uint8Array;
+  /** Initial epoch secret E1 (32 bytes). */
+  epochSecret?: Uint8Array;
 }
 
 /** A parsed key file. */
@@ -37,7 +43,10 @@ export type KeyFile =
     cipher?: CipherInfo;
     peerId?: number;
     keyId?: number;
-    /** First packet id to send (default 1): to take over a session whose peer saw earlier ids. */
+    /**
+     * First packet id to send (default 1): to take over a session whose peer saw earlier ids (epoch keys:
+     * the first counter of epoch 1).
+     */
     firstPacketId?: number;
     encrypt: KeyDirectionData;
     decrypt: KeyDirectionData;
@@ -123,6 +132,11 @@ function parseJsonKey(text: string, where: string): KeyFile {
     const d = r[name];
     if (typeof d !== "object" || d === null) throw new KeyFileError(`${where}: field '${name}' is missing`);
     const dd = d as Record<string, unknown>;
+    if (dd.epochSecret !== undefined && dd.key === undefined) {
+      // an epoch-only direction
+      const epochSecret = decodeHex(dd.epochSecret, `${name}.epochSecret`, where, [32]);
+      return { key: new Uint8Array(0), nonceTail: new Uint8Array(0), epochSecret };
+    }
     const key = decodeHex(
       dd.key,
       `${name}.key`,
@@ -130,10 +144,18 @@ function parseJsonKey(text: string, where: string): KeyFile {
       cipher && cipher.keyLen ? [cipher.keyLen] : [16, 24, 32],
     );
     const nonceTail = decodeHex(dd.nonceTail, `${name}.nonceTail`, where, [8]);
-    return { key, nonceTail };
+    const epochSecret = dd.epochSecret !== undefined
+      ? decodeHex(dd.epochSecret, `${name}.epochSecret`, where, [32])
+      : undefined;
+    return { key, nonceTail, ...(epochSecret ? { epochSecret } : {}) };
   };
   const encrypt = dir("encrypt");
   const decrypt = dir("decrypt");
+  if (!!encrypt.epochSecret !== !!decrypt.epochSecret) {
+    throw new KeyFileError(
+      `${where}: only one direction has an 'epochSecret'; give 'encrypt.epochSecret' and 'decrypt.epochSecret' both`,
+    );
+  }
   if (encrypt.key.length !== decrypt.key.length) {
     throw new KeyFileError(`${where}: 'encrypt.key' and 'decrypt.key' must have the same length`);
   }
@@ -142,7 +164,7 @@ function parseJsonKey(text: string, where: string): KeyFile {
     cipher,
     peerId: intField(r, "peerId", where, MAX_PEER_ID),
     keyId: intField(r, "keyId", where, 7),
-    firstPacketId: intField(r, "firstPacketId", where, 0xefffffff),
+    firstPacketId: intField(r, "firstPacketId", where, encrypt.epochSecret ? 2 ** 48 - 2 : 0xefffffff),
     encrypt,
     decrypt,
   };
@@ -193,6 +215,11 @@ export interface KeyChoice {
   keyDirection?: number;
   /** Key id (0..7); for JSON keys the file's keyId is the default. Default 0. */
   keyId?: number;
+  /**
+   * Epoch data keys. data64: E1 from key A / key B. JSON: the file's epoch secrets (a JSON key with
+   * `epochSecret` is an epoch key without this flag).
+   */
+  epoch?: boolean;
 }
 
 /** Turn a key file into the material of one NEW_KEY. */
@@ -208,20 +235,45 @@ export function toKeyMaterial(kf: KeyFile, choice: KeyChoice = {}, where = "key 
   }
   const keyId = choice.keyId ?? (kf.format === "json" ? kf.keyId : undefined) ?? 0;
   if (cipher.alg === CipherAlg.NONE) {
+    if (choice.epoch) {
+      throw new KeyFileError(
+        `epoch data keys need an AEAD cipher, not none; use one of ${CIPHER_NAMES.replace(", none", "")}`,
+      );
+    }
     const z = new Uint8Array(0);
     return { cipher, keyId, encryptKey: z, decryptKey: z, encryptNonceTail: z, decryptNonceTail: z };
   }
   if (kf.format === "data64") {
     const a = kf.raw.subarray(0, 32), b = kf.raw.subarray(32, 64), tail = kf.raw.subarray(64, 72);
     const dir = (choice.keyDirection ?? 0) > 0 ? 1 : 0;
+    // epoch: the whole 32 bytes of each direction's key are its E1 (OpenVPN's init_epoch_keys)
+    const len = choice.epoch ? 32 : cipher.keyLen;
     return {
       cipher,
       keyId,
-      encryptKey: (dir ? b : a).slice(0, cipher.keyLen),
-      decryptKey: (dir ? a : b).slice(0, cipher.keyLen),
+      encryptKey: (dir ? b : a).slice(0, len),
+      decryptKey: (dir ? a : b).slice(0, len),
       encryptNonceTail: tail.slice(),
       decryptNonceTail: tail.slice(),
+      ...(choice.epoch ? { epoch: true } : {}),
     };
+  }
+  if (kf.encrypt.epochSecret && kf.decrypt.epochSecret) {
+    return {
+      cipher,
+      keyId,
+      encryptKey: kf.encrypt.epochSecret,
+      decryptKey: kf.decrypt.epochSecret,
+      encryptNonceTail: kf.encrypt.nonceTail.length ? kf.encrypt.nonceTail : new Uint8Array(8),
+      decryptNonceTail: kf.decrypt.nonceTail.length ? kf.decrypt.nonceTail : new Uint8Array(8),
+      epoch: true,
+      ...(kf.firstPacketId ? { firstPacketId: kf.firstPacketId } : {}),
+    };
+  }
+  if (choice.epoch) {
+    throw new KeyFileError(
+      `${where}: --epoch needs epoch secrets, and this JSON key has none; add 'epochSecret' (32 bytes, hex) to 'encrypt' and 'decrypt', or use a data64.key`,
+    );
   }
   if (kf.encrypt.key.length !== cipher.keyLen) {
     throw new KeyFileError(

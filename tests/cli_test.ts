@@ -39,7 +39,18 @@ const existing = f("exists.key", "x");
 
 async function run(args: string[], env: Record<string, string> = {}, asNobody = false) {
   const cmd = [
-    ...(asNobody ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : []),
+    // nobody, without CAP_NET_ADMIN; CAP_DAC_READ_SEARCH only so that it can read this checkout wherever it
+    // sits (root's home and mktemp -d are 0700)
+    ...(asNobody
+      ? [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+      ]
+      : []),
     ...selfCommand(),
     ...args,
   ];

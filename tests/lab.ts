@@ -92,12 +92,18 @@ export async function makePki(dir: string): Promise<void> {
   }
 }
 
-/** A real OpenVPN 2.6 server (in b) and client (in a) over UDP with TLS; resolves once both are up. */
+/** The OpenVPN 2.7.6 of ../shared/tools (epoch data keys; logs `Epoch E1 send/recv` at verb 9). */
+export const OPENVPN_27 = new URL("../../shared/tools/openvpn-2.7.6/openvpn", import.meta.url).pathname;
+
+/**
+ * A real OpenVPN server (in b) and client (in a) over UDP with TLS; resolves once both are up. Debian's
+ * 2.6 by default; `openvpn: OPENVPN_27` for two 2.7 peers (which negotiate epoch data keys by themselves).
+ */
 export async function startOpenvpnPair(
   lab: NetnsLab,
   cipher: string,
-  opts: { clientVerb?: number; clientLog?: string } = {},
-): Promise<{ server: LabProcess; client: LabProcess; net: string; clientLog: string }> {
+  opts: { clientVerb?: number; clientLog?: string; serverVerb?: number; openvpn?: string } = {},
+): Promise<{ server: LabProcess; client: LabProcess; net: string; clientLog: string; serverLog: string }> {
   const d = lab.runDir;
   await makePki(d);
   const net = lab.inner4.a.split(".").slice(0, 2).join(".") + ".3";
@@ -112,20 +118,24 @@ export async function startOpenvpnPair(
     cipher,
     "--disable-dco",
   ];
+  const bin = opts.openvpn ?? "openvpn";
+  const serverLog = `${d}/server.log`;
   const server = lab.spawn("b", [
-    ...["openvpn", "--dev", "tun-srv", ...common, "--local", lab.outer4.b, "--port", "1194"],
+    ...[bin, "--dev", "tun-srv", ...common, "--local", lab.outer4.b, "--port", "1194"],
     ...["--server", `${net}.0`, "255.255.255.0", "--topology", "subnet", "--cert", `${d}/server.crt`],
-    ...["--key", `${d}/server.key`, "--dh", "none", "--keepalive", "10", "60", "--verb", "3"],
+    ...["--key", `${d}/server.key`, "--dh", "none", "--keepalive", "10", "60"],
+    ...["--verb", String(opts.serverVerb ?? 3), "--log", serverLog],
   ]);
   await lab.waitFor(
-    () => server.output().includes("Initialization Sequence Completed"),
+    async () =>
+      (await Deno.readTextFile(serverLog).catch(() => "")).includes("Initialization Sequence Completed"),
     20000,
     "the OpenVPN server",
   );
   const clientLog = opts.clientLog ?? `${d}/client.log`;
   const client = lab.spawn("a", [
     ...[
-      "openvpn",
+      bin,
       "--client",
       "--dev",
       "tun-cli",
@@ -145,5 +155,5 @@ export async function startOpenvpnPair(
     30000,
     "the OpenVPN client",
   );
-  return { server, client, net, clientLog };
+  return { server, client, net, clientLog, serverLog };
 }

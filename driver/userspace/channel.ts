@@ -4,7 +4,12 @@
  * feed it buffers; it never allocates per packet.
  *
  * Buffer convention: a plaintext packet sits at `buf[HEADROOM .. HEADROOM+len]`; `seal` writes the
- * header and tag in front of it, in place, and returns where the wire packet starts.
+ * header (and the DATA_V2 tag) in front of it, in place, and returns where the wire packet starts; it ends
+ * at `sealEnd` (the epoch format puts its tag after the plaintext: keep TAILROOM bytes free there).
+ * `open` decrypts in place and returns where the plaintext starts; it ends at `openEnd`.
+ *
+ * Two formats, chosen per key: DATA_V2 (32-bit packet id, tag in front) and OpenVPN 2.7's epoch format
+ * (64-bit packet id with the epoch in its top 16 bits, tag at the end, data keys that ratchet forward).
  *
  * @example
  * ```ts
@@ -20,15 +25,20 @@
 import type { Aead, CipherInfo } from "../../crypto/aead.ts";
 import { createAead, type ProviderName } from "../../crypto/providers.ts";
 import { type KeyMaterial, KeySlot, KeySlotId, KeySlots } from "./keyslot.ts";
+import { AEAD_LIMIT_BLOCKSIZE, FAIL_LIMIT } from "./epoch.ts";
 import {
   AEAD_OVERHEAD,
   DATA_V2_HEADER_LEN,
+  EPOCH_HEADER_LEN,
+  EPOCH_OVERHEAD,
   HEADROOM,
   isKeepalive,
   KEEPALIVE_PING,
   keyIdOf,
   MAX_WIRE_LEN,
   NONE_OVERHEAD,
+  OP_DATA_V2,
+  OPCODE_SHIFT,
   packetIdOf,
   peerIdOf,
   writeDataV2Header,
@@ -52,7 +62,8 @@ export type DropReason =
   | "replay"
   | "too-old"
   | "expired"
-  | "zero-pktid";
+  | "zero-pktid"
+  | "unknown-epoch";
 
 /** Options of a data channel. */
 export interface DataChannelOptions {
@@ -66,6 +77,14 @@ export interface DataChannelOptions {
   countDrop?: (reason: DropReason) => void;
   /** Override AEAD construction (tests). */
   makeAead?: (c: CipherInfo, key: Uint8Array) => Aead;
+  /**
+   * Epoch keys: the receive side decided that the sender of the key installed as `generation` should be at
+   * `epoch` at least (the peer moved there, or the receive key is near its limits). The channel applies it
+   * to its own sender too; an engine whose sender lives elsewhere forwards it (`followEpoch`).
+   */
+  onPeerEpoch?: (generation: number, epoch: number) => void;
+  /** Epoch keys: the send or receive epoch of a key changed. */
+  onEpochChange?: () => void;
 }
 
 /** One peer's data channel. */
@@ -89,6 +108,25 @@ export class DataChannel {
   #oTag: Uint8Array = new Uint8Array(0);
   #oCt: Uint8Array = new Uint8Array(0);
   #makeAead: (c: CipherInfo, key: Uint8Array) => Aead;
+  #onPeerEpoch?: (generation: number, epoch: number) => void;
+  #onEpochChange?: () => void;
+  #generation = 0;
+  // epoch-format views
+  #eBuf?: Uint8Array;
+  #eAad: Uint8Array = new Uint8Array(0);
+  #eLen = -1;
+  #ePt: Uint8Array = new Uint8Array(0);
+  #eTag: Uint8Array = new Uint8Array(0);
+  #oeBuf?: Uint8Array;
+  #oeOff = -1;
+  #oeLen = -1;
+  #oeAad: Uint8Array = new Uint8Array(0);
+  #oeCt: Uint8Array = new Uint8Array(0);
+  #oeTag: Uint8Array = new Uint8Array(0);
+  /** Where the last sealed wire packet ends. */
+  sealEnd = 0;
+  /** Where the last opened plaintext ends. */
+  openEnd = 0;
 
   constructor(opts: DataChannelOptions = {}) {
     this.peerId = opts.peerId ?? 0;
@@ -97,11 +135,43 @@ export class DataChannel {
     this.#countDrop = opts.countDrop ?? ((r) => this.drops.set(r, (this.drops.get(r) ?? 0) + 1));
     const provider = opts.provider ?? "auto";
     this.#makeAead = opts.makeAead ?? ((c, k) => createAead(c, k, provider));
+    this.#onPeerEpoch = opts.onPeerEpoch;
+    this.#onEpochChange = opts.onEpochChange;
   }
 
-  /** NEW_KEY: install a key into a slot; its packet ids and replay window start afresh. */
-  newKey(which: KeySlotId, m: KeyMaterial): void {
-    this.keys.install(which, new KeySlot(m, this.#makeAead, this.#now));
+  /**
+   * NEW_KEY: install a key into a slot; its packet ids and replay window start afresh. `generation` names
+   * this installation (engines that keep one channel per direction give both the same number).
+   */
+  newKey(which: KeySlotId, m: KeyMaterial, generation = ++this.#generation): void {
+    this.keys.install(which, new KeySlot(m, this.#makeAead, this.#now, generation));
+    if (m.epoch) this.#onEpochChange?.();
+  }
+
+  /** The primary key's send and receive epoch, or null when it is not an epoch key. */
+  epochs(): { send: number; recv: number } | null {
+    const p = this.keys.primary;
+    if (!p?.epochSend || !p.epochRecv) return null;
+    return { send: p.epochSend.epoch, recv: p.epochRecv.epoch };
+  }
+
+  /** Move the primary key's sender to the next epoch now; false when it is not an epoch key or at the end. */
+  nextEpoch(): boolean {
+    const ok = this.keys.primary?.epochSend?.advance() ?? false;
+    if (ok) this.#onEpochChange?.();
+    return ok;
+  }
+
+  /** Move the sender of the key installed as `generation` forward to `epoch` (see `onPeerEpoch`). */
+  followEpoch(generation: number, epoch: number): void {
+    for (const slot of [this.keys.primary, this.keys.secondary]) {
+      if (slot?.generation === generation && slot.epochSend?.followTo(epoch)) this.#onEpochChange?.();
+    }
+  }
+
+  #follow(slot: KeySlot, epoch: number) {
+    if (slot.epochSend!.followTo(epoch)) this.#onEpochChange?.();
+    this.#onPeerEpoch?.(slot.generation, epoch);
   }
 
   #drop(reason: DropReason, out: boolean): number {
@@ -119,8 +189,10 @@ export class DataChannel {
     this.stats.TunBytesSent += len;
     const slot = this.keys.primary;
     if (!slot) return this.#drop("no-key", true);
+    if (slot.epochSend) return this.#sealEpoch(slot, buf, len);
     const pid = slot.tx.next();
     if (pid < 0) return this.#drop("pktid-limit", true);
+    this.sealEnd = HEADROOM + len;
     const aead = slot.encrypt;
     if (aead === null) {
       const start = HEADROOM - NONE_OVERHEAD;
@@ -147,7 +219,46 @@ export class DataChannel {
     return 0;
   }
 
-  /** Put the keepalive ping at `buf[HEADROOM..]` and seal it; same result as `seal`. */
+  #sealEpoch(slot: KeySlot, buf: Uint8Array, len: number): number {
+    const end = HEADROOM + len;
+    if (end + 16 > buf.length) return this.#drop("too-long", true);
+    const es = slot.epochSend!;
+    const before = es.key;
+    const counter = es.next(len);
+    if (counter < 0) return this.#drop("pktid-limit", true);
+    const k = es.key;
+    if (k !== before) this.#onEpochChange?.();
+    const start = HEADROOM - EPOCH_HEADER_LEN;
+    const peerId = this.peerId, epoch = k.epoch;
+    const hi = Math.floor(counter / 0x100000000), lo = counter >>> 0;
+    buf[start] = (OP_DATA_V2 << OPCODE_SHIFT) | (slot.keyId & 7);
+    buf[start + 1] = (peerId >>> 16) & 0xff;
+    buf[start + 2] = (peerId >>> 8) & 0xff;
+    buf[start + 3] = peerId & 0xff;
+    buf[start + 4] = epoch >>> 8;
+    buf[start + 5] = epoch & 0xff;
+    buf[start + 6] = hi >>> 8;
+    buf[start + 7] = hi & 0xff;
+    buf[start + 8] = lo >>> 24;
+    buf[start + 9] = (lo >>> 16) & 0xff;
+    buf[start + 10] = (lo >>> 8) & 0xff;
+    buf[start + 11] = lo & 0xff;
+    if (buf !== this.#eBuf) {
+      this.#eBuf = buf;
+      this.#eAad = buf.subarray(start, HEADROOM);
+      this.#eLen = -1;
+    }
+    if (len !== this.#eLen) {
+      this.#ePt = buf.subarray(HEADROOM, end);
+      this.#eTag = buf.subarray(end, end + 16);
+      this.#eLen = len;
+    }
+    k.aead.seal(k.nonceFor(buf, start + 4), this.#eAad, this.#ePt, this.#ePt, this.#eTag);
+    this.sealEnd = end + 16;
+    return start;
+  }
+
+  /** Put the keepalive ping at `buf[HEADROOM..]` and seal it; same result as `seal` (and `sealEnd`). */
   sealKeepalive(buf: Uint8Array): number {
     buf.set(KEEPALIVE_PING, HEADROOM);
     const r = this.seal(buf, KEEPALIVE_PING.length);
@@ -157,7 +268,7 @@ export class DataChannel {
 
   /**
    * Decrypt the DATA_V2 packet at `buf[off .. off+len]` in place. Returns the offset where the
-   * plaintext starts (it ends at `off+len`), RX_KEEPALIVE for a ping, or RX_DROP (counted).
+   * plaintext starts (it ends at `openEnd`), RX_KEEPALIVE for a ping, or RX_DROP (counted).
    * The caller has already classified the packet as DATA_V2.
    */
   open(buf: Uint8Array, off: number, len: number): number {
@@ -167,6 +278,7 @@ export class DataChannel {
     if (peerIdOf(buf, off) !== this.peerId) return this.#drop("wrong-peer", false);
     const slot = this.keys.forKeyId(keyIdOf(buf, off));
     if (!slot) return this.#drop("unknown-key-id", false);
+    if (slot.epochRecv) return this.#openEpoch(slot, buf, off, len);
     const pid = packetIdOf(buf, off);
     let start: number;
     const aead = slot.decrypt;
@@ -198,7 +310,51 @@ export class DataChannel {
       if (v !== "ok") return this.#drop(v === "zero" ? "zero-pktid" : v, false);
     }
     this.stats.ReceivedDataPackets++;
+    this.openEnd = off + len;
     if (isKeepalive(buf, start, off + len - start)) return RX_KEEPALIVE;
+    return start;
+  }
+
+  #openEpoch(slot: KeySlot, buf: Uint8Array, off: number, len: number): number {
+    // OpenVPN wants at least one byte of payload
+    if (len < EPOCH_OVERHEAD + 1) return this.#drop("too-short", false);
+    const er = slot.epochRecv!;
+    const epoch = (buf[off + 4] << 8) | buf[off + 5];
+    const counter = ((buf[off + 6] << 8) | buf[off + 7]) * 0x100000000 +
+      (((buf[off + 8] << 24) | (buf[off + 9] << 16) | (buf[off + 10] << 8) | buf[off + 11]) >>> 0);
+    const k = epoch === 0 ? undefined : er.lookup(epoch);
+    if (!k) return this.#drop("unknown-epoch", false);
+    if (k.failed > FAIL_LIMIT) return this.#drop("bad-tag", false);
+    const start = off + EPOCH_HEADER_LEN, end = off + len - 16;
+    if (buf !== this.#oeBuf || off !== this.#oeOff) {
+      this.#oeBuf = buf;
+      this.#oeOff = off;
+      this.#oeAad = buf.subarray(off, start);
+      this.#oeLen = -1;
+    }
+    if (len !== this.#oeLen) {
+      this.#oeCt = buf.subarray(start, end);
+      this.#oeTag = buf.subarray(end, off + len);
+      this.#oeLen = len;
+    }
+    const ct = this.#oeCt;
+    if (!k.aead.open(k.nonceFor(buf, off + 4), this.#oeAad, ct, this.#oeTag, ct)) {
+      k.failed++;
+      return this.#drop("bad-tag", false);
+    }
+    const { verdict, moved } = er.accept(k, counter);
+    if (verdict !== "ok") return this.#drop(verdict === "zero" ? "zero-pktid" : verdict, false);
+    k.blocks += (end - start + AEAD_LIMIT_BLOCKSIZE - 1) >>> 4;
+    if (moved) {
+      this.#onEpochChange?.();
+      this.#follow(slot, er.epoch);
+    } else if (er.wantsNewEpoch() && slot.epochSend!.epoch === er.epoch) {
+      // near the receive key's limits: move our own send epoch to ask the peer to move too
+      this.#follow(slot, er.epoch + 1);
+    }
+    this.stats.ReceivedDataPackets++;
+    this.openEnd = end;
+    if (isKeepalive(buf, start, end - start)) return RX_KEEPALIVE;
     return start;
   }
 

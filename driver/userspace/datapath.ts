@@ -65,7 +65,7 @@ export function receive(
   if (r === RX_DROP) return;
   stats.lastRx = Date.now();
   if (r === RX_KEEPALIVE) return;
-  const plen = off + len - r;
+  const plen = ch.openEnd - r;
   if (plen <= 0) return;
   if (mss > 0) clampMss(b, r, plen, mss);
   if (sinks.tun(b, r, plen)) stats.TunBytesReceived += plen;

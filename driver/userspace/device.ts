@@ -56,6 +56,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
   #sockFd = -1;
   #nextAck = 1;
   #acks = new Map<number, () => void>();
+  #generation = 0;
 
   constructor(tun: TunHandle, opts: UserspaceOptions = {}) {
     super();
@@ -125,6 +126,9 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
           break;
         case "ctl":
           this.pushControl(m.bytes);
+          break;
+        case "epoch":
+          this.#post("tx", { t: "follow", generation: m.generation, epoch: m.epoch });
           break;
         case "closed":
           stoppedResolve();
@@ -201,8 +205,22 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       this.peerId = peerId;
       await this.#apply("both", { t: "peer", peerId });
     }
-    await this.#apply("both", { t: "key", slot, material: key });
+    await this.#apply("both", { t: "key", slot, material: key, generation: ++this.#generation });
     this.noteKey(slot, key);
+  }
+
+  async nextEpoch(): Promise<void> {
+    this.requireEpochKey();
+    const before = this.stats.sendEpoch;
+    await this.#apply("tx", { t: "epoch-next" });
+    if (this.stats.sendEpoch === before) {
+      throw new DeviceError("the primary key is at its last epoch", "state");
+    }
+  }
+
+  protected epochs(): { send: number; recv: number } | null {
+    const s = this.stats;
+    return s.sendEpoch ? { send: s.sendEpoch, recv: s.recvEpoch } : null;
   }
 
   async swapKeys(): Promise<void> {

@@ -27,7 +27,13 @@ export abstract class EngineDeviceBase {
   protected closed = false;
   protected keepalive = { interval: 0, timeout: 0 };
   #inbox = new ControlInbox();
-  #keyIds: { primary?: number; secondary?: number; cipher?: string } = {};
+  #keyIds: {
+    primary?: number;
+    secondary?: number;
+    cipher?: string;
+    primaryEpoch?: boolean;
+    secondaryEpoch?: boolean;
+  } = {};
   #timer: ReturnType<typeof setInterval> | undefined;
 
   /** Resolves once, when the tunnel ends by itself. */
@@ -108,21 +114,42 @@ export abstract class EngineDeviceBase {
   }
 
   protected noteKey(slot: KeySlotId, key: KeyMaterial): void {
-    if (slot === 0) this.#keyIds.primary = key.keyId;
-    else this.#keyIds.secondary = key.keyId;
+    const epoch = !!key.epoch && key.cipher.keyLen > 0;
+    if (slot === 0) [this.#keyIds.primary, this.#keyIds.primaryEpoch] = [key.keyId, epoch];
+    else [this.#keyIds.secondary, this.#keyIds.secondaryEpoch] = [key.keyId, epoch];
     this.#keyIds.cipher = key.cipher.name;
   }
 
   protected noteSwap(): void {
-    const { primary, secondary } = this.#keyIds;
-    this.#keyIds.primary = secondary;
-    this.#keyIds.secondary = primary;
+    const { primary, secondary, primaryEpoch, secondaryEpoch } = this.#keyIds;
+    Object.assign(this.#keyIds, { primary: secondary, secondary: primary });
+    Object.assign(this.#keyIds, { primaryEpoch: secondaryEpoch, secondaryEpoch: primaryEpoch });
   }
 
   protected noteDelKey(slot: KeySlotId): void {
-    if (slot === 0) delete this.#keyIds.primary;
-    else delete this.#keyIds.secondary;
+    if (slot === 0) delete this.#keyIds.primary, delete this.#keyIds.primaryEpoch;
+    else delete this.#keyIds.secondary, delete this.#keyIds.secondaryEpoch;
   }
+
+  /** The primary key must be an epoch key (for `nextEpoch`). */
+  protected requireEpochKey(): void {
+    this.requirePeer();
+    if (this.#keyIds.primary === undefined) {
+      throw new DeviceError("no primary key is installed; add one with 'key new ... --epoch'", "state");
+    }
+    if (!this.#keyIds.primaryEpoch) {
+      throw new DeviceError(
+        "the primary key does not use epoch data keys; install one with 'key new ... --epoch'",
+        "state",
+      );
+    }
+  }
+
+  /** The primary key's send and receive epoch (null: not an epoch key). */
+  protected abstract epochs(): { send: number; recv: number } | null;
+
+  /** Move the primary key's sender to the next epoch now (epoch keys only). */
+  abstract nextEpoch(): Promise<void>;
 
   /** Apply SET_PEER's keepalive fields (-1: unchanged); returns the new MSS, or -1 when unchanged. */
   protected noteSetPeer(p: SetPeer): number {
@@ -164,6 +191,7 @@ export abstract class EngineDeviceBase {
       cipher: this.#keyIds.cipher ?? null,
       primaryKeyId: this.#keyIds.primary ?? null,
       secondaryKeyId: this.#keyIds.secondary ?? null,
+      epoch: this.epochs(),
       drops: this.stats.drops(),
     };
   }

@@ -31,7 +31,11 @@ export type ToEngine =
   | (
     & { ack?: number }
     & (
-      | { t: "key"; slot: KeySlotId; material: KeyMaterial }
+      | { t: "key"; slot: KeySlotId; material: KeyMaterial; generation: number }
+      // epoch keys: move the sender of key `generation` to `epoch` (the peer moved there)
+      | { t: "follow"; generation: number; epoch: number }
+      // epoch keys: move the primary key's sender to the next epoch now
+      | { t: "epoch-next" }
       | { t: "swap" }
       | { t: "delkey"; slot: KeySlotId }
       | { t: "peer"; peerId?: number; mss?: number }
@@ -46,6 +50,8 @@ export type FromEngine =
   | { t: "ready"; role: "tx" | "rx" }
   | { t: "ack"; ack: number }
   | { t: "ctl"; bytes: Uint8Array }
+  // rx: the sender of key `generation` should move to `epoch` (forwarded to tx as "follow")
+  | { t: "epoch"; generation: number; epoch: number }
   | { t: "closed"; role: "tx" | "rx"; reason: string }
   | { t: "stopped"; role: "tx" | "rx" }
   | { t: "fatal"; role: "tx" | "rx"; message: string };

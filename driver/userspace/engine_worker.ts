@@ -49,6 +49,13 @@ function post(m: FromEngine) {
   self.postMessage(m);
 }
 
+/** Publish the primary key's epoch of this worker's direction (0: not an epoch key). */
+function noteEpochs() {
+  const e = ch.epochs();
+  if (init.role === "tx") stats.sendEpoch = e?.send ?? 0;
+  else stats.recvEpoch = e?.recv ?? 0;
+}
+
 self.onmessage = (e: MessageEvent<ToEngine>) => {
   const m = e.data;
   if (m.t !== "init") handled++;
@@ -63,18 +70,31 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
         stats,
         provider: m.provider,
         countDrop: (r) => stats.countDrop(r),
+        onPeerEpoch: m.role === "rx"
+          ? (generation, epoch) => post({ t: "epoch", generation, epoch })
+          : undefined,
+        onEpochChange: noteEpochs,
       });
       post({ t: "ready", role: m.role });
       run().catch((err) => post({ t: "fatal", role: init.role, message: String(err?.message ?? err) }));
       break;
     case "key":
-      ch.newKey(m.slot, m.material);
+      ch.newKey(m.slot, m.material, m.generation);
+      noteEpochs();
       break;
     case "swap":
       ch.keys.swap();
+      noteEpochs();
       break;
     case "delkey":
       ch.keys.delete(m.slot);
+      noteEpochs();
+      break;
+    case "follow":
+      ch.followEpoch(m.generation, m.epoch);
+      break;
+    case "epoch-next":
+      ch.nextEpoch();
       break;
     case "peer":
       if (m.peerId !== undefined) ch.peerId = m.peerId;
@@ -201,8 +221,8 @@ function makeTx(): () => number {
     return true;
   };
 
-  const sendSealed = (start: number, plainLen: number, control: boolean) => {
-    const wireLen = HEADROOM + plainLen - start;
+  const sendSealed = (start: number, end: number, control: boolean) => {
+    const wireLen = end - start;
     const lost = countSend(stats, wireLen, control);
     if (!sendWire(start, wireLen)) lost();
   };
@@ -211,7 +231,7 @@ function makeTx(): () => number {
     if (pendingPing) {
       pendingPing = false;
       const start = ch.sealKeepalive(chBuf);
-      if (start >= 0) sendSealed(start, 16, false);
+      if (start >= 0) sendSealed(start, ch.sealEnd, false);
     }
     while (pendingCtl.length) {
       const c = pendingCtl.shift()!;
@@ -222,7 +242,7 @@ function makeTx(): () => number {
       // control packets go out unchanged: place them so that they end at HEADROOM + len
       const start = HEADROOM;
       chBuf.set(c, start);
-      sendSealed(start, c.length, true);
+      sendSealed(start, start + c.length, true);
     }
   };
 
@@ -242,7 +262,7 @@ function makeTx(): () => number {
       if (mss > 0) clampMss(chBuf, HEADROOM, n, mss);
       const start = ch.seal(chBuf, n);
       if (start < 0) continue; // counted as lost by the channel
-      sendSealed(start, n, false);
+      sendSealed(start, ch.sealEnd, false);
     }
     return moved;
   };

@@ -11,6 +11,7 @@
  * @module
  */
 import { type Aead, CipherAlg, type CipherInfo } from "../../crypto/aead.ts";
+import { EPOCH_SECRET_LEN, EpochRecv, EpochSend } from "./epoch.ts";
 import { PacketIdCounter, ReplayWindow } from "./pktid.ts";
 
 /** Everything needed to install one key (the content of OVPN_CRYPTO_DATA minus slot and peer). */
@@ -21,8 +22,13 @@ export interface KeyMaterial {
   encryptNonceTail: Uint8Array;
   decryptKey: Uint8Array;
   decryptNonceTail: Uint8Array;
-  /** First packet id to send (default 1). */
+  /** First packet id to send (default 1; with epoch keys, the first counter of epoch 1). */
   firstPacketId?: number;
+  /**
+   * Epoch data format (OpenVPN 2.7 `aead-epoch`): `encryptKey`/`decryptKey` are the 32-byte initial epoch
+   * secrets E1 of each direction; the data keys and IVs are derived from them (the nonce tails are unused).
+   */
+  epoch?: boolean;
 }
 
 /** An installed key. */
@@ -36,12 +42,33 @@ export class KeySlot {
   readonly decNonce = new Uint8Array(12);
   readonly tx = new PacketIdCounter();
   readonly rx: ReplayWindow;
+  /** Epoch data format: the sending and receiving ratchets (null for DATA_V2 keys). */
+  readonly epochSend: EpochSend | null = null;
+  readonly epochRecv: EpochRecv | null = null;
+  /** Which NEW_KEY installed this slot (tells a stale epoch follow-up from a current one). */
+  readonly generation: number;
 
-  constructor(m: KeyMaterial, makeAead: (c: CipherInfo, key: Uint8Array) => Aead, now?: () => number) {
+  constructor(
+    m: KeyMaterial,
+    makeAead: (c: CipherInfo, key: Uint8Array) => Aead,
+    now?: () => number,
+    generation = 0,
+  ) {
     this.cipher = m.cipher;
     this.keyId = m.keyId;
+    this.generation = generation;
     this.rx = new ReplayWindow(now);
     if (m.firstPacketId) this.tx.seek(m.firstPacketId);
+    if (m.epoch && m.cipher.alg !== CipherAlg.NONE) {
+      if (m.encryptKey.length < EPOCH_SECRET_LEN || m.decryptKey.length < EPOCH_SECRET_LEN) {
+        throw new RangeError(`epoch keys need ${EPOCH_SECRET_LEN}-byte secrets`);
+      }
+      this.encrypt = this.decrypt = null;
+      this.epochSend = new EpochSend(m.encryptKey, m.cipher, makeAead);
+      if (m.firstPacketId) this.epochSend.counter = m.firstPacketId - 1;
+      this.epochRecv = new EpochRecv(m.decryptKey, m.cipher, makeAead, { now });
+      return;
+    }
     if (m.cipher.alg === CipherAlg.NONE) {
       this.encrypt = this.decrypt = null;
     } else {
@@ -56,6 +83,8 @@ export class KeySlot {
   close(): void {
     this.encrypt?.close();
     this.decrypt?.close();
+    this.epochSend?.close();
+    this.epochRecv?.close();
   }
 }
 

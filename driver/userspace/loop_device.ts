@@ -22,7 +22,7 @@ import { EngineDeviceBase } from "./device_base.ts";
 import { FramingError, TcpDeframer } from "./framing.ts";
 import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
 import { clampMss } from "./mss.ts";
-import { HEADROOM, isDataV2, MAX_PLAINTEXT_LEN, MAX_WIRE_LEN } from "./packet.ts";
+import { HEADROOM, isDataV2, MAX_PLAINTEXT_LEN, MAX_WIRE_LEN, TAILROOM } from "./packet.ts";
 import { SharedStats } from "./shared_stats.ts";
 
 /** A tun-like packet source and sink driven from the event loop. */
@@ -199,7 +199,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
       buf.set(p, HEADROOM);
       if (this.mss > 0) clampMss(buf, HEADROOM, p.length, this.mss);
       const start = this.#ch.seal(buf, p.length);
-      if (start >= 0) this.#sendWire(buf.subarray(start, HEADROOM + p.length), false);
+      if (start >= 0) this.#sendWire(buf.subarray(start, this.#ch.sealEnd), false);
     };
     while (!this.closed && this.peer && !this.endReason) {
       if (!this.started) {
@@ -270,9 +270,9 @@ export class LoopDevice extends EngineDeviceBase implements Device {
   };
 
   protected sendPing(): void {
-    const buf = new Uint8Array(HEADROOM + 16);
+    const buf = new Uint8Array(HEADROOM + 16 + TAILROOM);
     const start = this.#ch.sealKeepalive(buf);
-    if (start >= 0) this.#sendWire(buf.subarray(start), false);
+    if (start >= 0) this.#sendWire(buf.subarray(start, this.#ch.sealEnd), false);
   }
 
   newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
@@ -281,6 +281,20 @@ export class LoopDevice extends EngineDeviceBase implements Device {
     this.#ch.newKey(slot, key);
     this.noteKey(slot, key);
     return Promise.resolve();
+  }
+
+  nextEpoch(): Promise<void> {
+    try {
+      this.requireEpochKey();
+      if (!this.#ch.nextEpoch()) throw new DeviceError("the primary key is at its last epoch", "state");
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  protected epochs(): { send: number; recv: number } | null {
+    return this.#ch.epochs();
   }
 
   swapKeys(): Promise<void> {

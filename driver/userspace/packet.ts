@@ -23,12 +23,18 @@ export const DATA_V2_HEADER_LEN = 8;
 export const AEAD_OVERHEAD = 24;
 /** Overhead of a NONE DATA_V2 packet. */
 export const NONE_OVERHEAD = 8;
-/** Room kept in front of a plaintext packet so the header and tag are written in place. */
+/** Epoch data format: op+peer_id (4) + 64-bit packet id (8), authenticated as additional data. */
+export const EPOCH_HEADER_LEN = 12;
+/** Overhead of an epoch-format packet: header + 16-byte tag at the end. */
+export const EPOCH_OVERHEAD = EPOCH_HEADER_LEN + 16;
+/** Room kept in front of a plaintext packet so the header (and a DATA_V2 tag) are written in place. */
 export const HEADROOM = AEAD_OVERHEAD;
+/** Room a sealing buffer needs after the plaintext (the epoch format's tag). */
+export const TAILROOM = 16;
 /** Largest wire packet accepted or produced (and the TCP framing buffer). */
 export const MAX_WIRE_LEN = 2048;
-/** Largest plaintext (tun) packet carried. */
-export const MAX_PLAINTEXT_LEN = MAX_WIRE_LEN - AEAD_OVERHEAD;
+/** Largest plaintext (tun) packet carried (in either format). */
+export const MAX_PLAINTEXT_LEN = MAX_WIRE_LEN - EPOCH_OVERHEAD;
 /** Largest peer id (24 bits). */
 export const MAX_PEER_ID = 0xffffff;
 /** Largest control packet the driver accepts on WriteFile. */

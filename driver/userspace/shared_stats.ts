@@ -30,6 +30,7 @@ export const DROP_REASONS: readonly (DropReason | "wrong-source" | "queue-full" 
   "too-old",
   "expired",
   "zero-pktid",
+  "unknown-epoch",
   "wrong-source",
   "queue-full",
   "send-error",
@@ -38,7 +39,9 @@ export type AnyDropReason = typeof DROP_REASONS[number];
 
 const LAST_TX = FIELDS.length;
 const LAST_RX = LAST_TX + 1;
-const DROPS = LAST_RX + 1;
+const SEND_EPOCH = LAST_RX + 1;
+const RECV_EPOCH = SEND_EPOCH + 1;
+const DROPS = RECV_EPOCH + 1;
 const SLOTS = DROPS + DROP_REASONS.length;
 
 /** Shared counters with the OVPN_STATS field names as properties. */
@@ -137,6 +140,21 @@ export class SharedStats implements Stats {
   }
   set lastRx(v) {
     this.#f[LAST_RX] = v;
+  }
+
+  /** Epoch keys: the primary key's send epoch (0: not an epoch key). Written by the sending side. */
+  get sendEpoch() {
+    return this.#f[SEND_EPOCH];
+  }
+  set sendEpoch(v) {
+    this.#f[SEND_EPOCH] = v;
+  }
+  /** Epoch keys: the primary key's current receive epoch (0: not an epoch key). Written by the receiving side. */
+  get recvEpoch() {
+    return this.#f[RECV_EPOCH];
+  }
+  set recvEpoch(v) {
+    this.#f[RECV_EPOCH] = v;
   }
 
   /** Count one drop by reason (the lost counter itself is counted by the caller). */

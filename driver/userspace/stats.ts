@@ -72,7 +72,24 @@ export function statsToJson(s: Stats): Record<string, number> {
   return o;
 }
 
-/** One `--json` statistics line: time, interface, the counters under upstream's names, drops by reason. */
-export function statsJsonLine(ifname: string, j: Record<string, number>, drops: unknown): string {
-  return JSON.stringify({ time: new Date().toISOString(), ifname, ...j, drops: drops ?? {} });
+/** The primary key's epochs (epoch data keys only). */
+export type Epochs = { send: number; recv: number } | null | undefined;
+
+/** The epoch block printed after the statistics when epoch data keys are in use ("" otherwise). */
+export function formatEpochs(e: Epochs): string {
+  return e ? `sendEpoch: ${e.send}\nrecvEpoch: ${e.recv}\n\n` : "";
+}
+
+/**
+ * One `--json` statistics line: time, interface, the counters under upstream's names, `sendEpoch` and
+ * `recvEpoch` with epoch data keys, drops by reason.
+ */
+export function statsJsonLine(
+  ifname: string,
+  j: Record<string, number>,
+  drops: unknown,
+  epochs?: Epochs,
+): string {
+  const e = epochs ? { sendEpoch: epochs.send, recvEpoch: epochs.recv } : {};
+  return JSON.stringify({ time: new Date().toISOString(), ifname, ...j, ...e, drops: drops ?? {} });
 }

@@ -16,6 +16,7 @@ const ctl = (n: number) => (0x220000 | (n << 2)) >>> 0;
 const FAKE_GET_JOURNAL = ctl(0x800);
 const FAKE_INJECT = ctl(0x801);
 const FAKE_SET_TCP = ctl(0x802);
+const FAKE_SET_VERSION = ctl(0x803);
 
 function call(code: number, input: Uint8Array | null, outLen: number): Uint8Array {
   const k = kernel32();
@@ -67,6 +68,16 @@ export function refuseTcp(refuse: boolean) {
   const b = new Uint8Array(4);
   b[0] = refuse ? 1 : 0;
   call(FAKE_SET_TCP, b, 0);
+}
+
+/** The driver version the fake reports from now on (until `resetDriver`, which restores 2.7.1). */
+export function setDriverVersion(major: number, minor: number, patch: number) {
+  const b = new Uint8Array(12);
+  const dv = new DataView(b.buffer);
+  dv.setInt32(0, major, true);
+  dv.setInt32(4, minor, true);
+  dv.setInt32(8, patch, true);
+  call(FAKE_SET_VERSION, b, 0);
 }
 
 /** FNV-1a (as the fake journals key fingerprints). */

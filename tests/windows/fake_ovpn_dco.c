@@ -26,9 +26,13 @@
 #define OVPN_IOCTL_START_VPN IOCTL(6)
 #define OVPN_IOCTL_DEL_PEER IOCTL(7)
 #define OVPN_IOCTL_GET_VERSION IOCTL(8)
+#define OVPN_IOCTL_NEW_KEY_V2 IOCTL(9)
 #define FAKE_GET_JOURNAL IOCTL(0x800)
 #define FAKE_INJECT IOCTL(0x801)
 #define FAKE_SET_TCP IOCTL(0x802)
+#define FAKE_SET_VERSION IOCTL(0x803)
+/* the newest header's only CryptoOptions bit (the older AEAD_TAG_END/64BIT_PKTID bits are gone) */
+#define CRYPTO_OPTIONS_EPOCH (1 << 1)
 
 /* Layouts restated from uapi/ovpn-dco.h (mingw's ws2def.h does not compile in kernel mode). */
 typedef struct { USHORT family; USHORT port; UCHAR addr[4]; UCHAR zero[8]; } SIN4;
@@ -42,6 +46,7 @@ typedef struct {
     UCHAR KeyId;
     LONG PeerId;
 } OVPN_CRYPTO_DATA;
+typedef struct { OVPN_CRYPTO_DATA V1; ULONG CryptoOptions; } OVPN_CRYPTO_DATA_V2;
 typedef struct { LONG KeepaliveInterval, KeepaliveTimeout, MSS; } OVPN_SET_PEER;
 typedef struct {
     LONG LostInControlPackets, LostOutControlPackets, LostInDataPackets, LostOutDataPackets;
@@ -55,6 +60,7 @@ _Static_assert(sizeof(SIN6) == 28, "SOCKADDR_IN6");
 _Static_assert(sizeof(OVPN_NEW_PEER) == 60, "OVPN_NEW_PEER");
 _Static_assert(sizeof(OVPN_KEY_DIRECTION) == 41, "OVPN_KEY_DIRECTION");
 _Static_assert(sizeof(OVPN_CRYPTO_DATA) == 100, "OVPN_CRYPTO_DATA");
+_Static_assert(sizeof(OVPN_CRYPTO_DATA_V2) == 104, "OVPN_CRYPTO_DATA_V2");
 _Static_assert(sizeof(OVPN_SET_PEER) == 12, "OVPN_SET_PEER");
 _Static_assert(sizeof(OVPN_STATS) == 64, "OVPN_STATS");
 _Static_assert(sizeof(OVPN_VERSION) == 12, "OVPN_VERSION");
@@ -78,6 +84,7 @@ static char g_journal[32768];
 static ULONG g_jlen;
 static PIRP g_tcp_irp;
 static PFILE_OBJECT g_owner; /* the one file object that holds the adapter */
+static LONG g_ver_major = 2, g_ver_minor = 7, g_ver_patch = 1; /* FAKE_SET_VERSION; reset by INJECT 4 */
 
 /* Wine 8 does not fail CreateFile when IRP_MJ_CREATE fails (it completes the open before the driver
  * answers), so a refused open is also remembered: every later call on that file object fails with
@@ -262,7 +269,16 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         if (what == 1) { jputs("INJECT control\n"); deliver_control((PUCHAR)BUF + 4, IN_LEN - 4); }
         else if (what == 2) { jputs("INJECT expire\n"); fail_reads(STATUS_CONNECTION_DISCONNECTED); }
         else if (what == 3) { jputs("INJECT tcp-abort\n"); fail_reads(STATUS_CONNECTION_ABORTED); }
-        else if (what == 4) { reset_state(); g_jlen = 0; g_journal[0] = 0; }
+        else if (what == 4) {
+            reset_state(); g_jlen = 0; g_journal[0] = 0;
+            g_ver_major = 2; g_ver_minor = 7; g_ver_patch = 1;
+        }
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    if (code == FAKE_SET_VERSION) {
+        if (IN_LEN < 12) return complete(irp, STATUS_INVALID_PARAMETER, 0);
+        OVPN_VERSION *v = BUF;
+        g_ver_major = v->Major; g_ver_minor = v->Minor; g_ver_patch = v->Patch;
         return complete(irp, STATUS_SUCCESS, 0);
     }
     if (code == FAKE_SET_TCP) {
@@ -273,7 +289,7 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
     if (code == OVPN_IOCTL_GET_VERSION) {
         if (OUT_LEN < sizeof(OVPN_VERSION)) return bad(irp, "GET_VERSION output too small", STATUS_BUFFER_TOO_SMALL);
         OVPN_VERSION *v = BUF;
-        v->Major = 2; v->Minor = 7; v->Patch = 1;
+        v->Major = g_ver_major; v->Minor = g_ver_minor; v->Patch = g_ver_patch;
         jputs(dev == g_ver ? "GET_VERSION ver\n" : "GET_VERSION adapter\n");
         return complete(irp, STATUS_SUCCESS, sizeof(OVPN_VERSION));
     }
@@ -310,10 +326,22 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         }
         return complete(irp, STATUS_SUCCESS, 0);
     }
+    case OVPN_IOCTL_NEW_KEY_V2:
     case OVPN_IOCTL_NEW_KEY: {
-        if (IN_LEN != sizeof(OVPN_CRYPTO_DATA)) return bad(irp, "NEW_KEY size", STATUS_INVALID_PARAMETER);
+        int v2 = code == OVPN_IOCTL_NEW_KEY_V2;
+        ULONG opts = 0;
+        /* drivers before 2.4 do not know NEW_KEY_V2 */
+        if (v2 && (g_ver_major < 2 || (g_ver_major == 2 && g_ver_minor < 4)))
+            return bad(irp, "NEW_KEY_V2 unknown to this driver version", STATUS_INVALID_DEVICE_REQUEST);
+        if (IN_LEN != (v2 ? sizeof(OVPN_CRYPTO_DATA_V2) : sizeof(OVPN_CRYPTO_DATA)))
+            return bad(irp, v2 ? "NEW_KEY_V2 size" : "NEW_KEY size", STATUS_INVALID_PARAMETER);
         if (!g_peer) return bad(irp, "NEW_KEY before NEW_PEER", STATUS_INVALID_DEVICE_STATE);
         OVPN_CRYPTO_DATA *c = BUF;
+        if (v2) {
+            opts = ((OVPN_CRYPTO_DATA_V2 *)BUF)->CryptoOptions;
+            if (opts & ~(ULONG)CRYPTO_OPTIONS_EPOCH) return bad(irp, "NEW_KEY_V2 unknown CryptoOptions bits", STATUS_INVALID_PARAMETER);
+            if ((opts & CRYPTO_OPTIONS_EPOCH) && c->CipherAlg == 0) return bad(irp, "NEW_KEY_V2 epoch with cipher none", STATUS_INVALID_PARAMETER);
+        }
         if (c->KeySlot != 0 && c->KeySlot != 1) return bad(irp, "NEW_KEY slot", STATUS_INVALID_PARAMETER);
         if (c->CipherAlg < 0 || c->CipherAlg > 2) return bad(irp, "NEW_KEY cipher", STATUS_INVALID_PARAMETER);
         if (c->KeyId > 7) return bad(irp, "NEW_KEY key id", STATUS_INVALID_PARAMETER);
@@ -321,7 +349,8 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
             return bad(irp, "NEW_KEY AES key length", STATUS_INVALID_PARAMETER);
         if (c->CipherAlg == 2 && (c->Encrypt.KeyLen != 32 || c->Decrypt.KeyLen != 32))
             return bad(irp, "NEW_KEY chacha key length", STATUS_INVALID_PARAMETER);
-        jputs("NEW_KEY slot=");
+        jputs(v2 ? "NEW_KEY_V2 opts=" : "NEW_KEY slot=");
+        if (v2) { jnum(opts); jputs(" slot="); }
         jnum(c->KeySlot);
         jputs(" alg=");
         jnum(c->CipherAlg);
@@ -333,10 +362,11 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         jnum(c->Encrypt.KeyLen);
         jputs(" declen=");
         jnum(c->Decrypt.KeyLen);
+        /* epoch keys: Key carries the 32-byte epoch secret whatever KeyLen (the cipher's) says */
         jputs(" enc=");
-        jfnv(c->Encrypt.Key, c->Encrypt.KeyLen);
+        jfnv(c->Encrypt.Key, (opts & CRYPTO_OPTIONS_EPOCH) ? 32 : c->Encrypt.KeyLen);
         jputs(" dec=");
-        jfnv(c->Decrypt.Key, c->Decrypt.KeyLen);
+        jfnv(c->Decrypt.Key, (opts & CRYPTO_OPTIONS_EPOCH) ? 32 : c->Decrypt.KeyLen);
         jputs(" enctail=");
         jfnv(c->Encrypt.NonceTail, 8);
         jputs(" dectail=");

@@ -29,8 +29,12 @@ export const EPOCH_SECRET_LEN = 32;
 export const EPOCH_PKTID_MAX = 2 ** 48 - 1;
 /** Highest epoch. */
 export const EPOCH_MAX = 0xffff;
-/** Future receive keys kept ahead of the current one (OpenVPN 2.7 and ovpn-dco-win use 4). */
-export const FUTURE_EPOCH_KEYS = 4;
+/**
+ * Future receive keys kept ahead of the current one: 16, as the OpenVPN 2.7.6 release (ssl.c
+ * init_epoch_keys). OpenVPN's master branch and ovpn-dco-win's crypto_epoch.h have since lowered it to 4;
+ * a sender never moves more than one epoch at a time, so either peer accepts what this tool sends.
+ */
+export const FUTURE_EPOCH_KEYS = 16;
 /** Block size of the AEAD usage limit. */
 export const AEAD_LIMIT_BLOCKSIZE = 16;
 /** Failed authentications on one key after which the receiver asks for a new epoch (2^35). */

@@ -131,3 +131,47 @@ Deno.test("keys: genkey writes a fresh 0600 data64.key that parses, and refuses 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("keys: epoch data keys from a data64.key (E1 = the whole key A / key B) and from JSON epochSecret", () => {
+  const raw = new Uint8Array(72);
+  for (let i = 0; i < 72; i++) raw[i] = i;
+  const kf = parseKeyFile(btoa(String.fromCharCode(...raw)));
+  const m0 = toKeyMaterial(kf, { cipher: "AES-128-GCM", keyDirection: 0, epoch: true });
+  assertEquals([m0.epoch, m0.encryptKey, m0.decryptKey], [true, raw.slice(0, 32), raw.slice(32, 64)]);
+  const m1 = toKeyMaterial(kf, { cipher: "AES-128-GCM", keyDirection: 1, epoch: true });
+  assertEquals([m1.encryptKey, m1.decryptKey], [raw.slice(32, 64), raw.slice(0, 32)]);
+  assertEquals(toKeyMaterial(kf, { cipher: "AES-128-GCM" }).encryptKey.length, 16); // DATA_V2 unchanged
+  const secret = (b: number) => "".padEnd(64, b.toString(16));
+  const json = {
+    cipher: "CHACHA20-POLY1305",
+    encrypt: { epochSecret: secret(1) },
+    decrypt: { epochSecret: secret(2) },
+  };
+  const j = toKeyMaterial(parseKeyFile(JSON.stringify(json)));
+  assertEquals([j.epoch, j.cipher.name, j.encryptKey[0], j.decryptKey[31]], [
+    true,
+    "CHACHA20-POLY1305",
+    0x11,
+    0x22,
+  ]);
+  assertThrows(
+    () => parseKeyFile(JSON.stringify({ ...json, decrypt: { key: secret(3), nonceTail: "00".repeat(8) } })),
+    "only one direction has an 'epochSecret'",
+  );
+  assertThrows(
+    () => parseKeyFile(JSON.stringify({ ...json, encrypt: { epochSecret: "abcd" } })),
+    "'encrypt.epochSecret' has 2 bytes; it must have 32 bytes",
+  );
+  const plain = {
+    encrypt: { key: secret(4), nonceTail: "00".repeat(8) },
+    decrypt: { key: secret(5), nonceTail: "00".repeat(8) },
+  };
+  assertThrows(
+    () => toKeyMaterial(parseKeyFile(JSON.stringify(plain)), { epoch: true }),
+    "--epoch needs epoch secrets",
+  );
+  assertThrows(
+    () => toKeyMaterial(kf, { cipher: "none", epoch: true }),
+    "epoch data keys need an AEAD cipher",
+  );
+});

@@ -5,6 +5,10 @@
  * `peer-id: N`, and a first packet id safely above the last one the log shows, so the real peer's replay
  * window accepts the new sender.
  *
+ * An OpenVPN 2.7 log of an `aead-epoch` session (with ../shared/tools/openvpn-2.7.6's `Epoch E1 send/recv`
+ * lines) gives an epoch key instead: the E1 secrets, the cipher from `Outgoing Epoch Data key N: Cipher`,
+ * and a first counter above the one in the last `ENCRYPT AD:` line (its packet id: epoch ‖ counter).
+ *
  * @example
  * ```ts
  * import { keyFromOpenvpnLog } from "./openvpn_log.ts";
@@ -20,8 +24,8 @@ export interface LoggedKey {
   peerId: number;
   keyId: number;
   firstPacketId: number;
-  encrypt: { key: string; nonceTail: string };
-  decrypt: { key: string; nonceTail: string };
+  encrypt: { key: string; nonceTail: string } | { epochSecret: string };
+  decrypt: { key: string; nonceTail: string } | { epochSecret: string };
 }
 
 const words = (s: string) => s.trim().split(/\s+/).join("").toLowerCase();
@@ -33,12 +37,39 @@ export function keyFromOpenvpnLog(log: string, margin = 100_000): LoggedKey {
     for (const x of log.matchAll(new RegExp(re, "g"))) m = x as RegExpExecArray;
     return m;
   };
+  const peer = last(/peer-id:? (\d+)/);
+  const e1send = last(/Epoch E1 send: ([0-9a-f ]+)/);
+  if (e1send) {
+    const e1recv = last(/Epoch E1 recv: ([0-9a-f ]+)/);
+    const ecipher = last(/Outgoing Epoch Data key \d+: Cipher '([^']+)'/);
+    const ad = last(/ENCRYPT AD: [0-9a-f]{8} ([0-9a-f]{4})([0-9a-f]{4}) ([0-9a-f]{8})/);
+    const miss = [
+      [e1recv, "'Epoch E1 recv'"],
+      [ecipher, "'Outgoing Epoch Data key 1: Cipher' (run OpenVPN with --verb 9)"],
+      [ad, "'ENCRYPT AD' (send some traffic first)"],
+    ].find(([m]) => !m);
+    if (miss) throw new KeyFileError(`the OpenVPN log has no ${miss[1]}`);
+    if (parseInt(ad![1], 16) !== 1) {
+      throw new KeyFileError(
+        `the OpenVPN session already sends with epoch ${
+          parseInt(ad![1], 16)
+        }; take it over while it is at epoch 1`,
+      );
+    }
+    return {
+      cipher: ecipher![1],
+      peerId: peer ? Number(peer[1]) : 0,
+      keyId: 0,
+      firstPacketId: parseInt(ad![2] + ad![3], 16) + margin,
+      encrypt: { epochSecret: words(e1send[1]) },
+      decrypt: { epochSecret: words(e1recv![1]) },
+    };
+  }
   const cipher = last(/Outgoing Data Channel: Cipher '([^']+)'/);
   const outKey = last(/Outgoing Data Channel: CIPHER KEY: ([0-9a-f ]+)/);
   const inKey = last(/Incoming Data Channel: CIPHER KEY: ([0-9a-f ]+)/);
   const enc = last(/ENCRYPT IV: ([0-9a-f]{8}) ([0-9a-f]{8}) ([0-9a-f]{8})/);
   const dec = last(/DECRYPT IV: ([0-9a-f]{8}) ([0-9a-f]{8}) ([0-9a-f]{8})/);
-  const peer = last(/peer-id: (\d+)/);
   const missing = [
     [cipher, "'Outgoing Data Channel: Cipher' (run OpenVPN with --verb 9)"],
     [outKey, "'Outgoing Data Channel: CIPHER KEY'"],

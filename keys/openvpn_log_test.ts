@@ -41,3 +41,37 @@ Deno.test("openvpn log: missing lines are named", () => {
   );
   assertThrows(() => keyFromOpenvpnLog("nothing"), "--verb 9");
 });
+
+// lines as OpenVPN 2.7.6 (../shared/tools, with its E1 log patch) writes them at verb 9
+const EPOCH_LOG =
+  `2026-11-26 08:36:09 us=600626 Outgoing Epoch Data key 1: Cipher 'AES-128-GCM' initialized with 128 bit key
+2026-11-26 08:36:09 us=601229 Epoch E1 send: 8a98cc03 75984300 39f9bb00 aa9c3846 f67d1f62 db4e880d 35a5da82 416fe3d3
+2026-11-26 08:36:09 us=601236 Epoch E1 recv: 6c1882ca d2e89023 edf55b0c 6a5c8083 46695bc4 4cc0775c 79659055 f0eb863f
+2026-11-26 08:36:09 us=601254 Data Channel: cipher 'AES-128-GCM', peer-id: 2
+2026-11-26 08:36:09 us=601457 ENCRYPT AD: 4a000002 00010000 00000001
+2026-11-26 08:36:10 us=601457 ENCRYPT AD: 4a000002 00010000 0000002a
+`;
+
+Deno.test("openvpn log: an OpenVPN 2.7 epoch session gives an epoch key (E1 secrets, first counter)", () => {
+  const k = keyFromOpenvpnLog(EPOCH_LOG, 1000);
+  assertEquals(k, {
+    cipher: "AES-128-GCM",
+    peerId: 2,
+    keyId: 0,
+    firstPacketId: 42 + 1000,
+    encrypt: { epochSecret: "8a98cc037598430039f9bb00aa9c3846f67d1f62db4e880d35a5da82416fe3d3" },
+    decrypt: { epochSecret: "6c1882cad2e89023edf55b0c6a5c808346695bc44cc0775c79659055f0eb863f" },
+  });
+  const m = toKeyMaterial(parseKeyFile(JSON.stringify(k)));
+  assertEquals([m.epoch, m.cipher.name, m.encryptKey.length, m.firstPacketId], [
+    true,
+    "AES-128-GCM",
+    32,
+    1042,
+  ]);
+  assertThrows(
+    () => keyFromOpenvpnLog(EPOCH_LOG.replace("00010000 0000002a", "00030000 0000002a")),
+    "already sends with epoch 3",
+  );
+  assertThrows(() => keyFromOpenvpnLog(EPOCH_LOG.replace(/.*ENCRYPT AD.*\n/g, "")), "'ENCRYPT AD'");
+});

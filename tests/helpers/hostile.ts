@@ -7,6 +7,11 @@
  *   hostile DST_IP DST_PORT SRC_PORT KEYFILE KEYDIR PEERID COUNT_EACH REPLAY_BASE
  *
  * REPLAY_BASE: first of COUNT_EACH packet ids that the receiver has already accepted from the real peer.
+ *
+ *   hostile ... REPLAY_BASE epoch RECV_EPOCH
+ *
+ * Epoch data keys: replays of counters REPLAY_BASE.. of the receiver's current epoch RECV_EPOCH, authentic
+ * packets of an epoch beyond the receiver's future keys (RECV_EPOCH + 17), and packets claiming epoch 0.
  * @module
  */
 import { DataChannel, KeySlotId } from "../../driver/userspace/channel.ts";
@@ -14,7 +19,7 @@ import { HEADROOM } from "../../driver/userspace/packet.ts";
 import { readKeyFile, toKeyMaterial } from "../../keys/keyfile.ts";
 import { parseIPv4 } from "../../driver/uapi.ts";
 
-const [dst, dstPort, srcPort, keyFile, keyDir, peerId, countEach, replayBase] = Deno.args;
+const [dst, dstPort, srcPort, keyFile, keyDir, peerId, countEach, replayBase, mode, recvEpoch] = Deno.args;
 const L = Deno.dlopen("libc.so.6", {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
@@ -36,7 +41,10 @@ function send(payload: Uint8Array) {
   if (Number(L.sendto(fd, udp, BigInt(udp.length), 0, sa, 16)) < 0) throw new Error("sendto failed");
 }
 
-const material = toKeyMaterial(await readKeyFile(keyFile), { keyDirection: Number(keyDir) });
+const material = toKeyMaterial(await readKeyFile(keyFile), {
+  keyDirection: Number(keyDir),
+  epoch: mode === "epoch",
+});
 const sealer = (m: typeof material, pid: number) => {
   const ch = new DataChannel({ peerId: pid });
   ch.newKey(KeySlotId.PRIMARY, m);
@@ -48,6 +56,32 @@ const seal = (ch: DataChannel, pktId: number, len = 60) => {
   const start = ch.seal(buf, len);
   return buf.slice(start);
 };
+if (mode === "epoch") {
+  const n = Number(countEach), e = Number(recvEpoch);
+  /** A sender of this key, moved to `epoch`, that seals counter `counter`. */
+  const at = (epoch: number) => {
+    const ch = sealer(material, Number(peerId));
+    for (let i = 1; i < epoch; i++) ch.nextEpoch();
+    return (counter: number) => {
+      const buf = new Uint8Array(HEADROOM + 60 + 16).fill(0x45, HEADROOM);
+      ch.keys.primary!.epochSend!.counter = counter - 1;
+      const start = ch.seal(buf, 60);
+      return buf.slice(start, ch.sealEnd);
+    };
+  };
+  const current = at(e), far = at(e + 17);
+  let sent = 0;
+  for (let i = 0; i < n; i++) {
+    send(current(Number(replayBase) + i)); // replay: the receiver accepted this counter in this epoch
+    send(far(1 + i)); // authentic, but beyond the 16 future epochs the receiver keeps
+    const zero = current(1_000_000 + i);
+    zero[4] = zero[5] = 0; // epoch 0 does not exist
+    send(zero);
+    sent += 3;
+  }
+  console.log(sent);
+  Deno.exit(0);
+}
 const good = sealer(material, Number(peerId));
 const wrongKey = sealer(
   { ...material, encryptKey: material.encryptKey.map((x) => x ^ 0x5a) },

@@ -32,8 +32,10 @@ const suites = [
     `tests/windows/${e.name}`
   ).sort(),
   "crypto/vectors_test.ts",
+  "crypto/epoch_vectors_test.ts",
   "crypto/providers_test.ts",
   "driver/userspace/channel_test.ts",
+  "driver/userspace/channel_epoch_test.ts",
   "keys/keyfile_test.ts",
 ];
 

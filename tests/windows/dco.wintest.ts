@@ -14,6 +14,7 @@ import {
   journal,
   refuseTcp,
   resetDriver,
+  setDriverVersion,
 } from "./fake_driver.ts";
 import { parseKeyFile } from "../../keys/keyfile.ts";
 
@@ -115,6 +116,63 @@ Deno.test({
       j.some((l) => l.startsWith("NEW_KEY slot=1 alg=0 keyid=2 peerid=0 enclen=0 declen=0")),
       j.join("\n"),
     );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "dco: epoch keys go as NEW_KEY_V2 (CryptoOptions EPOCH, the 32-byte E1 in Key, KeyLen of the cipher)",
+  async fn() {
+    resetDriver();
+    const e1 = (b: number) => new Uint8Array(32).fill(b);
+    const epochKey = (cipher: string, keyId: number) => ({
+      ...key(cipher, keyId),
+      encryptKey: e1(0x55),
+      decryptKey: e1(0x66),
+      epoch: true,
+    });
+    const d = await DcoDevice.open({ ifname: "test" });
+    try {
+      await d.newPeer(peer("udp"));
+      await d.newKey(KeySlotId.PRIMARY, epochKey("AES-128-GCM", 0), 9);
+      await d.newKey(KeySlotId.SECONDARY, epochKey("CHACHA20-POLY1305", 1), 9);
+      await d.newKey(KeySlotId.SECONDARY, key("AES-256-GCM", 2), 9); // DATA_V2 keys still use NEW_KEY
+      await assertRejects(() => d.nextEpoch(), "moves to the next epoch by itself");
+    } finally {
+      await d.close();
+    }
+    const f = (b: number, n: number) => fnv(new Uint8Array(n).fill(b));
+    const j = journal().filter((l) => l.startsWith("NEW_KEY"));
+    assertEquals(j, [
+      `NEW_KEY_V2 opts=2 slot=0 alg=1 keyid=0 peerid=9 enclen=16 declen=16 enc=${f(0x55, 32)} dec=${
+        f(0x66, 32)
+      } enctail=${f(0x33, 8)} dectail=${f(0x44, 8)}`,
+      `NEW_KEY_V2 opts=2 slot=1 alg=2 keyid=1 peerid=9 enclen=32 declen=32 enc=${f(0x55, 32)} dec=${
+        f(0x66, 32)
+      } enctail=${f(0x33, 8)} dectail=${f(0x44, 8)}`,
+      `NEW_KEY slot=1 alg=1 keyid=2 peerid=9 enclen=32 declen=32 enc=${f(0x11, 32)} dec=${
+        f(0x22, 32)
+      } enctail=${f(0x33, 8)} dectail=${f(0x44, 8)}`,
+    ]);
+
+    // a driver older than 2.4 has no NEW_KEY_V2: one clear error, and nothing reaches the driver
+    resetDriver();
+    setDriverVersion(2, 3, 0);
+    const old = await DcoDevice.open({ ifname: "test" });
+    try {
+      await old.newPeer(peer("udp"));
+      const e = await assertRejects(
+        () => old.newKey(KeySlotId.PRIMARY, epochKey("AES-256-GCM", 0), 0),
+        "the ovpn-dco driver 2.3.0 has no epoch data keys (NEW_KEY_V2 needs driver 2.4.0 or newer)",
+      );
+      assert(e instanceof DeviceError);
+    } finally {
+      await old.close();
+    }
+    const j2 = journal();
+    resetDriver(); // back to 2.7.1 for the other tests
+    assert(j2.includes("NEW_PEER udp AF_INET 127.0.0.1:1194 -> 127.0.0.2:1195"), j2.join("\n"));
+    assertEquals(j2.filter((l) => l.includes("NEW_KEY")), []);
   },
 });
 

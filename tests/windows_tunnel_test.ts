@@ -4,11 +4,11 @@
  * network namespaces; pings and verified TCP transfers pass in both directions, over UDP and TCP.
  * Wine's sockets are created by the wineserver, so the wineserver runs inside the "Windows" namespace.
  */
-import { assertEquals } from "./assert.ts";
+import { assertEquals, assertMatch } from "./assert.ts";
 import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { verifiedTransfer } from "./lab.ts";
+import { statsOf, verifiedTransfer } from "./lab.ts";
 import { runToFiles, wineEnv } from "./wine.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
@@ -20,9 +20,17 @@ async function quiet(cmd: string[], extraEnv: Record<string, string> = {}) {
 }
 
 let labIndex = 80;
-for (const proto of ["udp", "tcp"] as const) {
+const cases = [
+  { proto: "udp", epoch: false },
+  { proto: "tcp", epoch: false },
+  { proto: "udp", epoch: true },
+] as const;
+for (const { proto, epoch } of cases) {
+  const epochFlag = epoch ? ["--epoch"] : [];
   Deno.test({
-    name: `Windows (wintun, under Wine) ↔ Linux (tun) over ${proto}: pings and verified transfers both ways`,
+    name: `Windows (wintun, under Wine) ↔ Linux (tun) over ${proto}${
+      epoch ? " with epoch keys" : ""
+    }: pings and verified transfers both ways${epoch ? ", epochs moved from each side" : ""}`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -71,6 +79,7 @@ for (const proto of ["udp", "tcp"] as const) {
           "1",
           "--stats-interval",
           "0",
+          ...epochFlag,
         ]);
         if (proto === "tcp") {
           await lab.waitFor(
@@ -103,6 +112,7 @@ for (const proto of ["udp", "tcp"] as const) {
           "0",
           "--stats-interval",
           "0",
+          ...epochFlag,
         ], {
           ...env,
           WINTUN_FAKE_PORT: "40002",
@@ -142,6 +152,31 @@ for (const proto of ["udp", "tcp"] as const) {
         await verifiedTransfer(lab, lab.inner4.b, 5 * 1024 * 1024, 5340, "a");
         await verifiedTransfer(lab, lab.inner4.a, 5 * 1024 * 1024, 5341, "b");
         assertEquals(windows.output().includes("wintun: adapter 'wtun'"), true, windows.output());
+        if (epoch) {
+          // Linux moves to epoch 2, Windows follows; then Windows (its own 'key epoch') moves to 3, Linux follows
+          const winKeyEpoch = async () => {
+            const r = await runToFiles("ip", [
+              ...["netns", "exec", lab.ns.a, "wine", env.DENO_WIN, "run", "-A", "--no-check", "main.ts"],
+              ...["key", "epoch", "--ifname", "wtun"],
+            ], { ...env, OVPN_DCO_CLI_RUNDIR: "C:\\ovpn-run", NO_COLOR: "1" });
+            return r.stdout + r.stderr;
+          };
+          assertEquals((await lab.tool("b", ["key", "epoch", "--ifname", "ovpn-b"])).code, 0);
+          assertEquals(
+            parsePing(await lab.run("a", ["ping", "-c", "3", "-i", "0.2", lab.inner4.b])).received,
+            3,
+          );
+          let st = await statsOf(lab, "b");
+          assertEquals([st.sendEpoch, st.recvEpoch], [2, 2], "the Windows side did not follow to epoch 2");
+          assertMatch(await winKeyEpoch(), "wtun now sends with epoch 3");
+          assertEquals(
+            parsePing(await lab.run("b", ["ping", "-c", "3", "-i", "0.2", lab.inner4.a])).received,
+            3,
+          );
+          st = await statsOf(lab, "b");
+          assertEquals([st.sendEpoch, st.recvEpoch], [3, 3], "the Linux side did not follow to epoch 3");
+          assertEquals(st.lostInDataPkts, 0, JSON.stringify(st.drops));
+        }
       } finally {
         await lab.destroy();
         await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-k"]).catch(() => {});

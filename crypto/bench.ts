@@ -1,7 +1,9 @@
 /**
  * `deno task bench`: seal+open throughput of the data channel per cipher and provider, for 64-byte and
  * 1400-byte packets, measured side by side with `openssl speed -evp` in the same run (single core).
- * The last line is `aes-256-gcm-1400: <ratio> of openssl` (best provider / openssl).
+ * Epoch data keys (OpenVPN 2.7) are measured beside DATA_V2 for AES-256-GCM with the fastest provider:
+ * `aes-256-gcm-epoch-1400: <ratio> of DATA_V2`. The last line is `aes-256-gcm-1400: <ratio> of openssl`
+ * (best provider / openssl).
  *
  * openssl's figure is made comparable: one packet costs one encryption plus one decryption, so its
  * seal+open rate is 1 / (1/enc + 1/dec) from `openssl speed -evp C -bytes N` and the same with `-decrypt`.
@@ -10,7 +12,7 @@
 import { AEAD_CIPHERS, type CipherInfo } from "./aead.ts";
 import { availableProviders } from "./providers.ts";
 import { DataChannel, KeySlotId } from "../driver/userspace/channel.ts";
-import { HEADROOM } from "../driver/userspace/packet.ts";
+import { HEADROOM, TAILROOM } from "../driver/userspace/packet.ts";
 
 const SIZES = [64, 1400];
 const seconds = Math.max(1, Math.round(Number(Deno.env.get("BENCH_SECONDS") ?? "1")));
@@ -24,7 +26,13 @@ async function bestOf(f: () => Promise<number>, n: number): Promise<number> {
 }
 
 /** seal+open packets per second through a DataChannel pair using `provider`. */
-function measure(providerName: string, cipher: CipherInfo, size: number, budgetMs: number): number {
+function measure(
+  providerName: string,
+  cipher: CipherInfo,
+  size: number,
+  budgetMs: number,
+  epoch = false,
+): number {
   const provider = availableProviders().find((p) => p.name === providerName)!;
   const make = (c: CipherInfo, k: Uint8Array) => provider.create(c, k);
   const key = new Uint8Array(32).fill(9), tail = new Uint8Array(8).fill(1);
@@ -35,12 +43,13 @@ function measure(providerName: string, cipher: CipherInfo, size: number, budgetM
     decryptKey: key,
     encryptNonceTail: tail,
     decryptNonceTail: tail,
+    epoch,
   };
   const tx = new DataChannel({ makeAead: make }), rx = new DataChannel({ makeAead: make });
   tx.newKey(KeySlotId.PRIMARY, m);
   rx.newKey(KeySlotId.PRIMARY, m);
-  const buf = new Uint8Array(HEADROOM + size).fill(0x45, HEADROOM);
-  const wireLen = HEADROOM + size;
+  const buf = new Uint8Array(HEADROOM + size + TAILROOM).fill(0x45, HEADROOM);
+  const start = tx.seal(buf, size), wireLen = tx.sealEnd - start; // the same for every packet
   // warm up
   for (let i = 0; i < 2000; i++) rx.open(buf, tx.seal(buf, size), wireLen);
   let n = 0;
@@ -90,6 +99,7 @@ async function measureIsolated(
   cipher: CipherInfo,
   size: number,
   budgetMs: number,
+  epoch = false,
 ): Promise<number> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -101,6 +111,7 @@ async function measureIsolated(
       cipher.name,
       String(size),
       String(budgetMs),
+      epoch ? "epoch" : "v2",
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -110,8 +121,16 @@ async function measureIsolated(
 }
 
 if (Deno.args[0] === "--one") {
-  const [, provider, name, size, budget] = Deno.args;
-  console.log(measure(provider, AEAD_CIPHERS.find((c) => c.name === name)!, Number(size), Number(budget)));
+  const [, provider, name, size, budget, format] = Deno.args;
+  console.log(
+    measure(
+      provider,
+      AEAD_CIPHERS.find((c) => c.name === name)!,
+      Number(size),
+      Number(budget),
+      format === "epoch",
+    ),
+  );
   Deno.exit(0);
 }
 
@@ -151,4 +170,25 @@ for (const cipher of AEAD_CIPHERS) {
     if (cipher.lower === "aes-256-gcm" && size === 1400) headline = best / ref;
   }
 }
+
+// epoch data keys beside DATA_V2: same cipher, same (fastest) provider, measured alternately
+const aes256 = AEAD_CIPHERS.find((c) => c.name === "AES-256-GCM")!;
+const fastest = availableProviders().find((p) => p.supports(aes256))!.name;
+let epochRatio = NaN;
+for (const size of SIZES) {
+  let v2 = 0, ep = 0;
+  for (let i = 0; i < rounds; i++) {
+    v2 = Math.max(v2, await measureIsolated(fastest, aes256, size, seconds * 1000));
+    ep = Math.max(ep, await measureIsolated(fastest, aes256, size, seconds * 1000, true));
+  }
+  for (const [label, pps] of [["aes-256-gcm", v2], ["aes-256-gcm-epoch", ep]] as const) {
+    console.log(
+      [label, String(size), fastest, fmt(pps), fmt(gbit(pps, size), 2), fmt(pps / v2, 2) + " of v2"].map((
+        s,
+      ) => s.padEnd(18)).join(""),
+    );
+  }
+  if (size === 1400) epochRatio = ep / v2;
+}
+console.log(`aes-256-gcm-epoch-1400: ${fmt(epochRatio, 2)} of DATA_V2`);
 console.log(`aes-256-gcm-1400: ${fmt(headline, 2)} of openssl`);

@@ -115,6 +115,10 @@ Deno.test({
   fn: () =>
     withLab(async (lab, keyFile) => {
       const { a } = await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile });
+      // 'key epoch' needs an epoch key: one clear line, exit 5
+      const ep = await lab.tool("a", ["key", "epoch", "--ifname", "ovpn-a"]);
+      assertEquals(ep.code, 5, ep.stderr);
+      assertMatch(ep.stderr, "the primary key does not use epoch data keys");
       await verifiedTransfer(lab, lab.inner4.b, 8 * 1024 * 1024, 5320);
       const before = await statsOf(lab, "a");
       // ids b used recently (and a accepted), well inside the replay window

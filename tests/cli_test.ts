@@ -35,6 +35,14 @@ const jsonHex = f(
   json({ ...dirs, decrypt: { key: "zz" + "cc".repeat(31), nonceTail: "dd".repeat(8) } }),
 );
 const jsonCipher = f("cipher.json", json({ cipher: "BF-CBC", ...dirs }));
+const jsonGood = f("good.json", json({ cipher: "AES-256-GCM", ...dirs }));
+const jsonHalfEpoch = f(
+  "half-epoch.json",
+  json({
+    ...dirs,
+    encrypt: { key: "aa".repeat(32), nonceTail: "bb".repeat(8), epochSecret: "ee".repeat(32) },
+  }),
+);
 const existing = f("exists.key", "x");
 
 async function run(args: string[], env: Record<string, string> = {}, asNobody = false) {
@@ -146,7 +154,14 @@ const table: [string[], string, number][] = [
   [["key", "new", "0", "AES-999", "0", goodKey], "unknown cipher 'AES-999'", 2],
   [["key", "new", "0", "AES-256-GCM"], "expected <peer-id> <cipher> <key-direction> <key-file>", 2],
   [["key", "new", "0", "AES-256-GCM", "0", `${dir}/missing.key`], "does not exist", 3],
-  [["key", "bogus"], "expected new, swap or del", 2],
+  [["key", "bogus"], "expected new, swap, del or epoch", 2],
+  [[...S, ...R, "--epoch"], "--epoch needs a key: add --key FILE", 2],
+  [[...S, ...R, "--epoch", "--key", goodKey, "--cipher", "none"], "epoch data keys need an AEAD cipher", 3],
+  [[...S, ...R, "--epoch", "--key", jsonGood], "--epoch needs epoch secrets, and this JSON key has none", 3],
+  [[...S, ...R, "--key", jsonHalfEpoch], "only one direction has an 'epochSecret'", 3],
+  [["key", "epoch", "--ifname", "ovt-none"], "no instance is running", 5],
+  [["key", "new", "0", "none", "0", "--epoch"], "--epoch needs a key file", 2],
+  [UP(["--epoch"]), "--epoch needs a key file", 2],
   [["peer", "bogus"], "expected new, set, del or get", 2],
   [["peer", "set"], "nothing to set", 2],
   [["peer", "new", "0", "1.2.3.4:1"], "expected <peer-id> <local ADDR:PORT> <remote ADDR:PORT>", 2],
@@ -199,6 +214,9 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
     assertMatch(second.stderr, "ovt-twice");
     const st = await run(["stats", "--ifname", "ovt-twice", "--json"]);
     assertEquals(st.code, 0, st.stderr);
+    const ep = await run(["key", "epoch", "--ifname", "ovt-twice"]);
+    assertEquals(ep.code, 5, ep.stderr);
+    assertMatch(ep.stderr, "no peer is configured");
   } finally {
     first.kill("SIGTERM");
     assertEquals((await first.status).code, 0);

@@ -165,10 +165,11 @@ Deno.test({
 Deno.test({
   ...opts,
   name:
-    "upstream positional form: udp i4 with a data64.key, and NONE without one; statistics block every second",
+    "upstream positional form: udp i4 with a data64.key, NONE without one, and --epoch; statistics block every second",
   fn: () =>
     withLab(async (lab, keyFile) => {
-      for (const withKey of [true, false]) {
+      for (const mode of ["key", "none", "epoch"] as const) {
+        const withKey = mode !== "none";
         const args = (s: "a" | "b") => {
           const o = s === "a" ? "b" : "a";
           return [
@@ -184,6 +185,7 @@ Deno.test({
             ...(withKey ? [keyFile, s === "a" ? "0" : "7"] : []),
             "--ifname",
             `ovpn-${s}`,
+            ...(mode === "epoch" ? ["--epoch"] : []),
           ];
         };
         const a = lab.startTool("a", args("a")), b = lab.startTool("b", args("b"));
@@ -199,6 +201,10 @@ Deno.test({
           /lostInCtrlPkts: \d+\nlostInDataPkts: \d+\nlostOutCtrlPkts: \d+\nlostOutDataPkts: \d+\nrcvdCtrlPkts: \d+\nrcvdDataPkts: \d+\nsentCtrlPkts: \d+\nsentDataPkts: \d+\ntransportBytesSent: \d+\ntransportBytesReceived: \d+\ntunBytesSent: \d+\ntunBytesReceived: \d+\n\n/;
         assertMatch(a.output(), block);
         if (!withKey) assertMatch(a.output(), "cipher NONE");
+        // epoch keys: the epoch block follows the statistics block
+        if (mode === "epoch") {
+          assertMatch(a.output(), /tunBytesReceived: \d+\n\nsendEpoch: 1\nrecvEpoch: 1\n\n/);
+        } else assert(!a.output().includes("sendEpoch"));
         assertEquals((await lab.stop(a)).code, 0);
         assertEquals((await lab.stop(b)).code, 0);
         // the interface is gone after a clean shutdown

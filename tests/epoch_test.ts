@@ -110,6 +110,30 @@ for (const proto of ["udp", "tcp"] as const) {
           parsePing(await lab.run("a", ["ping", "-c", "3", "-i", "0.2", lab.inner4.b])).received,
           3,
         );
+
+        // renegotiation keeps working with epoch keys: a new epoch key (E1 afresh) into the secondary slot,
+        // swap on both ends; the new key starts again at epoch 1
+        const next = `${lab.runDir}/next.key`;
+        await writeNewKeyFile(next);
+        for (const [side, dir] of [["a", "0"], ["b", "1"]] as const) {
+          const r = await lab.tool(side, [
+            ...["key", "new", "0", "CHACHA20-POLY1305", dir, next, "--key-id", "1", "--epoch"],
+            ...["--ifname", `ovpn-${side}`],
+          ]);
+          assertEquals(r.code, 0, r.stderr);
+          assertMatch(r.stderr, "epoch data keys");
+        }
+        for (const side of ["a", "b"] as const) {
+          assertEquals((await lab.tool(side, ["key", "swap", "--ifname", `ovpn-${side}`])).code, 0);
+        }
+        assertEquals(
+          parsePing(await lab.run("a", ["ping", "-c", "3", "-i", "0.2", lab.inner4.b])).received,
+          3,
+        );
+        assertEquals(await epochs(lab, "a"), { send: 1, recv: 1 });
+        const info =
+          JSON.parse((await lab.tool("a", ["peer", "get", "--ifname", "ovpn-a", "--json"])).stdout).info;
+        assertEquals([info.primaryKeyId, info.cipher], [1, "CHACHA20-POLY1305"]);
       } finally {
         await lab.destroy();
       }

@@ -6,7 +6,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing, startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { statsOf, verifiedTransfer } from "./lab.ts";
+import { sendHostile, statsOf, verifiedTransfer } from "./lab.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 let labIndex = 40;
@@ -125,22 +125,7 @@ Deno.test({
       const bSent = (await statsOf(lab, "b")).sentDataPkts;
       assert(bSent > 300, `b sent only ${bSent} packets`);
       const replayBase = bSent - 250;
-      const hostile = new URL("./helpers/hostile.ts", import.meta.url).pathname;
-      const out = await lab.run("b", [
-        Deno.execPath(),
-        "run",
-        "-A",
-        hostile,
-        lab.outer4.a,
-        "1194",
-        "1194",
-        keyFile,
-        "1",
-        "0",
-        "200",
-        String(replayBase),
-      ]);
-      const sent = Number(out.trim().split("\n").pop());
+      const sent = await sendHostile(lab, keyFile, 200, replayBase);
       assertEquals(sent, 1000);
       await new Promise((r) => setTimeout(r, 500));
       const after = await statsOf(lab, "a");

@@ -11,7 +11,7 @@ import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing, startPair } from "../cmd/demo.ts";
 import { keyFromOpenvpnLog } from "../keys/openvpn_log.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { OPENVPN_27, startOpenvpnPair, statsOf, verifiedTransfer } from "./lab.ts";
+import { OPENVPN_27, sendHostile, startOpenvpnPair, statsOf, verifiedTransfer } from "./lab.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 let labIndex = 70;
@@ -77,24 +77,7 @@ for (const proto of ["udp", "tcp"] as const) {
         const recvEpoch = (await epochs(lab, "a")).recv;
         const pre = await statsOf(lab, "a");
         if (proto === "udp") {
-          const hostile = new URL("./helpers/hostile.ts", import.meta.url).pathname;
-          const out = await lab.run("b", [
-            ...[
-              Deno.execPath(),
-              "run",
-              "-A",
-              hostile,
-              lab.outer4.a,
-              "1194",
-              "1194",
-              keyFile,
-              "1",
-              "0",
-              "100",
-            ],
-            ...["10", "epoch", String(recvEpoch)],
-          ]);
-          assertEquals(Number(out.trim().split("\n").pop()), 300);
+          assertEquals(await sendHostile(lab, keyFile, 100, 10, ["epoch", String(recvEpoch)]), 300);
           await lab.waitFor(
             async () => (await statsOf(lab, "a")).lostInDataPkts - pre.lostInDataPkts >= 300,
             5000,

@@ -1,7 +1,8 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
+import { opened, sealed } from "../../tests/helpers/channel_io.ts";
 import { cipherByName } from "../../crypto/aead.ts";
-import { DataChannel, type KeyMaterial, KeySlotId, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
-import { EPOCH_OVERHEAD, HEADROOM, MAX_WIRE_LEN, OP_DATA_V2, TAILROOM } from "./packet.ts";
+import { DataChannel, type KeyMaterial, KeySlotId } from "./channel.ts";
+import { EPOCH_OVERHEAD, HEADROOM, OP_DATA_V2, TAILROOM } from "./packet.ts";
 
 const e1a = new Uint8Array(32).fill(0x5a), e1b = new Uint8Array(32).fill(0xa5);
 
@@ -23,23 +24,6 @@ function pair(cipher = "AES-256-GCM", peerId = 3) {
   a.newKey(KeySlotId.PRIMARY, epochKey(cipher, 0, 0));
   b.newKey(KeySlotId.PRIMARY, epochKey(cipher, 0, 1));
   return { a, b };
-}
-
-function sealed(ch: DataChannel, payload: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(MAX_WIRE_LEN + HEADROOM + TAILROOM);
-  buf.set(payload, HEADROOM);
-  const start = ch.seal(buf, payload.length);
-  assert(start >= 0, "seal failed");
-  return buf.slice(start, ch.sealEnd);
-}
-
-function opened(ch: DataChannel, wire: Uint8Array): Uint8Array | "keepalive" | "drop" {
-  const buf = new Uint8Array(wire.length + 16);
-  buf.set(wire, 16);
-  const r = ch.open(buf, 16, wire.length);
-  if (r === RX_DROP) return "drop";
-  if (r === RX_KEEPALIVE) return "keepalive";
-  return buf.slice(r, ch.openEnd);
 }
 
 const payload = (n: number, v = 0x45) => new Uint8Array(n).fill(v);

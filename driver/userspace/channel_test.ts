@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
+import { opened, sealed } from "../../tests/helpers/channel_io.ts";
 import { cipherByName } from "../../crypto/aead.ts";
-import { DataChannel, type KeyMaterial, KeySlotId, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
+import { DataChannel, type KeyMaterial, KeySlotId } from "./channel.ts";
 import { HEADROOM, KEEPALIVE_PING, MAX_WIRE_LEN, OP_DATA_V2, writeDataV2Header } from "./packet.ts";
 import { PKTID_WRAP_LIMIT } from "./pktid.ts";
 
@@ -27,25 +28,6 @@ function pair(cipher = "AES-256-GCM", peerId = 7) {
   a.newKey(KeySlotId.PRIMARY, material(cipher, 0, 0));
   b.newKey(KeySlotId.PRIMARY, material(cipher, 0, 1));
   return { a, b };
-}
-
-/** Seal `payload` on `ch`, return the wire bytes (a copy). */
-function sealed(ch: DataChannel, payload: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(MAX_WIRE_LEN + HEADROOM);
-  buf.set(payload, HEADROOM);
-  const start = ch.seal(buf, payload.length);
-  assert(start >= 0, "seal failed");
-  return buf.slice(start, HEADROOM + payload.length);
-}
-
-/** Open wire bytes on `ch`: the plaintext, "keepalive" or "drop". */
-function opened(ch: DataChannel, wire: Uint8Array): Uint8Array | "keepalive" | "drop" {
-  const buf = new Uint8Array(wire.length + 16);
-  buf.set(wire, 16);
-  const r = ch.open(buf, 16, wire.length);
-  if (r === RX_DROP) return "drop";
-  if (r === RX_KEEPALIVE) return "keepalive";
-  return buf.slice(r, 16 + wire.length);
 }
 
 const payload = (n: number, v = 0x45) => new Uint8Array(n).fill(v);

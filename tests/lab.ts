@@ -164,12 +164,21 @@ export async function startOpenvpnPair(
     ...["--key", `${d}/server.key`, "--dh", "none", "--keepalive", "10", "60"],
     ...["--verb", String(opts.serverVerb ?? 3), "--log", serverLog],
   ]);
-  await lab.waitFor(
-    async () =>
-      (await Deno.readTextFile(serverLog).catch(() => "")).includes("Initialization Sequence Completed"),
-    20000,
-    "the OpenVPN server",
-  );
+  /** Wait until its log says it is up; an early exit or a timeout fails with the end of what it wrote. */
+  const waitUp = async (p: LabProcess, log: string, name: string, ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const exited = await Promise.race([p.status, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+      const text = await Deno.readTextFile(log).catch(() => "");
+      if (text.includes("Initialization Sequence Completed")) return;
+      const tail = (p.output() + text).trim().split("\n").slice(-3).join(" | ");
+      if (exited) throw new Error(`${name} (${bin}) exited ${exited.code}: ${tail}`);
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${ms / 1000} s waiting for ${name}: ${tail}`);
+      }
+    }
+  };
+  await waitUp(server, serverLog, "the OpenVPN server", 20000);
   const clientLog = opts.clientLog ?? `${d}/client.log`;
   const client = lab.spawn("a", [
     ...[
@@ -187,11 +196,6 @@ export async function startOpenvpnPair(
     ...["--cert", `${d}/client.crt`, "--key", `${d}/client.key`, "--remote-cert-tls", "server"],
     ...["--verb", String(opts.clientVerb ?? 3), "--log", clientLog],
   ]);
-  await lab.waitFor(
-    async () =>
-      (await Deno.readTextFile(clientLog).catch(() => "")).includes("Initialization Sequence Completed"),
-    30000,
-    "the OpenVPN client",
-  );
+  await waitUp(client, clientLog, "the OpenVPN client", 30000);
   return { server, client, net, clientLog, serverLog };
 }

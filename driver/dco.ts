@@ -13,18 +13,16 @@
  * @module
  */
 import {
-  cstr,
   ERROR,
   FILE_ATTRIBUTE_SYSTEM,
-  FILE_FLAG_OVERLAPPED,
   GENERIC_READ,
   GENERIC_WRITE,
-  INFINITE,
-  isInvalidHandle,
   kernel32,
+  ntdll,
   ntStatusToWin32,
-  OPEN_EXISTING,
+  ntSuccess,
   Overlapped,
+  STATUS,
   WAIT_OBJECT_0,
   win32ErrorName,
 } from "../ffi/kernel32.ts";
@@ -95,22 +93,115 @@ function dcoError(code: number, what: string): DeviceError {
   return new DeviceError(`${what}: ${dcoErrorText(code)} [${win32ErrorName(code)}]`, kind);
 }
 
-function openHandle(path: string): { h: Deno.PointerValue; err: number } {
-  const k = kernel32();
-  const h = k.CreateFileA(
-    cstr(path),
-    (GENERIC_READ | GENERIC_WRITE) >>> 0,
-    0,
-    null,
-    OPEN_EXISTING,
-    (FILE_ATTRIBUTE_SYSTEM | FILE_FLAG_OVERLAPPED) >>> 0,
-    null,
-  );
-  if (isInvalidHandle(h)) return { h: null, err: k.GetLastError() };
-  return { h, err: 0 };
+/** `\\.\X` / `\\?\X` as the NT object path `\??\X`. */
+function ntPath(path: string): string {
+  const m = /^\\\\[.?]\\(.+)$/.exec(path);
+  if (!m) throw new DeviceError(`'${path}' is not a device path (\\\\.\\NAME or \\\\?\\...)`, "missing");
+  return `\\??\\${m[1]}`;
 }
 
-/** Run one DeviceIoControl on an overlapped handle and wait for it (timeout: cancel and throw). */
+const GENERIC_READ_WRITE = (GENERIC_READ | GENERIC_WRITE) >>> 0;
+const FILE_SHARE_READ_WRITE = 3;
+const FILE_OPEN = 1;
+const FILE_NON_DIRECTORY_FILE = 0x40;
+const OBJ_CASE_INSENSITIVE = 0x40;
+const SYNCHRONIZE = 0x100000;
+const FILE_READ_ATTRIBUTES = 0x80;
+
+/**
+ * Open a device for overlapped I/O with NtCreateFile: the path is UTF-16 (a user-given adapter path is
+ * never squeezed through the ANSI code page) and the NTSTATUS comes back as the result.
+ */
+function openHandle(
+  path: string,
+  access = GENERIC_READ_WRITE,
+  share = 0,
+): { h: Deno.PointerValue; err: number } {
+  const name = new Uint16Array([...ntPath(path)].map((c) => c.charCodeAt(0)));
+  const us = new Uint8Array(16); // UNICODE_STRING: Length, MaximumLength, Buffer
+  const usv = new DataView(us.buffer);
+  usv.setUint16(0, name.byteLength, true);
+  usv.setUint16(2, name.byteLength, true);
+  usv.setBigUint64(8, Deno.UnsafePointer.value(Deno.UnsafePointer.of(name)), true);
+  const oa = new Uint8Array(48); // OBJECT_ATTRIBUTES
+  const oav = new DataView(oa.buffer);
+  oav.setUint32(0, 48, true);
+  oav.setBigUint64(16, Deno.UnsafePointer.value(Deno.UnsafePointer.of(us)), true);
+  oav.setUint32(24, OBJ_CASE_INSENSITIVE, true);
+  const handle = new BigUint64Array(1);
+  const iosb = new Uint8Array(16);
+  const st = ntdll().NtCreateFile(
+    new Uint8Array(handle.buffer),
+    (access | SYNCHRONIZE | FILE_READ_ATTRIBUTES) >>> 0,
+    oa,
+    iosb,
+    null,
+    FILE_ATTRIBUTE_SYSTEM,
+    share,
+    FILE_OPEN,
+    FILE_NON_DIRECTORY_FILE, // no FILE_SYNCHRONOUS_IO_*: overlapped, as FILE_FLAG_OVERLAPPED
+    null,
+    0,
+  );
+  void name; // referenced until here: the kernel reads it during the call
+  if (!ntSuccess(st)) return { h: null, err: ntStatusToWin32(st) };
+  return { h: Deno.UnsafePointer.create(handle[0]), err: 0 };
+}
+
+/** OVERLAPPEDs (with their buffers) of requests the driver never completed after a cancel: never freed. */
+const stuck: unknown[] = [];
+/** How long to wait for a cancelled request to complete before giving up on it (and keeping its memory). */
+const CANCEL_GRACE_MS = 5000;
+
+/** How an overlapped request ended: its NTSTATUS and byte count; `timedOut`: it was cancelled by us. */
+interface Completion {
+  status: number;
+  info: number;
+  timedOut: boolean;
+}
+
+/**
+ * Issue one overlapped request (`issue` makes the Nt* call and returns its NTSTATUS) and wait for it. On a
+ * timeout or when `cancelled()` turns true, cancel it and wait until the kernel has completed it: the
+ * OVERLAPPED and every buffer in `keep` stay referenced until then, on every path. A request the driver never
+ * completes after the cancel is kept forever (its memory may still be written) and reported.
+ */
+async function overlapped(
+  h: Deno.PointerValue,
+  issue: (ov: Overlapped) => number,
+  keep: unknown[],
+  what: string,
+  timeoutMs: number,
+  cancelled: () => boolean = () => false,
+): Promise<Completion> {
+  const ov = new Overlapped();
+  let free = true;
+  try {
+    const st = issue(ov);
+    if (st !== STATUS.PENDING) {
+      return { status: st, info: ntSuccess(st) ? ov.information : 0, timedOut: false };
+    }
+    if (await waitEvent(ov, timeoutMs, cancelled)) {
+      return { status: ov.status, info: ov.information, timedOut: false };
+    }
+    kernel32().CancelIoEx(h, ov.buf);
+    if (await waitEvent(ov, CANCEL_GRACE_MS)) {
+      return { status: ov.status, info: ov.information, timedOut: true };
+    }
+    free = false;
+    stuck.push(ov, keep);
+    throw new DeviceError(
+      `${what}: the driver did not complete the request within ${
+        CANCEL_GRACE_MS / 1000
+      } s of its cancellation`,
+      "timeout",
+    );
+  } finally {
+    if (free) ov.close();
+  }
+}
+
+/** Run one DeviceIoControl on an overlapped handle and wait for it (timeout: cancel, wait, throw). */
 async function ioctl(
   h: Deno.PointerValue,
   code: number,
@@ -118,30 +209,35 @@ async function ioctl(
   outLen: number,
   timeoutMs = 10_000,
 ): Promise<Uint8Array> {
-  const k = kernel32();
-  const ov = new Overlapped();
   const out = new Uint8Array(Math.max(outLen, 1));
-  const got = new Uint32Array(1);
-  try {
-    if (!k.DeviceIoControl(h, code, input, input?.length ?? 0, outLen ? out : null, outLen, got, ov.buf)) {
-      const err = k.GetLastError();
-      if (err !== ERROR.IO_PENDING) throw dcoError(err || ntStatusToWin32(ov.status), ioctlName(code));
-      if (!(await waitEvent(ov, timeoutMs))) {
-        k.CancelIoEx(h, ov.buf);
-        await k.WaitForSingleObject_nb(ov.event, INFINITE);
-        throw new DeviceError(`${ioctlName(code)} did not complete within ${timeoutMs / 1000} s`, "timeout");
-      }
-    }
-    if (!k.GetOverlappedResult(h, ov.buf, got, 0)) {
-      throw dcoError(k.GetLastError() || ntStatusToWin32(ov.status), ioctlName(code));
-    }
-    return out.subarray(0, got[0]);
-  } finally {
-    ov.close();
+  const name = ioctlName(code);
+  const r = await overlapped(
+    h,
+    (ov) =>
+      ntdll().NtDeviceIoControlFile(
+        h,
+        ov.event,
+        null,
+        null,
+        ov.buf,
+        code,
+        input,
+        input?.length ?? 0,
+        outLen ? out : null,
+        outLen,
+      ),
+    [input, out],
+    name,
+    timeoutMs,
+  );
+  if (r.timedOut && r.status === STATUS.CANCELLED) {
+    throw new DeviceError(`${name} did not complete within ${timeoutMs / 1000} s`, "timeout");
   }
+  if (!ntSuccess(r.status)) throw dcoError(ntStatusToWin32(r.status), name);
+  return out.subarray(0, r.info);
 }
 
-/** Wait for an overlapped operation's event without blocking the event loop; false on timeout. */
+/** Wait for an overlapped operation's event without blocking the event loop; false on timeout or cancel. */
 async function waitEvent(
   ov: Overlapped,
   timeoutMs: number,
@@ -152,14 +248,15 @@ async function waitEvent(
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0 || cancelled()) return false;
-    const r = await k.WaitForSingleObject_nb(ov.event, Math.min(left, 500));
+    const r = await k.WaitForSingleObject_nb(ov.event, Math.min(left, 200));
     if (r === WAIT_OBJECT_0) return true;
   }
 }
 
 /** Read the driver version from `\\.\ovpn-dco-ver` (null when that device does not exist). */
 export async function readDriverVersion(): Promise<Version | null> {
-  const { h } = openHandle(DCO_VERSION_PATH);
+  // read-only and shared, as OpenVPN opens it: it answers while an adapter is in use
+  const { h } = openHandle(DCO_VERSION_PATH, GENERIC_READ, FILE_SHARE_READ_WRITE);
   if (h === null) return null;
   try {
     return decodeVersion(await ioctl(h, IOCTL.GET_VERSION, null, SIZE.VERSION));
@@ -174,6 +271,8 @@ export interface DcoOptions {
   ifname: string;
   /** A specific adapter: its name or device path (default `\\.\ovpn-dco`, the first adapter, as upstream). */
   adapter?: string;
+  /** How long a control-packet write may stay pending (default 10 s). */
+  ioTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -191,7 +290,8 @@ export class DcoDevice implements Device {
   #keys: { primary?: number; secondary?: number; cipher?: string } = {};
   #started = false;
   #reading: Promise<void> | null = null;
-  #readOv: Overlapped | null = null;
+  #stopReading = false;
+  #ioTimeoutMs: number;
   #inbox = new ControlInbox();
   #log: (line: string) => void;
 
@@ -200,15 +300,20 @@ export class DcoDevice implements Device {
     this.version = version;
     this.ifname = o.ifname;
     this.#log = o.log ?? ((l) => console.error(l));
+    this.#ioTimeoutMs = o.ioTimeoutMs ?? 10_000;
     this.ended = this.#inbox.ended;
   }
 
   /** Open the adapter (after reading the driver version, as the driver's documentation asks). */
   static async open(o: DcoOptions): Promise<DcoDevice> {
-    const version = await readDriverVersion();
+    let version = await readDriverVersion();
     const path = o.adapter ? (await import("./adapters.ts")).resolveAdapter(o.adapter) : DCO_PATH;
     const { h, err } = openHandle(path);
     if (h === null) throw dcoError(err, `opening ${path}`);
+    // driver 2.0.x has no version device: ask the adapter itself
+    if (!version) {
+      version = await ioctl(h, IOCTL.GET_VERSION, null, SIZE.VERSION).then(decodeVersion, () => null);
+    }
     return new DcoDevice(h, version, o);
   }
 
@@ -225,7 +330,16 @@ export class DcoDevice implements Device {
       throw new DeviceError("the ovpn-dco driver only connects (client side); drop --listen", "state");
     }
     const timeout = p.connectTimeoutMs ?? 30_000;
-    await ioctl(this.#h, IOCTL.NEW_PEER, encodeNewPeer(p), 0, timeout);
+    await this.#reading; // the previous peer's reader has ended (DEL_PEER cancelled its read)
+    try {
+      await ioctl(this.#h, IOCTL.NEW_PEER, encodeNewPeer(p), 0, timeout);
+    } catch (e) {
+      // a TCP NEW_PEER cancelled on timeout leaves a half-made peer in the driver: remove it
+      if (e instanceof DeviceError && e.kind === "timeout") {
+        await ioctl(this.#h, IOCTL.DEL_PEER, null, 0).catch(() => {});
+      }
+      throw e;
+    }
     this.#peer = p;
     this.#startReading();
   }
@@ -317,6 +431,10 @@ export class DcoDevice implements Device {
     this.#peer = null;
     this.#started = false;
     this.#keys = {};
+    // the driver completes the pending read with STATUS_CANCELLED; should it not, cancel it ourselves
+    this.#stopReading = true;
+    await this.#reading;
+    this.#stopReading = false;
   }
 
   async getStats(): Promise<Stats> {
@@ -327,39 +445,52 @@ export class DcoDevice implements Device {
     return Promise.resolve(this.version);
   }
 
-  /** Keep one overlapped ReadFile pending at all times; each completion is one control packet. */
+  /**
+   * Keep one overlapped read pending while a peer exists; each completion is one control packet. The loop
+   * ends when the read is cancelled (DEL_PEER, close) or the tunnel ends (keepalive expiry, TCP abort), and
+   * clears itself so that the next peer's reader starts afresh.
+   */
   #startReading() {
     if (this.#reading) return;
-    const k = kernel32();
-    const ov = this.#readOv = new Overlapped();
+    const h = this.#h;
     const buf = new Uint8Array(READ_BUFFER);
-    const got = new Uint32Array(1);
+    const offset = new Uint8Array(8);
+    const stop = () => this.#closed || this.#stopReading;
     this.#reading = (async () => {
-      while (!this.#closed && !this.#inbox.reason) {
-        ov.reset();
-        let err = 0;
-        if (!k.ReadFile(this.#h, buf, READ_BUFFER, got, ov.buf)) {
-          err = k.GetLastError();
-          if (err === ERROR.IO_PENDING) {
-            err = 0;
-            while (!(await waitEvent(ov, 1000)) && !this.#closed);
-            if (this.#closed) break;
+      try {
+        while (!stop() && !this.#inbox.reason) {
+          const r = await overlapped(
+            h,
+            (ov) => ntdll().NtReadFile(h, ov.event, null, null, ov.buf, buf, READ_BUFFER, offset, null),
+            [buf, offset],
+            "ReadFile (control packets)",
+            Infinity,
+            stop,
+          );
+          if (ntSuccess(r.status)) {
+            this.#inbox.push(buf.slice(0, r.info)); // full queue: dropped, as the driver's own queue would
+            continue;
           }
+          const err = ntStatusToWin32(r.status);
+          if (err === ERROR.OPERATION_ABORTED) break; // DEL_PEER or close
+          if (err === ERROR.NETNAME_DELETED) this.#end({ kind: "expired", message: dcoErrorText(err) });
+          else if (err === ERROR.CONNECTION_ABORTED) {
+            this.#end({ kind: "aborted", message: dcoErrorText(err) });
+          } else if (err === ERROR.INSUFFICIENT_BUFFER || err === ERROR.MORE_DATA) {
+            this.#log(`a control packet was dropped: ${dcoErrorText(ERROR.INSUFFICIENT_BUFFER)}`);
+            continue;
+          } else {
+            this.#end({
+              kind: "failed",
+              message: `reading control packets: ${dcoErrorText(err)} [${win32ErrorName(err)}]`,
+            });
+          }
+          break;
         }
-        if (!err && !k.GetOverlappedResult(this.#h, ov.buf, got, 0)) {
-          err = k.GetLastError() || ntStatusToWin32(ov.status);
-        }
-        if (err === ERROR.OPERATION_ABORTED || this.#closed) break;
-        if (err === ERROR.NETNAME_DELETED) this.#end({ kind: "expired", message: dcoErrorText(err) });
-        else if (err === ERROR.CONNECTION_ABORTED) this.#end({ kind: "aborted", message: dcoErrorText(err) });
-        else if (err === ERROR.INSUFFICIENT_BUFFER) {
-          this.#log(`a control packet was dropped: ${dcoErrorText(err)}`);
-        } else if (err) {
-          this.#end({
-            kind: "failed",
-            message: `reading control packets: ${dcoErrorText(err)} [${win32ErrorName(err)}]`,
-          });
-        } else this.#inbox.push(buf.slice(0, got[0])); // full queue: dropped, as the driver's own queue would
+      } catch (e) {
+        this.#end({ kind: "failed", message: (e as Error).message });
+      } finally {
+        this.#reading = null;
       }
     })();
   }
@@ -375,22 +506,25 @@ export class DcoDevice implements Device {
         "state",
       );
     }
-    const k = kernel32();
-    const ov = new Overlapped();
+    // the driver keeps the write pending until its socket send completes
+    const h = this.#h;
     const data = p.slice();
-    const n = new Uint32Array(1);
-    try {
-      if (!k.WriteFile(this.#h, data, data.length, n, ov.buf)) {
-        const err = k.GetLastError();
-        if (err !== ERROR.IO_PENDING) throw dcoError(err, "WriteFile (control packet)");
-        await waitEvent(ov, 10_000);
-      }
-      if (!k.GetOverlappedResult(this.#h, ov.buf, n, 0)) {
-        throw dcoError(k.GetLastError() || ntStatusToWin32(ov.status), "WriteFile (control packet)");
-      }
-    } finally {
-      ov.close();
+    const offset = new Uint8Array(8);
+    const r = await overlapped(
+      h,
+      (ov) => ntdll().NtWriteFile(h, ov.event, null, null, ov.buf, data, data.length, offset, null),
+      [data, offset],
+      "WriteFile (control packet)",
+      this.#ioTimeoutMs,
+      () => this.#closed,
+    );
+    if (r.timedOut && r.status === STATUS.CANCELLED) {
+      throw new DeviceError(
+        `WriteFile (control packet) did not complete within ${this.#ioTimeoutMs / 1000} s and was cancelled`,
+        "timeout",
+      );
     }
+    if (!ntSuccess(r.status)) throw dcoError(ntStatusToWin32(r.status), "WriteFile (control packet)");
   }
 
   peerInfo(): Record<string, unknown> {
@@ -417,8 +551,8 @@ export class DcoDevice implements Device {
     this.#closed = true;
     const k = kernel32();
     k.CancelIoEx(this.#h, null);
-    await this.#reading?.catch(() => {});
-    this.#readOv?.close();
+    // every request's OVERLAPPED stays alive until the kernel completed it: wait for the reader's
+    await this.#reading;
     k.CloseHandle(this.#h);
     this.#end({ kind: "failed", message: "the device was closed" });
   }

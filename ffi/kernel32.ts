@@ -38,8 +38,55 @@ const SYMBOLS = {
   GetLastError: { parameters: [], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
+/**
+ * ntdll's I/O calls return their NTSTATUS as the result, so whether a request is pending is known from
+ * the call itself, never from a thread-local last error that another call may have overwritten.
+ */
 const NTDLL = {
   RtlNtStatusToDosError: { parameters: ["u32"], result: "u32" },
+  // (FileHandle, Event, ApcRoutine, ApcContext, IoStatusBlock, IoControlCode, In, InLen, Out, OutLen)
+  NtDeviceIoControlFile: {
+    parameters: [
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+    ],
+    result: "u32",
+  },
+  // (FileHandle, Event, ApcRoutine, ApcContext, IoStatusBlock, Buffer, Length, ByteOffset, Key)
+  NtReadFile: {
+    parameters: ["pointer", "pointer", "pointer", "pointer", "buffer", "buffer", "u32", "buffer", "pointer"],
+    result: "u32",
+  },
+  NtWriteFile: {
+    parameters: ["pointer", "pointer", "pointer", "pointer", "buffer", "buffer", "u32", "buffer", "pointer"],
+    result: "u32",
+  },
+  // (FileHandle*, DesiredAccess, ObjectAttributes, IoStatusBlock, AllocationSize, FileAttributes,
+  //  ShareAccess, CreateDisposition, CreateOptions, EaBuffer, EaLength)
+  NtCreateFile: {
+    parameters: [
+      "buffer",
+      "u32",
+      "buffer",
+      "buffer",
+      "pointer",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "pointer",
+      "u32",
+    ],
+    result: "u32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Kernel32 = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -49,15 +96,39 @@ let nt: Deno.DynamicLibrary<typeof NTDLL>["symbols"] | undefined;
 
 /** kernel32.dll, opened once. */
 export function kernel32(): Kernel32 {
-  k32 ??= Deno.dlopen("kernel32.dll", SYMBOLS).symbols;
+  k32 ??= Deno.dlopen(system32("kernel32.dll"), SYMBOLS).symbols;
   return k32;
+}
+
+/** ntdll.dll (from System32), opened once. */
+export function ntdll(): Deno.DynamicLibrary<typeof NTDLL>["symbols"] {
+  nt ??= Deno.dlopen(system32("ntdll.dll"), NTDLL).symbols;
+  return nt;
 }
 
 /** The Win32 error of an NTSTATUS (ntdll's table). */
 export function ntStatusToWin32(status: number): number {
-  nt ??= Deno.dlopen("ntdll.dll", NTDLL).symbols;
-  return nt.RtlNtStatusToDosError(status >>> 0);
+  return ntdll().RtlNtStatusToDosError(status >>> 0);
 }
+
+/**
+ * The absolute path of a system DLL or program (`%SystemRoot%\System32\name`), so that an elevated
+ * process never loads one from the current directory or PATH.
+ */
+export function system32(name: string): string {
+  const root = Deno.env.get("SystemRoot") ?? Deno.env.get("windir") ?? "C:\\Windows";
+  return `${root.replace(/[\\/]+$/, "")}\\System32\\${name}`;
+}
+
+export const STATUS = {
+  SUCCESS: 0,
+  PENDING: 0x103,
+  CANCELLED: 0xc0000120,
+  BUFFER_OVERFLOW: 0x80000005,
+} as const;
+
+/** Whether an NTSTATUS is a success (or informational) code. */
+export const ntSuccess = (st: number) => (st >>> 0) < 0x80000000;
 
 export const GENERIC_READ = 0x80000000;
 export const GENERIC_WRITE = 0x40000000;
@@ -85,6 +156,7 @@ export const ERROR = {
   CONNECTION_ABORTED: 1236,
   ALREADY_INITIALIZED: 1247,
   NOT_FOUND: 1168,
+  MORE_DATA: 234,
 } as const;
 
 const NAMES: Record<number, string> = Object.fromEntries(
@@ -107,7 +179,10 @@ export function cstr(s: string): Uint8Array {
   return new TextEncoder().encode(s + "\0");
 }
 
-/** An OVERLAPPED (x64: 32 bytes, hEvent at 24) bound to a manual-reset event. */
+/**
+ * An OVERLAPPED (x64: 32 bytes, hEvent at 24) bound to a manual-reset event. Its first 16 bytes are the
+ * IO_STATUS_BLOCK the kernel writes when the request completes (Internal = NTSTATUS, InternalHigh = bytes).
+ */
 export class Overlapped {
   readonly buf = new Uint8Array(32);
   readonly event: Deno.PointerValue;
@@ -124,6 +199,10 @@ export class Overlapped {
   /** The NTSTATUS the I/O manager stored in Internal. */
   get status(): number {
     return new DataView(this.buf.buffer).getUint32(0, true);
+  }
+  /** The byte count the I/O manager stored in InternalHigh. */
+  get information(): number {
+    return Number(new DataView(this.buf.buffer).getBigUint64(8, true));
   }
   close(): void {
     kernel32().CloseHandle(this.event);

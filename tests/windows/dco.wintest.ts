@@ -3,6 +3,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
 import { DcoDevice, readDriverVersion } from "../../driver/dco.ts";
+import { kernel32 } from "../../ffi/kernel32.ts";
 import { DeviceError } from "../../driver/device.ts";
 import { cipherByName } from "../../crypto/aead.ts";
 import { KeySlotId } from "../../driver/userspace/keyslot.ts";
@@ -14,6 +15,7 @@ import {
   journal,
   refuseTcp,
   resetDriver,
+  setDelay,
   setDriverVersion,
 } from "./fake_driver.ts";
 import { parseKeyFile } from "../../keys/keyfile.ts";
@@ -77,7 +79,7 @@ Deno.test({
         "SWAP_KEYS",
         "SET_PEER interval=-1 timeout=60 mss=-1",
         "DEL_PEER",
-        "READ cancelled",
+        "READ ended by DEL_PEER", // as the driver: DEL_PEER completes the pending read with STATUS_CANCELLED
         "CLOSE adapter",
       ],
     );
@@ -181,6 +183,7 @@ Deno.test({
   name: "dco: TCP NEW_PEER pends until connected; refused connects and wrong order give plain errors",
   async fn() {
     resetDriver();
+    setDelay(200);
     const d = await DcoDevice.open({ ifname: "test" });
     try {
       const t0 = Date.now();
@@ -284,6 +287,119 @@ Deno.test({
     } finally {
       await d2.close();
     }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "dco (pending fake): after peer del, a new peer's control packets, keepalive expiry and TCP abort are still read",
+  async fn() {
+    resetDriver();
+    const d = await DcoDevice.open({ ifname: "test" });
+    try {
+      await d.newPeer(peer("udp"));
+      await d.delPeer(); // the driver ends the pending read with STATUS_CANCELLED
+      await d.newPeer(peer("udp"));
+      injectControl(new Uint8Array([0x38, 9, 9]));
+      const got = await Promise.race([
+        d.readControl(),
+        new Promise<null>((r) => setTimeout(() => r(null), 3000)),
+      ]);
+      assertEquals(got, new Uint8Array([0x38, 9, 9]), "the new peer's control packet was never read");
+      await d.delPeer();
+      await d.newPeer(peer("tcp"));
+      await new Promise((r) => setTimeout(r, 100));
+      injectExpire();
+      const r = await Promise.race([d.ended, new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
+      assertEquals(r?.kind, "expired", "the keepalive expiry after a re-add was lost");
+    } finally {
+      await d.close();
+    }
+    const j = journal();
+    assertEquals(j.filter((l) => l === "READ ended by DEL_PEER").length, 2, j.join("\n"));
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "dco (pending fake): writes pend until sent; a write that outlives its timeout is cancelled and waited for",
+  async fn() {
+    resetDriver();
+    const d = await DcoDevice.open({ ifname: "test", ioTimeoutMs: 400 });
+    try {
+      await d.newPeer(peer("udp"));
+      setDelay(60);
+      const t0 = Date.now();
+      await d.writeControl(new Uint8Array([0x20, 1]));
+      assert(Date.now() - t0 >= 40, "the write completed before the fake's send did");
+      assertEquals(await d.readControl(), new Uint8Array([0x20, 1])); // looped back once sent
+      setDelay(3000); // the send outlives the 400 ms timeout
+      const e = await assertRejects(() => d.writeControl(new Uint8Array([0x20, 2])), "was cancelled");
+      assert(e instanceof DeviceError && e.kind === "timeout");
+      // the request was cancelled and completed before the call returned (its OVERLAPPED is free now)
+      const j = journal();
+      assertEquals(j.at(-1), "WRITE cancelled", j.join("\n"));
+      setDelay(0);
+      await d.writeControl(new Uint8Array([0x20, 3]));
+      assertEquals(await d.readControl(), new Uint8Array([0x20, 3]));
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "dco (pending fake): a TCP NEW_PEER that times out is cancelled, waited for, and its half-made peer deleted",
+  async fn() {
+    resetDriver();
+    setDelay(3000);
+    const d = await DcoDevice.open({ ifname: "test" });
+    try {
+      const e = await assertRejects(
+        () => d.newPeer({ ...peer("tcp"), connectTimeoutMs: 300 }),
+        "NEW_PEER did not complete within 0.3 s",
+      );
+      assert(e instanceof DeviceError && e.kind === "timeout");
+      const j = journal();
+      assertEquals(j.slice(-2), ["NEW_PEER cancelled", "DEL_PEER"], j.join("\n"));
+      setDelay(0);
+      await d.newPeer(peer("tcp")); // a second NEW_PEER is accepted: nothing was left behind
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "dco (pending fake): pending is known from the NTSTATUS, never from GetLastError (here always 0, as if overwritten)",
+  async fn() {
+    resetDriver();
+    const k = kernel32() as { GetLastError: () => number };
+    const real = k.GetLastError;
+    k.GetLastError = () => 0; // another FFI call in the runtime overwrote the thread's last error
+    try {
+      const d = await DcoDevice.open({ ifname: "test" });
+      try {
+        setDelay(100);
+        await d.newPeer(peer("tcp")); // pends for 100 ms
+        await d.writeControl(new Uint8Array([0x20, 7])); // pends until sent
+        assertEquals(await d.readControl(), new Uint8Array([0x20, 7]));
+        const s = await d.getStats();
+        assertEquals(s.SentControlPackets, 1);
+      } finally {
+        await d.close();
+      }
+    } finally {
+      k.GetLastError = real;
+    }
+    const j = journal();
+    assert(j.includes("NEW_PEER tcp connected") && j.includes("WRITE sent"), j.join("\n"));
   },
 });
 

@@ -17,6 +17,7 @@ const FAKE_GET_JOURNAL = ctl(0x800);
 const FAKE_INJECT = ctl(0x801);
 const FAKE_SET_TCP = ctl(0x802);
 const FAKE_SET_VERSION = ctl(0x803);
+const FAKE_SET_DELAY = ctl(0x804);
 
 function call(code: number, input: Uint8Array | null, outLen: number): Uint8Array {
   const k = kernel32();
@@ -78,6 +79,16 @@ export function setDriverVersion(major: number, minor: number, patch: number) {
   dv.setInt32(4, minor, true);
   dv.setInt32(8, patch, true);
   call(FAKE_SET_VERSION, b, 0);
+}
+
+/**
+ * How long the fake keeps pended requests (writes, TCP connects) before completing them: 0 = varied
+ * (1-40 ms, the default after `resetDriver`), else exactly `ms`.
+ */
+export function setDelay(ms: number) {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, ms, true);
+  call(FAKE_SET_DELAY, b, 0);
 }
 
 /** FNV-1a (as the fake journals key fingerprints). */

@@ -8,6 +8,14 @@
  * Devices: \Device\ovpn-dco (exclusive: one open handle) and \Device\ovpn-dco-ver (shared).
  * Private IOCTLs (test only, on either device):
  *   FAKE_GET_JOURNAL (n=0x800): output = the journal, ASCII lines.
+ *   FAKE_SET_DELAY (n=0x804): ULONG ms; 0 = varied delays (1-40 ms), else every pended request completes
+ *     after exactly that long (longer than a caller's timeout: the caller must cancel and wait).
+ *
+ * Like the KMDF driver, it keeps requests pending: a ReadFile until a control packet, keepalive expiry,
+ * TCP abort or DEL_PEER (STATUS_CANCELLED) ends it; a WriteFile until its "socket send" completes; a TCP
+ * NEW_PEER until "connected". Pended requests are completed later by a worker thread, and can be cancelled
+ * (CancelIoEx, handle close); a cancelled TCP NEW_PEER leaves its half-made peer behind, as the real driver
+ * (it registers the peer before it connects).
  *   FAKE_INJECT      (n=0x801): input = u32 what [+ data]: 1 = a control packet arrives (data), 2 = keepalive
  *                               timeout (pending reads fail with STATUS_CONNECTION_DISCONNECTED),
  *                               3 = the server closed TCP (STATUS_CONNECTION_ABORTED), 4 = reset everything.
@@ -31,6 +39,7 @@
 #define FAKE_INJECT IOCTL(0x801)
 #define FAKE_SET_TCP IOCTL(0x802)
 #define FAKE_SET_VERSION IOCTL(0x803)
+#define FAKE_SET_DELAY IOCTL(0x804)
 /* the newest header's only CryptoOptions bit (the older AEAD_TAG_END/64BIT_PKTID bits are gone) */
 #define CRYPTO_OPTIONS_EPOCH (1 << 1)
 
@@ -82,7 +91,15 @@ static int g_nqueue;
 static OVPN_STATS g_stats;
 static char g_journal[32768];
 static ULONG g_jlen;
-static PIRP g_tcp_irp;
+static LONG g_delay_ms; /* FAKE_SET_DELAY; 0: varied */
+static ULONG g_rand = 12345;
+
+/* Requests completed later by the worker thread. */
+enum { KIND_WRITE = 1, KIND_TCP = 2 };
+#define MAX_DELAYED 64
+typedef struct { PIRP irp; int kind; LONGLONG due; ULONG len; UCHAR data[1500]; } DELAYED;
+static DELAYED g_delayed[MAX_DELAYED];
+static KEVENT g_wake;
 static PFILE_OBJECT g_owner; /* the one file object that holds the adapter */
 static LONG g_ver_major = 2, g_ver_minor = 7, g_ver_patch = 1; /* FAKE_SET_VERSION; reset by INJECT 4 */
 
@@ -208,6 +225,53 @@ static void deliver_control(const UCHAR *data, ULONG len)
     complete(irp, STATUS_SUCCESS, len);
 }
 
+static LONGLONG now_100ns(void)
+{
+    LARGE_INTEGER t;
+    KeQuerySystemTime(&t);
+    return t.QuadPart;
+}
+
+static void NTAPI cancel_delayed(PDEVICE_OBJECT dev, PIRP irp)
+{
+    KIRQL irql;
+    int kind = 0;
+    (void)dev;
+    IoReleaseCancelSpinLock(irp->CancelIrql);
+    KeAcquireSpinLock(&g_lock, &irql);
+    for (int i = 0; i < MAX_DELAYED; i++) {
+        if (g_delayed[i].irp == irp) { kind = g_delayed[i].kind; g_delayed[i].irp = NULL; break; }
+    }
+    KeReleaseSpinLock(&g_lock, irql);
+    /* a cancelled TCP NEW_PEER keeps its peer (g_peer stays 1): the caller must DEL_PEER */
+    jputs(kind == KIND_TCP ? "NEW_PEER cancelled\n" : "WRITE cancelled\n");
+    complete(irp, STATUS_CANCELLED, 0);
+}
+
+/* Pend `irp` for the worker thread; returns STATUS_PENDING (or completes it at once when the table is full). */
+static NTSTATUS pend(PIRP irp, int kind, const UCHAR *data, ULONG len)
+{
+    KIRQL irql;
+    LONG ms = g_delay_ms;
+    if (ms <= 0) { g_rand = g_rand * 1103515245u + 12345u; ms = 1 + (LONG)((g_rand >> 16) % 40); }
+    KeAcquireSpinLock(&g_lock, &irql);
+    for (int i = 0; i < MAX_DELAYED; i++) {
+        if (g_delayed[i].irp) continue;
+        g_delayed[i].irp = irp;
+        g_delayed[i].kind = kind;
+        g_delayed[i].due = now_100ns() + (LONGLONG)ms * 10000;
+        g_delayed[i].len = len;
+        if (len) RtlCopyMemory(g_delayed[i].data, data, len);
+        IoMarkIrpPending(irp);
+        IoSetCancelRoutine(irp, cancel_delayed);
+        KeReleaseSpinLock(&g_lock, irql);
+        KeSetEvent(&g_wake, 0, FALSE);
+        return STATUS_PENDING;
+    }
+    KeReleaseSpinLock(&g_lock, irql);
+    return complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0);
+}
+
 static void fail_reads(NTSTATUS st)
 {
     PIRP irp;
@@ -221,24 +285,73 @@ static void reset_state(void)
     RtlZeroMemory(&g_stats, sizeof(g_stats));
 }
 
-static VOID NTAPI tcp_connect_thread(PVOID ctx)
+/* Finish one delayed request, from the worker thread. */
+static void finish(DELAYED *d)
 {
-    LARGE_INTEGER delay;
-    (void)ctx;
-    delay.QuadPart = -2000000; /* 200 ms */
-    KeDelayExecutionThread(KernelMode, FALSE, &delay);
-    PIRP irp = g_tcp_irp;
-    g_tcp_irp = NULL;
-    if (!irp) return;
-    if (g_tcp_refuse) {
-        jputs("NEW_PEER tcp refused\n");
-        g_peer = 0;
-        complete(irp, STATUS_CONNECTION_REFUSED, 0);
-    } else {
-        jputs("NEW_PEER tcp connected\n");
-        complete(irp, STATUS_SUCCESS, 0);
+    PIRP irp = d->irp;
+    if (d->kind == KIND_TCP) {
+        if (g_tcp_refuse) {
+            jputs("NEW_PEER tcp refused\n");
+            g_peer = 0;
+            complete(irp, STATUS_CONNECTION_REFUSED, 0);
+        } else {
+            jputs("NEW_PEER tcp connected\n");
+            complete(irp, STATUS_SUCCESS, 0);
+        }
+        return;
     }
-    PsTerminateSystemThread(STATUS_SUCCESS);
+    /* the "socket send" completed: count it, and the peer answers with the same packet */
+    jputs("WRITE sent\n");
+    g_stats.SentControlPackets++;
+    g_stats.TransportBytesSent += d->len;
+    complete(irp, STATUS_SUCCESS, d->len);
+    deliver_control(d->data, d->len);
+}
+
+static VOID NTAPI worker_thread(PVOID ctx)
+{
+    static DELAYED due;
+    (void)ctx;
+    for (;;) {
+        LARGE_INTEGER timeout;
+        timeout.QuadPart = -20000; /* 2 ms */
+        KeWaitForSingleObject(&g_wake, Executive, KernelMode, FALSE, &timeout);
+        for (;;) {
+            KIRQL irql;
+            int found = 0;
+            KeAcquireSpinLock(&g_lock, &irql);
+            LONGLONG t = now_100ns();
+            for (int i = 0; i < MAX_DELAYED && !found; i++) {
+                if (!g_delayed[i].irp || g_delayed[i].due > t) continue;
+                if (IoSetCancelRoutine(g_delayed[i].irp, NULL) == NULL) continue; /* being cancelled */
+                due = g_delayed[i];
+                g_delayed[i].irp = NULL;
+                found = 1;
+            }
+            KeReleaseSpinLock(&g_lock, irql);
+            if (!found) break;
+            finish(&due);
+        }
+    }
+}
+
+/* Complete every delayed request with STATUS_CANCELLED (handle close). */
+static void cancel_all_delayed(void)
+{
+    for (;;) {
+        KIRQL irql;
+        PIRP irp = NULL;
+        KeAcquireSpinLock(&g_lock, &irql);
+        for (int i = 0; i < MAX_DELAYED && !irp; i++) {
+            if (g_delayed[i].irp && IoSetCancelRoutine(g_delayed[i].irp, NULL) != NULL) {
+                irp = g_delayed[i].irp;
+                g_delayed[i].irp = NULL;
+            }
+        }
+        KeReleaseSpinLock(&g_lock, irql);
+        if (!irp) return;
+        complete(irp, STATUS_CANCELLED, 0);
+    }
 }
 
 #define IN_LEN sl->Parameters.DeviceIoControl.InputBufferLength
@@ -272,6 +385,7 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         else if (what == 4) {
             reset_state(); g_jlen = 0; g_journal[0] = 0;
             g_ver_major = 2; g_ver_minor = 7; g_ver_patch = 1;
+            g_delay_ms = 0; g_tcp_refuse = 0;
         }
         return complete(irp, STATUS_SUCCESS, 0);
     }
@@ -279,6 +393,11 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         if (IN_LEN < 12) return complete(irp, STATUS_INVALID_PARAMETER, 0);
         OVPN_VERSION *v = BUF;
         g_ver_major = v->Major; g_ver_minor = v->Minor; g_ver_patch = v->Patch;
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    if (code == FAKE_SET_DELAY) {
+        if (IN_LEN < 4) return complete(irp, STATUS_INVALID_PARAMETER, 0);
+        g_delay_ms = *(LONG *)BUF;
         return complete(irp, STATUS_SUCCESS, 0);
     }
     if (code == FAKE_SET_TCP) {
@@ -312,18 +431,8 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         jputs(" -> ");
         jaddr(&p->Remote);
         jputs("\n");
-        g_peer = 1;
-        if (p->Proto == 1) {
-            HANDLE th;
-            IoMarkIrpPending(irp);
-            g_tcp_irp = irp;
-            if (!NT_SUCCESS(PsCreateSystemThread(&th, THREAD_ALL_ACCESS, NULL, NULL, NULL, tcp_connect_thread, NULL))) {
-                g_tcp_irp = NULL;
-                return complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0);
-            }
-            ZwClose(th);
-            return STATUS_PENDING;
-        }
+        g_peer = 1; /* registered before the connect, as the real driver */
+        if (p->Proto == 1) return pend(irp, KIND_TCP, NULL, 0);
         return complete(irp, STATUS_SUCCESS, 0);
     }
     case OVPN_IOCTL_NEW_KEY_V2:
@@ -404,6 +513,15 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         if (!g_peer) return bad(irp, "DEL_PEER without a peer", STATUS_INVALID_DEVICE_STATE);
         jputs("DEL_PEER\n");
         g_peer = g_key = g_setpeer = g_started = 0;
+        g_nqueue = 0; /* control packets of the old session are flushed */
+        /* as OvpnPeerDel: the pending reads complete with STATUS_CANCELLED */
+        {
+            PIRP r;
+            while ((r = take_read()) != NULL) {
+                jputs("READ ended by DEL_PEER\n");
+                complete(r, STATUS_CANCELLED, 0);
+            }
+        }
         return complete(irp, STATUS_SUCCESS, 0);
     case OVPN_IOCTL_GET_STATS:
         if (OUT_LEN < sizeof(OVPN_STATS)) return bad(irp, "GET_STATS output too small", STATUS_BUFFER_TOO_SMALL);
@@ -459,11 +577,8 @@ static NTSTATUS NTAPI dispatch_write(PDEVICE_OBJECT dev, PIRP irp)
     jputs(" op=");
     jnum(in[0] >> 3);
     jputs("\n");
-    g_stats.SentControlPackets++;
-    g_stats.TransportBytesSent += len;
-    /* loopback: the peer "answers" with the same packet */
-    deliver_control(in, len);
-    return complete(irp, STATUS_SUCCESS, len);
+    /* pending until the "socket send" completes (worker thread), which also loops the packet back */
+    return pend(irp, KIND_WRITE, in, len);
 }
 
 static NTSTATUS NTAPI dispatch_create(PDEVICE_OBJECT dev, PIRP irp)
@@ -483,7 +598,7 @@ static NTSTATUS NTAPI dispatch_cleanup(PDEVICE_OBJECT dev, PIRP irp)
 {
     if (dev == g_adapter && !foreign(dev, irp)) {
         fail_reads(STATUS_CANCELLED);
-        if (g_tcp_irp) { PIRP t = g_tcp_irp; g_tcp_irp = NULL; complete(t, STATUS_CANCELLED, 0); }
+        cancel_all_delayed();
     }
     return complete(irp, STATUS_SUCCESS, 0);
 }
@@ -529,6 +644,11 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
     NTSTATUS st;
     (void)reg;
     KeInitializeSpinLock(&g_lock);
+    KeInitializeEvent(&g_wake, SynchronizationEvent, FALSE);
+    {
+        HANDLE th;
+        if (NT_SUCCESS(PsCreateSystemThread(&th, THREAD_ALL_ACCESS, NULL, NULL, NULL, worker_thread, NULL))) ZwClose(th);
+    }
     drv->MajorFunction[IRP_MJ_CREATE] = dispatch_create;
     drv->MajorFunction[IRP_MJ_CLOSE] = dispatch_close;
     drv->MajorFunction[IRP_MJ_CLEANUP] = dispatch_cleanup;

@@ -12,6 +12,7 @@
 import { type Aead, type AeadProvider, CipherAlg, type CipherInfo, TAG_LEN } from "./aead.ts";
 import { AUTH_INFO, type Bcrypt, BCRYPT_SYMBOLS } from "../ffi/bcrypt.ts";
 import { wstr } from "../ffi/wintun.ts";
+import { system32 } from "../ffi/kernel32.ts";
 
 const ptrValue = (b: Uint8Array) => Deno.UnsafePointer.value(Deno.UnsafePointer.of(b));
 
@@ -116,7 +117,7 @@ export function cngProvider(): AeadProvider | null {
   if (Deno.build.os !== "windows") return null;
   let b: Bcrypt;
   try {
-    b = Deno.dlopen("bcrypt.dll", BCRYPT_SYMBOLS).symbols;
+    b = Deno.dlopen(system32("bcrypt.dll"), BCRYPT_SYMBOLS).symbols;
   } catch {
     return null;
   }

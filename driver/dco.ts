@@ -47,6 +47,7 @@ import type { Stats } from "./userspace/stats.ts";
 import { CipherAlg } from "../crypto/aead.ts";
 import { MAX_CONTROL_LEN } from "./userspace/packet.ts";
 import { configureWindowsInterface } from "./netsh.ts";
+import { indexOfAlias } from "./ifindex.ts";
 import { ControlInbox } from "./tunnel_end.ts";
 
 /** Where the driver lives. */
@@ -284,6 +285,7 @@ export class DcoDevice implements Device {
   readonly ended: Promise<DeviceEndReason>;
   readonly version: Version | null;
   #h: Deno.PointerValue;
+  #path: string;
   #closed = false;
   #peer: PeerConfig | null = null;
   #peerSettings = { keepaliveInterval: 0, keepaliveTimeout: 0, mss: 0 };
@@ -295,8 +297,9 @@ export class DcoDevice implements Device {
   #inbox = new ControlInbox();
   #log: (line: string) => void;
 
-  private constructor(h: Deno.PointerValue, version: Version | null, o: DcoOptions) {
+  private constructor(h: Deno.PointerValue, path: string, version: Version | null, o: DcoOptions) {
     this.#h = h;
+    this.#path = path;
     this.version = version;
     this.ifname = o.ifname;
     this.#log = o.log ?? ((l) => console.error(l));
@@ -314,15 +317,36 @@ export class DcoDevice implements Device {
     if (!version) {
       version = await ioctl(h, IOCTL.GET_VERSION, null, SIZE.VERSION).then(decodeVersion, () => null);
     }
-    return new DcoDevice(h, version, o);
+    return new DcoDevice(h, path, version, o);
   }
 
   #end(r: DeviceEndReason) {
     this.#inbox.end(r);
   }
 
-  configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
-    return configureWindowsInterface(this.ifname, o);
+  /**
+   * Addresses and MTU through netsh, on the interface of the adapter actually opened (by index); only when
+   * the device tree cannot tell it, on the interface named --ifname, with a warning.
+   */
+  async configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
+    if (!o.addresses.length) return;
+    let index: number | null = null;
+    try {
+      index = (await import("./adapters.ts")).interfaceIndexOfAdapter(this.#path);
+    } catch { /* no device tree to search: fall back below */ }
+    if (index === null) {
+      index = indexOfAlias(this.ifname);
+      if (index === null) {
+        throw new DeviceError(
+          `cannot find the network interface of the ovpn-dco adapter (${this.#path}), nor one named '${this.ifname}'; give --ifname the adapter's name as Windows shows it`,
+          "missing",
+        );
+      }
+      this.#log(
+        `warning: the device tree does not say which interface ${this.#path} is; using the interface named '${this.ifname}' (index ${index})`,
+      );
+    }
+    await configureWindowsInterface({ index, name: this.ifname }, o, this.#log);
   }
 
   async newPeer(p: PeerConfig): Promise<void> {

@@ -23,6 +23,7 @@ import {
 } from "../ffi/wintun.ts";
 import { DeviceError } from "./device.ts";
 import { configureWindowsInterface } from "./netsh.ts";
+import { indexOfAlias, indexOfLuid } from "./ifindex.ts";
 import type { PacketTun } from "./userspace/loop_device.ts";
 
 /** Ring capacity used for sessions (4 MiB). */
@@ -133,8 +134,28 @@ export class WintunTun implements PacketTun {
     return true;
   }
 
-  configure(o: { mtu: number; addresses: string[] }): Promise<void> {
-    return configureWindowsInterface(this.name, o);
+  /** Addresses and MTU through netsh, on the interface of this adapter's LUID (by index). */
+  async configure(
+    o: { mtu: number; addresses: string[] },
+    log: (line: string) => void = (l) => console.error(l),
+  ): Promise<void> {
+    if (!o.addresses.length) return;
+    const luid = new BigUint64Array(1);
+    this.#w.WintunGetAdapterLUID(this.#adapter, new Uint8Array(luid.buffer));
+    let index = indexOfLuid(luid[0]);
+    if (index === null) {
+      index = indexOfAlias(this.name);
+      if (index === null) {
+        throw new DeviceError(
+          `cannot find the network interface of the Wintun adapter '${this.name}'`,
+          "missing",
+        );
+      }
+      log(
+        `warning: the Wintun adapter's LUID has no interface; using the interface named '${this.name}' (index ${index})`,
+      );
+    }
+    await configureWindowsInterface({ index, name: this.name }, o, log);
   }
 
   close(): void {

@@ -36,6 +36,12 @@ const SYMBOLS = {
     nonblocking: true,
   },
   GetLastError: { parameters: [], result: "u32" },
+  GetConsoleOutputCP: { parameters: [], result: "u32" },
+  GetOEMCP: { parameters: [], result: "u32" },
+  // (CodePage, dwFlags, lpMultiByteStr, cbMultiByte, lpWideCharStr, cchWideChar)
+  MultiByteToWideChar: { parameters: ["u32", "u32", "buffer", "i32", "buffer", "i32"], result: "i32" },
+  // (lpDeviceName, lpTargetPath, ucchMax)
+  QueryDosDeviceW: { parameters: ["buffer", "buffer", "u32"], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -172,6 +178,25 @@ export function win32ErrorName(code: number): string {
 export function isInvalidHandle(h: Deno.PointerValue): boolean {
   if (h === null) return true;
   return Deno.UnsafePointer.value(h) === 0xffffffffffffffffn;
+}
+
+/** A NUL-terminated UTF-16LE string for the *W functions. */
+export function wcstr(s: string): Uint8Array {
+  const b = new Uint16Array(s.length + 1);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return new Uint8Array(b.buffer);
+}
+
+/** Text a console program wrote, decoded from the console's code page (the OEM code page without a console). */
+export function decodeConsoleOutput(bytes: Uint8Array): string {
+  if (bytes.length === 0) return "";
+  const k = kernel32();
+  const cp = k.GetConsoleOutputCP() || k.GetOEMCP();
+  if (cp === 65001) return new TextDecoder().decode(bytes);
+  const out = new Uint16Array(bytes.length * 2);
+  const n = k.MultiByteToWideChar(cp, 0, bytes, bytes.length, new Uint8Array(out.buffer), out.length);
+  if (n <= 0) return new TextDecoder().decode(bytes);
+  return String.fromCharCode(...out.subarray(0, n));
 }
 
 /** A NUL-terminated ANSI string for the *A functions. */

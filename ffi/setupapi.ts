@@ -16,6 +16,23 @@ export const SETUPAPI_SYMBOLS = {
     result: "i32",
   },
   SetupDiDestroyDeviceInfoList: { parameters: ["pointer"], result: "i32" },
+  // (DeviceInfoSet, DeviceInfoData, Scope, HwProfile, KeyType, samDesired) -> HKEY
+  SetupDiOpenDevRegKey: { parameters: ["pointer", "buffer", "u32", "u32", "u32", "u32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export const ADVAPI32_SYMBOLS = {
+  RegQueryValueExW: {
+    parameters: ["pointer", "buffer", "pointer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  RegCloseKey: { parameters: ["pointer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** iphlpapi.dll: from an adapter's LUID, GUID or alias (friendly name) to its interface index. */
+export const IPHLPAPI_SYMBOLS = {
+  ConvertInterfaceLuidToIndex: { parameters: ["buffer", "buffer"], result: "u32" },
+  ConvertInterfaceGuidToLuid: { parameters: ["buffer", "buffer"], result: "u32" },
+  ConvertInterfaceAliasToLuid: { parameters: ["buffer", "buffer"], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export const CFGMGR32_SYMBOLS = {
@@ -64,6 +81,12 @@ export const GUID_DEVINTERFACE_NET = new Uint8Array([
 export const DIGCF_PRESENT = 0x2;
 export const SPDRP_HARDWAREID = 0x1;
 export const SPDRP_FRIENDLYNAME = 0xc;
+export const SPDRP_PHYSICAL_DEVICE_OBJECT_NAME = 0xe;
+export const DICS_FLAG_GLOBAL = 1;
+export const DIREG_DRV = 2;
+export const KEY_READ = 0x20019;
 /** sizeof(SP_DEVINFO_DATA) on x64. */
 export const SP_DEVINFO_DATA_SIZE = 32;
 export const CR_SUCCESS = 0;
+/** The list grew between the size query and the read: ask again. */
+export const CR_BUFFER_SMALL = 0x1a;

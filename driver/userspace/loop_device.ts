@@ -34,7 +34,7 @@ export interface PacketTun {
   wait(ms: number): Promise<void>;
   /** Deliver one packet to the OS; false when it had to be dropped (ring full). */
   write(p: Uint8Array): boolean;
-  configure(o: { mtu: number; addresses: string[] }): Promise<void>;
+  configure(o: { mtu: number; addresses: string[] }, log?: (line: string) => void): Promise<void>;
   close(): void;
 }
 
@@ -77,7 +77,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
   }
 
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
-    return this.#tun.configure(o);
+    return this.#tun.configure(o, this.#log);
   }
 
   async newPeer(p: PeerConfig): Promise<void> {

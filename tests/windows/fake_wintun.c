@@ -11,6 +11,8 @@
  */
 #include <winsock2.h>
 #include <windows.h>
+#include <iphlpapi.h>
+#include <netioapi.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,7 +52,10 @@ __declspec(dllexport) ADAPTER *WINAPI WintunCreateAdapter(const WCHAR *name, con
     if (!name || !*name) { SetLastError(ERROR_INVALID_PARAMETER); return NULL; }
     ADAPTER *a = calloc(1, sizeof(ADAPTER));
     lstrcpynW(a->name, name, 128);
-    a->luid = InterlockedIncrement64(&next_luid);
+    /* the LUID of interface 1 (Wine's loopback), so that LUID -> index works as for a real adapter */
+    NET_LUID l;
+    if (ConvertInterfaceIndexToLuid(1, &l) == NO_ERROR) a->luid = l.Value;
+    else a->luid = InterlockedIncrement64(&next_luid);
     return a;
 }
 

@@ -4,7 +4,7 @@
 #   - the Windows build of Deno (npm: @deno/win32-x64, the pinned version), in a copy patched so that V8
 #     takes its fallback path under Wine 8 (UnmapViewOfFile2 -> UnmapViewOfFileZ, asserted to occur once)
 #   - bcryptprimitives.dll (ProcessPrng shim; Wine 8 lacks it), next to deno.exe
-#   - the fake ovpn-dco driver (kernel service) and the fake wintun.dll
+#   - the fake ovpn-dco driver (kernel service), the fake wintun.dll and a recording netsh.exe
 #   - a Wine prefix with the driver installed as service "ovpndco"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,11 +54,12 @@ build() { # out src args...
 build "$cache/bcryptprimitives.dll" "$here/shim_bcryptprimitives.c" -shared -lbcrypt
 build "$cache/ovpn-dco.sys" "$here/fake_ovpn_dco.c" -I/usr/share/mingw-w64/include/ddk -shared -nostdlib \
   -Wl,--subsystem,native -e DriverEntry -lntoskrnl -lhal
-if [ -f "$here/fake_wintun.c" ]; then
-  build "$cache/wintun.dll" "$here/fake_wintun.c" -shared -lws2_32
-fi
+build "$cache/wintun.dll" "$here/fake_wintun.c" -shared -lws2_32 -liphlpapi
+build "$cache/netsh.exe" "$here/fake_netsh.c" -lshell32
 
-export WINEPREFIX=$cache/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# netsh.exe=n: the recording netsh in System32 (below) instead of Wine's builtin stub
+overrides="mscoree,mshtml=;netsh.exe=n"
+export WINEPREFIX=$cache/prefix WINEDEBUG=-all WINEDLLOVERRIDES="$overrides"
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
   log "creating the Wine prefix"
   wineboot -i >/dev/null 2>&1
@@ -68,6 +69,10 @@ drv=$WINEPREFIX/drive_c/windows/system32/drivers/ovpn-dco.sys
 if ! cmp -s "$cache/ovpn-dco.sys" "$drv"; then
   cp "$cache/ovpn-dco.sys" "$drv"
 fi
+netsh=$WINEPREFIX/drive_c/windows/system32/netsh.exe
+if ! cmp -s "$cache/netsh.exe" "$netsh"; then
+  cp "$cache/netsh.exe" "$netsh"
+fi
 if ! grep -q 'ovpndco' "$WINEPREFIX/system.reg" 2>/dev/null; then
   log "registering the fake driver as service ovpndco"
   wine sc create ovpndco type= kernel start= demand 'binPath=' 'C:\windows\system32\drivers\ovpn-dco.sys' >/dev/null 2>&1
@@ -75,6 +80,6 @@ if ! grep -q 'ovpndco' "$WINEPREFIX/system.reg" 2>/dev/null; then
 fi
 echo "WINEPREFIX=$WINEPREFIX"
 echo "WINEDEBUG=-all"
-echo "WINEDLLOVERRIDES=mscoree,mshtml="
+echo "WINEDLLOVERRIDES=$overrides"
 echo "DENO_WIN=$cache/deno-$version.exe"
 echo "WINE_CACHE=$cache"

@@ -403,6 +403,7 @@ Deno.test({
   },
 });
 
+const NETSH_LOG = "C:\\netsh-upstream.log";
 const main = new URL("../../main.ts", import.meta.url).pathname.replace(/^\/([A-Za-z]:)/, "$1");
 
 async function runUpstream(args: string[], ms: number): Promise<{ stdout: string; stderr: string }> {
@@ -410,7 +411,7 @@ async function runUpstream(args: string[], ms: number): Promise<{ stdout: string
     args: ["run", "-A", "--no-check", main, ...args, "--stats-interval", "1"],
     stdout: "piped",
     stderr: "piped",
-    env: { OVPN_DCO_CLI_RUNDIR: Deno.makeTempDirSync() },
+    env: { OVPN_DCO_CLI_RUNDIR: Deno.makeTempDirSync(), FAKE_NETSH_LOG: NETSH_LOG },
   }).spawn();
   await Promise.race([p.status, new Promise((r) => setTimeout(r, ms))]);
   try {
@@ -443,7 +444,18 @@ for (const [dir, label] of [["0", "0"], ["7", "> 0 → 1"], [null, "no key file 
         "10.8.0.1",
       ];
       if (dir !== null) args.push(keyFile, dir);
+      // Wine's loopback "lo" (index 1) stands for the adapter's interface (the fake is no PnP device)
+      args.push("--ifname", "lo");
+      await Deno.remove(NETSH_LOG).catch(() => {});
       const { stdout, stderr } = await runUpstream(args, 3500);
+      assertEquals(
+        (await Deno.readTextFile(NETSH_LOG).catch(() => "")).split("\n").filter((l) => l),
+        [
+          "interface ipv4 set address name=1 source=static address=10.8.0.2 mask=255.255.255.0 store=active",
+          "interface ipv4 set subinterface 1 mtu=1428 store=active",
+        ],
+        stderr,
+      );
       const j = journal().filter((l) => !l.startsWith("GET_VERSION"));
       const A = fnv(raw.slice(0, 32)), B = fnv(raw.slice(32, 64)), tail = fnv(raw.slice(64, 72));
       const newKey = dir === null

@@ -280,7 +280,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
     adapter: cfg.adapter,
     log,
   });
-  let control: { close(): void } | undefined;
+  let control: { close(): Promise<void> } | undefined;
   const stopSignals: (() => void)[] = [];
   try {
     const configure = async () => {
@@ -301,7 +301,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
     return await runUntilDone(dev, cfg, stopSignals);
   } finally {
     for (const s of stopSignals) s();
-    control?.close();
+    await control?.close();
     await dev.close();
   }
 }
@@ -336,8 +336,12 @@ async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
 async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => void)[]): Promise<number> {
   let stopResolve!: (sig: string) => void;
   const stopped = new Promise<string>((r) => (stopResolve = r));
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    if (Deno.build.os === "windows" && sig === "SIGTERM") continue;
+  // Windows: Ctrl-C and Ctrl-Break (SIGBREAK) end the tunnel cleanly; a console close is handled in
+  // control_win.ts (Windows ends the process right after the handler returns)
+  const signals = Deno.build.os === "windows"
+    ? ["SIGINT", "SIGBREAK"] as const
+    : ["SIGINT", "SIGTERM"] as const;
+  for (const sig of signals) {
     const h = () => stopResolve(sig);
     Deno.addSignalListener(sig, h);
     cleanups.push(() => Deno.removeSignalListener(sig, h));

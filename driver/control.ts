@@ -14,6 +14,7 @@
  */
 import { cipherByName } from "../crypto/aead.ts";
 import type { KeyMaterial } from "./userspace/keyslot.ts";
+import { PipeError, pipeName, pipeRequest, servePipe } from "./control_win.ts";
 
 /** A request of the control protocol. */
 export type ControlRequest =
@@ -102,22 +103,14 @@ export function runDir(): string {
 
 const WINDOWS = Deno.build.os === "windows";
 
-/** Path of the control socket of interface `ifname` (Windows: the file holding port and token). */
+/** Path of the control socket of interface `ifname` (Windows: its named pipe). */
 export function socketPath(ifname: string): string {
-  return `${runDir()}/${ifname.replace(/[^A-Za-z0-9_.-]/g, "_")}.${WINDOWS ? "json" : "sock"}`;
+  if (WINDOWS) return pipeName(ifname);
+  return `${runDir()}/${ifname.replace(/[^A-Za-z0-9_.-]/g, "_")}.sock`;
 }
 
-/** Connect to the control endpoint at `path`; returns the connection and the token to send (Windows). */
-async function connectControl(path: string): Promise<{ conn: Deno.Conn; token?: string }> {
-  if (!WINDOWS) return { conn: await Deno.connect({ transport: "unix", path }) };
-  let info: { port: number; token: string };
-  try {
-    info = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw e;
-    throw new Deno.errors.NotFound(`unreadable control file ${path}`);
-  }
-  return { conn: await Deno.connect({ hostname: "127.0.0.1", port: info.port }), token: info.token };
+async function connectControl(path: string): Promise<Deno.Conn> {
+  return await Deno.connect({ transport: "unix", path });
 }
 
 async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse> {
@@ -143,10 +136,18 @@ export async function controlRequest(
   req: ControlRequest,
   timeoutMs = 10_000,
 ): Promise<ControlResponse> {
+  if (WINDOWS) {
+    try {
+      return await pipeRequest(ifname, runDir(), req, timeoutMs) as ControlResponse;
+    } catch (e) {
+      if (e instanceof PipeError) throw new ControlError(e.message, e.notRunning);
+      throw e;
+    }
+  }
   const path = socketPath(ifname);
-  let conn: Deno.Conn, token: string | undefined;
+  let conn: Deno.Conn;
   try {
-    ({ conn, token } = await connectControl(path));
+    conn = await connectControl(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
       throw new ControlError(
@@ -164,7 +165,7 @@ export async function controlRequest(
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
-      exchange(conn, token ? { ...req, token } : req),
+      exchange(conn, req),
       new Promise<never>((_, rej) => {
         timer = setTimeout(
           () =>
@@ -184,7 +185,7 @@ export async function controlRequest(
 /** A running control server. */
 export interface ControlServer {
   readonly path: string;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /**
@@ -196,11 +197,20 @@ export async function serveControl(
   handle: (req: ControlRequest) => Promise<ControlResponse>,
 ): Promise<ControlServer> {
   const dir = runDir();
+  if (WINDOWS) {
+    try {
+      const server = servePipe(ifname, dir, (req) => handle(req as ControlRequest));
+      return { path: pipeName(ifname), close: () => server.close() };
+    } catch (e) {
+      if (e instanceof PipeError) throw new ControlError(e.message);
+      throw e;
+    }
+  }
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
+  await Deno.chmod(dir, 0o700);
   const path = socketPath(ifname);
   try {
-    const { conn } = await connectControl(path);
+    const conn = await connectControl(path);
     conn.close();
     throw new ControlError(
       `an instance is already running on interface '${ifname}' (control socket ${path}); stop it first or pick another --ifname`,
@@ -209,28 +219,18 @@ export async function serveControl(
     if (e instanceof ControlError) throw e;
     await Deno.remove(path).catch(() => {});
   }
-  let listener: Deno.Listener;
-  let token: string | undefined;
-  if (WINDOWS) {
-    listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    token = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0"))
-      .join("");
-    const port = (listener.addr as Deno.NetAddr).port;
-    await Deno.writeTextFile(path, JSON.stringify({ port, token, pid: Deno.pid }));
-  } else {
-    listener = Deno.listen({ transport: "unix", path });
-    await Deno.chmod(path, 0o600);
-  }
+  const listener = Deno.listen({ transport: "unix", path });
+  await Deno.chmod(path, 0o600);
   let closed = false;
   (async () => {
     for await (const conn of listener) {
-      serveConn(conn, handle, token).catch(() => {});
+      serveConn(conn, handle).catch(() => {});
     }
   })().catch(() => {});
   return {
     path,
     close() {
-      if (closed) return;
+      if (closed) return Promise.resolve();
       closed = true;
       try {
         listener.close();
@@ -238,15 +238,12 @@ export async function serveControl(
       try {
         Deno.removeSync(path);
       } catch { /* gone */ }
+      return Promise.resolve();
     },
   };
 }
 
-async function serveConn(
-  conn: Deno.Conn,
-  handle: (req: ControlRequest) => Promise<ControlResponse>,
-  token?: string,
-) {
+async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promise<ControlResponse>) {
   try {
     const buf = new Uint8Array(64 * 1024);
     let text = "";
@@ -258,9 +255,8 @@ async function serveConn(
     }
     let resp: ControlResponse;
     try {
-      const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest & { token?: string };
-      if (token !== undefined && req.token !== token) resp = { ok: false, error: "bad control token" };
-      else resp = await handle(req);
+      const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest;
+      resp = await handle(req);
     } catch (e) {
       resp = { ok: false, error: (e as Error).message };
     }

@@ -183,8 +183,9 @@ export async function commonConfig(
   if (cipherName !== undefined && !cipherByName(cipherName)) {
     throw usage(`--cipher: '${cipherName}' is not one of ${CIPHER_NAMES}`);
   }
+  // --key-direction is 0 or 1 (the positional form's own argument keeps upstream's "> 0 → 1")
   const keyDirection = s("key-direction") !== undefined
-    ? parseIntIn(s("key-direction")!, "--key-direction", 0, 1 << 30)
+    ? parseIntIn(s("key-direction")!, "--key-direction", 0, 1)
     : undefined;
   const keyId = s("key-id") !== undefined ? parseIntIn(s("key-id")!, "--key-id", 0, 7) : undefined;
   let peerId = s("peer-id") !== undefined

@@ -4,7 +4,8 @@
  *   <tcp|udp> <i4|i6> <local-ip> <local-port> <remote-ip> <remote-port> <vpn-ip> <vpn-netmask> <vpn-gw> [<key-file> [<key-direction>]]
  *
  * with upstream's defaults (no key file: cipher NONE; key direction > 0 → 1; AES-256-GCM; keepalive
- * 10/300; MTU 1428; statistics block every second; `TCP connected`), and the global flags of `start`.
+ * 5/60 with MSS 0, as upstream's `setup_keepalive(5, 60, 0)` since its 2022-03 "Support for mssfix" change;
+ * MTU 1428; statistics block every second; `TCP connected`), and the global flags of `start`.
  * @module
  */
 import { usage } from "./errors.ts";
@@ -60,6 +61,8 @@ export async function upstream(args: string[]): Promise<number> {
   if (!file) console.error("no key file: cipher NONE (test mode, as upstream)");
   return await runTunnel({
     ...common,
+    // upstream: setup_keepalive(5, 60, 0); --keepalive / --mss still override
+    keepalive: v.keepalive !== undefined ? common.keepalive : { interval: 5, timeout: 60 },
     key,
     addresses: [`${vpnIp}/${prefix}`],
     peer: { proto: proto as "tcp" | "udp", local, remote, peerId: common.peerId, connectTimeoutMs: 30_000 },

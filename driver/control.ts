@@ -103,10 +103,22 @@ export function runDir(): string {
 
 const WINDOWS = Deno.build.os === "windows";
 
-/** Path of the control socket of interface `ifname` (Windows: its named pipe). */
+/**
+ * The network namespace this process lives in, as a directory name (`net-<inode of /proc/self/ns/net>`):
+ * interface names are per namespace, so control sockets are too, although every namespace sees one /run.
+ */
+function netnsTag(): string {
+  try {
+    return `net-${Deno.statSync("/proc/self/ns/net").ino}`;
+  } catch {
+    return "net";
+  }
+}
+
+/** Path of the control socket of interface `ifname` in this network namespace (Windows: its named pipe). */
 export function socketPath(ifname: string): string {
   if (WINDOWS) return pipeName(ifname);
-  return `${runDir()}/${ifname.replace(/[^A-Za-z0-9_.-]/g, "_")}.sock`;
+  return `${runDir()}/${netnsTag()}/${ifname.replace(/[^A-Za-z0-9_.-]/g, "_")}.sock`;
 }
 
 async function connectControl(path: string): Promise<Deno.Conn> {
@@ -206,9 +218,11 @@ export async function serveControl(
       throw e;
     }
   }
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  await Deno.chmod(dir, 0o700);
   const path = socketPath(ifname);
+  const nsDir = path.slice(0, path.lastIndexOf("/"));
+  await Deno.mkdir(nsDir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(dir, 0o700);
+  await Deno.chmod(nsDir, 0o700);
   try {
     const conn = await connectControl(path);
     conn.close();
@@ -219,7 +233,18 @@ export async function serveControl(
     if (e instanceof ControlError) throw e;
     await Deno.remove(path).catch(() => {});
   }
-  const listener = Deno.listen({ transport: "unix", path });
+  let listener: Deno.UnixListener;
+  try {
+    listener = Deno.listen({ transport: "unix", path });
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      // another instance got there between our check and our listen
+      throw new ControlError(
+        `another instance is starting on interface '${ifname}' (control socket ${path}); stop it first or pick another --ifname`,
+      );
+    }
+    throw e;
+  }
   await Deno.chmod(path, 0o600);
   let closed = false;
   (async () => {

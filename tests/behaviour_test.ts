@@ -3,7 +3,7 @@
  * the upstream positional form and `start` shutdown. Needs root.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { NetnsLab } from "../cmd/netns.ts";
+import { NetnsLab, selfCommand } from "../cmd/netns.ts";
 import { parsePing, startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
 import { sendHostile, statsOf, verifiedTransfer } from "./lab.ts";
@@ -186,6 +186,10 @@ Deno.test({
           /lostInCtrlPkts: \d+\nlostInDataPkts: \d+\nlostOutCtrlPkts: \d+\nlostOutDataPkts: \d+\nrcvdCtrlPkts: \d+\nrcvdDataPkts: \d+\nsentCtrlPkts: \d+\nsentDataPkts: \d+\ntransportBytesSent: \d+\ntransportBytesReceived: \d+\ntunBytesSent: \d+\ntunBytesReceived: \d+\n\n/;
         assertMatch(a.output(), block);
         if (!withKey) assertMatch(a.output(), "cipher NONE");
+        // upstream's setup_keepalive(5, 60, 0)
+        const info =
+          JSON.parse((await lab.tool("a", ["peer", "get", "--ifname", "ovpn-a", "--json"])).stdout).info;
+        assertEquals([info.keepaliveInterval, info.keepaliveTimeout, info.mss], [5, 60, 0]);
         // epoch keys: the epoch block follows the statistics block
         if (mode === "epoch") {
           assertMatch(a.output(), /tunBytesReceived: \d+\n\nsendEpoch: 1\nrecvEpoch: 1\n\n/);
@@ -198,6 +202,53 @@ Deno.test({
           "does not exist",
         );
       }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "control sockets are per network namespace: the same --ifname runs in two namespaces, each reached from its own",
+  fn: () =>
+    withLab(async (lab) => {
+      const shared = `${lab.runDir}/shared-run`; // one run directory, as /run is for every namespace
+      const tool = (side: "a" | "b", args: string[]) =>
+        lab.run(side, ["env", `OVPN_DCO_CLI_RUNDIR=${shared}`, ...selfCommand(), ...args], {
+          allowFail: true,
+        });
+      for (const s of ["a", "b"] as const) {
+        lab.startTool(s, ["start", "--ifname", "same0", "--stats-interval", "0"], {
+          OVPN_DCO_CLI_RUNDIR: shared,
+        });
+      }
+      for (const s of ["a", "b"] as const) {
+        await lab.waitFor(
+          async () => (await tool(s, ["peer", "get", "--ifname", "same0", "--json"])).includes('"peer":null'),
+          15000,
+          `the instance in ${s}`,
+        );
+      }
+      assertMatch(
+        await tool("a", [
+          "peer",
+          "new",
+          "0",
+          `${lab.outer4.a}:1194`,
+          `${lab.outer4.b}:1194`,
+          "--ifname",
+          "same0",
+        ]),
+        "peer added on same0",
+      );
+      assertMatch(
+        await tool("a", ["peer", "get", "--ifname", "same0", "--json"]),
+        `"remote":{"address":"${lab.outer4.b}"`,
+      );
+      assertMatch(await tool("b", ["peer", "get", "--ifname", "same0", "--json"]), '"peer":null');
+      // a second instance on the same name in the same namespace: one clear line
+      const again = await tool("b", ["start", "--ifname", "same0", "--stats-interval", "0"]);
+      assertMatch(again, /interface 'same0' is already in use|an instance is already running on interface 'same0'/);
+      assert(!again.includes("internal error"), again);
     }),
 });
 

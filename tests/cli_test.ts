@@ -86,7 +86,9 @@ async function startInstance(ifname: string): Promise<Deno.ChildProcess> {
     env: { OVPN_DCO_CLI_RUNDIR: runDir },
   }).spawn();
   const deadline = Date.now() + 15000;
-  while (Date.now() < deadline && !(await Deno.stat(`${runDir}/${ifname}.sock`).catch(() => null))) {
+  // control sockets live in a directory per network namespace
+  const sock = `${runDir}/net-${Deno.statSync("/proc/self/ns/net").ino}/${ifname}.sock`;
+  while (Date.now() < deadline && !(await Deno.stat(sock).catch(() => null))) {
     await new Promise((r) => setTimeout(r, 100));
   }
   return child;
@@ -130,6 +132,11 @@ const table: [string[], string, number][] = [
   [[...S, ...R, "--key", jsonHex], "is not valid hex", 3],
   [[...S, ...R, "--key", jsonCipher], 'unknown cipher "BF-CBC"', 3],
   [[...S, ...R, "--key", goodKey, "--key-direction", "x"], "--key-direction: 'x' must be an integer", 2],
+  [
+    [...S, ...R, "--key", goodKey, "--key-direction", "2"],
+    "--key-direction: '2' must be an integer from 0 to 1",
+    2,
+  ],
   [[...S, ...R, "--keepalive", "10"], "is not INTERVAL,TIMEOUT", 2],
   [[...S, ...R, "--keepalive", "30,10"], "must be shorter than the timeout", 2],
   [[...S, ...R, "--backend", "foo"], "--backend: 'foo' is not one of auto, dco, wintun, tun", 2],

@@ -469,7 +469,7 @@ for (const [dir, label] of [["0", "0"], ["7", "> 0 → 1"], [null, "no key file 
         "OPEN adapter",
         "NEW_PEER udp AF_INET 127.0.0.1:1194 -> 127.0.0.2:1195",
         newKey,
-        "SET_PEER interval=10 timeout=300 mss=0",
+        "SET_PEER interval=5 timeout=60 mss=0", // upstream's setup_keepalive(5, 60, 0)
         "START_VPN",
       ], `journal:\n${j.join("\n")}\nstderr:\n${stderr}`);
       const block =

@@ -8,8 +8,8 @@ import { checkIfname, DEFAULT_IFNAME, loadKey, noneKey } from "./start.ts";
 import { parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
 import { ControlError, type ControlRequest, controlRequest, keyToWire } from "../driver/control.ts";
-import { type Epochs, formatEpochs, formatStatsJson, statsJsonLine } from "../driver/userspace/stats.ts";
-import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
+import { type Epochs, formatEpochs, formatStatsJson, statsJsonLine } from "../driver/datachannel/stats.ts";
+import { MAX_PEER_ID } from "../driver/datachannel/packet.ts";
 
 async function ask(ifname: string, req: ControlRequest): Promise<Record<string, unknown>> {
   let r;

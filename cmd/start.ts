@@ -18,17 +18,17 @@ import {
   keyFromWire,
   serveControl,
 } from "../driver/control.ts";
-import { KeySlotId } from "../driver/userspace/keyslot.ts";
+import { KeySlotId } from "../driver/datachannel/keyslot.ts";
 import {
   type Epochs,
   formatEpochs,
   formatStats,
   statsJsonLine,
   statsToJson,
-} from "../driver/userspace/stats.ts";
+} from "../driver/datachannel/stats.ts";
 import { readKeyFile, toKeyMaterial } from "../keys/keyfile.ts";
-import type { KeyMaterial } from "../driver/userspace/keyslot.ts";
-import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
+import type { KeyMaterial } from "../driver/datachannel/keyslot.ts";
+import { MAX_PEER_ID } from "../driver/datachannel/packet.ts";
 
 /** Everything a tunnel run needs. */
 export interface TunnelConfig {

@@ -11,8 +11,8 @@
  */
 import { AEAD_CIPHERS, type CipherInfo } from "./aead.ts";
 import { availableProviders } from "./providers.ts";
-import { DataChannel, KeySlotId } from "../driver/userspace/channel.ts";
-import { HEADROOM, TAILROOM } from "../driver/userspace/packet.ts";
+import { DataChannel, KeySlotId } from "../driver/datachannel/channel.ts";
+import { HEADROOM, TAILROOM } from "../driver/datachannel/packet.ts";
 
 const SIZES = [64, 1400];
 const seconds = Math.max(1, Math.round(Number(Deno.env.get("BENCH_SECONDS") ?? "1")));

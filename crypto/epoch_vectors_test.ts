@@ -6,9 +6,9 @@
 import { assert, assertEquals } from "../tests/assert.ts";
 import { cipherByName } from "./aead.ts";
 import { availableProviders } from "./providers.ts";
-import { DataChannel, KeySlotId, RX_DROP, RX_KEEPALIVE } from "../driver/userspace/channel.ts";
-import { deriveEpochDataKey } from "../driver/userspace/epoch.ts";
-import { HEADROOM } from "../driver/userspace/packet.ts";
+import { DataChannel, KeySlotId, RX_DROP, RX_KEEPALIVE } from "../driver/datachannel/channel.ts";
+import { deriveEpochDataKey } from "../driver/datachannel/epoch.ts";
+import { HEADROOM } from "../driver/datachannel/packet.ts";
 import { hex, toHex } from "../tests/fixtures/vectors.ts";
 
 interface EpochVectorFile {

@@ -1,8 +1,8 @@
 import { assert, assertEquals } from "../tests/assert.ts";
 import { cipherByName } from "./aead.ts";
 import { availableProviders } from "./providers.ts";
-import { DataChannel, KeySlotId, RX_KEEPALIVE } from "../driver/userspace/channel.ts";
-import { HEADROOM, isDataV2 } from "../driver/userspace/packet.ts";
+import { DataChannel, KeySlotId, RX_KEEPALIVE } from "../driver/datachannel/channel.ts";
+import { HEADROOM, isDataV2 } from "../driver/datachannel/packet.ts";
 import { hex, loadVectors, toHex } from "../tests/fixtures/vectors.ts";
 
 const vectors = loadVectors();

@@ -13,7 +13,7 @@
  * @module
  */
 import { cipherByName } from "../crypto/aead.ts";
-import type { KeyMaterial } from "./userspace/keyslot.ts";
+import type { KeyMaterial } from "./datachannel/keyslot.ts";
 import { PipeError, pipeName, pipeRequest, servePipe } from "./control_win.ts";
 
 /** A request of the control protocol. */

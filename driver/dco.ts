@@ -38,10 +38,10 @@ import {
   SIZE,
   type Version,
 } from "./uapi.ts";
-import type { KeyMaterial, KeySlotId } from "./userspace/keyslot.ts";
-import type { Stats } from "./userspace/stats.ts";
+import type { KeyMaterial, KeySlotId } from "./datachannel/keyslot.ts";
+import type { Stats } from "./datachannel/stats.ts";
 import { CipherAlg } from "../crypto/aead.ts";
-import { MAX_CONTROL_LEN } from "./userspace/packet.ts";
+import { MAX_CONTROL_LEN } from "./datachannel/packet.ts";
 import { configureWindowsInterface } from "./netsh.ts";
 import { indexOfAlias } from "./ifindex.ts";
 import { ControlInbox } from "./tunnel_end.ts";

@@ -13,8 +13,8 @@
  * ```
  * @module
  */
-import type { KeyMaterial, KeySlotId } from "./userspace/keyslot.ts";
-import type { Stats } from "./userspace/stats.ts";
+import type { KeyMaterial, KeySlotId } from "./datachannel/keyslot.ts";
+import type { Stats } from "./datachannel/stats.ts";
 import type { NewPeer, SetPeer, Version } from "./uapi.ts";
 
 /** What a device reports when the tunnel ends on its own. */

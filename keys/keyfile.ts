@@ -16,8 +16,8 @@
  * @module
  */
 import { CIPHER_NAMES, CipherAlg, cipherByName, type CipherInfo } from "../crypto/aead.ts";
-import type { KeyMaterial } from "../driver/userspace/keyslot.ts";
-import { MAX_PEER_ID } from "../driver/userspace/packet.ts";
+import type { KeyMaterial } from "../driver/datachannel/keyslot.ts";
+import { MAX_PEER_ID } from "../driver/datachannel/packet.ts";
 
 /** A key-file problem; the message is safe to print. */
 export class KeyFileError extends Error {}

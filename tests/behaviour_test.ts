@@ -247,7 +247,10 @@ Deno.test({
       assertMatch(await tool("b", ["peer", "get", "--ifname", "same0", "--json"]), '"peer":null');
       // a second instance on the same name in the same namespace: one clear line
       const again = await tool("b", ["start", "--ifname", "same0", "--stats-interval", "0"]);
-      assertMatch(again, /interface 'same0' is already in use|an instance is already running on interface 'same0'/);
+      assertMatch(
+        again,
+        /interface 'same0' is already in use|an instance is already running on interface 'same0'/,
+      );
       assert(!again.includes("internal error"), again);
     }),
 });

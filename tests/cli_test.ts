@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { selfCommand } from "../cmd/netns.ts";
 import { boundPort, udpSocket } from "../driver/userspace/sockets_linux.ts";
 import { libc } from "../ffi/libc.ts";
-import { formatStats, newStats, STATS_FIELDS, statsToJson } from "../driver/userspace/stats.ts";
+import { formatStats, newStats, STATS_FIELDS, statsToJson } from "../driver/datachannel/stats.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "ovpn-cli-test-" });
 const runDir = `${dir}/run`;

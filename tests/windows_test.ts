@@ -34,8 +34,8 @@ const suites = [
   "crypto/vectors_test.ts",
   "crypto/epoch_vectors_test.ts",
   "crypto/providers_test.ts",
-  "driver/userspace/channel_test.ts",
-  "driver/userspace/channel_epoch_test.ts",
+  "driver/datachannel/channel_test.ts",
+  "driver/datachannel/channel_epoch_test.ts",
   "keys/keyfile_test.ts",
 ];
 

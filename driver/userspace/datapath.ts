@@ -10,9 +10,9 @@
  * ```
  * @module
  */
-import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "./channel.ts";
-import { clampMss } from "./mss.ts";
-import { isDataV2 } from "./packet.ts";
+import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../datachannel/channel.ts";
+import { clampMss } from "../datachannel/mss.ts";
+import { isDataV2 } from "../datachannel/packet.ts";
 import type { SharedStats } from "./shared_stats.ts";
 
 /**

@@ -19,7 +19,7 @@ import { formatEndpoint, type SetPeer } from "../uapi.ts";
 import { EngineDeviceBase } from "./device_base.ts";
 import type { FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
-import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
+import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
 import { endpointSockaddr, peerSockaddrOf, tcpAccept, tcpConnect, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";

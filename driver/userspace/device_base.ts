@@ -8,10 +8,10 @@
 import { type DeviceEndReason, DeviceError, type PeerConfig } from "../device.ts";
 import { ControlInbox } from "../tunnel_end.ts";
 import type { SetPeer, Version } from "../uapi.ts";
-import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
+import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import type { SharedStats } from "./shared_stats.ts";
-import type { Stats } from "./stats.ts";
-import { MAX_CONTROL_LEN } from "./packet.ts";
+import type { Stats } from "../datachannel/stats.ts";
+import { MAX_CONTROL_LEN } from "../datachannel/packet.ts";
 
 /** The shared half of the userspace devices. */
 export abstract class EngineDeviceBase {

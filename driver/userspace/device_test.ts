@@ -2,10 +2,10 @@ import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/as
 import { cipherByName } from "../../crypto/aead.ts";
 import { libc, MSG_DONTWAIT } from "../../ffi/libc.ts";
 import { UserspaceDevice } from "./device.ts";
-import { KeySlotId } from "./keyslot.ts";
+import { KeySlotId } from "../datachannel/keyslot.ts";
 import { memTun } from "./tun_linux.ts";
 import { boundPort } from "./sockets_linux.ts";
-import type { KeyMaterial } from "./keyslot.ts";
+import type { KeyMaterial } from "../datachannel/keyslot.ts";
 
 const L = libc().symbols;
 

@@ -4,7 +4,7 @@
  * @module
  */
 import type { ProviderName } from "../../crypto/providers.ts";
-import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
+import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 
 /** Where the worker's file descriptors come from (all fds are process-wide, so workers share them). */
 export interface EngineInit {

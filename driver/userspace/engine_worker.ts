@@ -23,13 +23,19 @@ import {
   POLLHUP,
   POLLIN,
 } from "../../ffi/libc.ts";
-import { DataChannel } from "./channel.ts";
+import { DataChannel } from "../datachannel/channel.ts";
 import { countSend, receive } from "./datapath.ts";
 import type { EngineInit, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
-import { FramingError, TcpDeframer } from "./framing.ts";
-import { clampMss } from "./mss.ts";
-import { HEADROOM, isDataV2, MAX_CONTROL_LEN, MAX_PLAINTEXT_LEN, MAX_WIRE_LEN } from "./packet.ts";
+import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
+import { clampMss } from "../datachannel/mss.ts";
+import {
+  HEADROOM,
+  isDataV2,
+  MAX_CONTROL_LEN,
+  MAX_PLAINTEXT_LEN,
+  MAX_WIRE_LEN,
+} from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
 
 const BATCH = 64;

@@ -16,13 +16,13 @@ import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
 import { formatEndpoint, parseIPv4, parseIPv6, type SetPeer } from "../uapi.ts";
-import { DataChannel } from "./channel.ts";
+import { DataChannel } from "../datachannel/channel.ts";
 import { countSend, receive } from "./datapath.ts";
 import { EngineDeviceBase } from "./device_base.ts";
-import { FramingError, TcpDeframer } from "./framing.ts";
-import type { KeyMaterial, KeySlotId } from "./keyslot.ts";
-import { clampMss } from "./mss.ts";
-import { HEADROOM, isDataV2, MAX_PLAINTEXT_LEN, MAX_WIRE_LEN, TAILROOM } from "./packet.ts";
+import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
+import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
+import { clampMss } from "../datachannel/mss.ts";
+import { HEADROOM, isDataV2, MAX_PLAINTEXT_LEN, MAX_WIRE_LEN, TAILROOM } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
 
 /** A tun-like packet source and sink driven from the event loop. */

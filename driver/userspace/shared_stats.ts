@@ -12,8 +12,8 @@
  * ```
  * @module
  */
-import type { DropReason } from "./channel.ts";
-import { newStats, type Stats } from "./stats.ts";
+import type { DropReason } from "../datachannel/channel.ts";
+import { newStats, type Stats } from "../datachannel/stats.ts";
 
 const FIELDS = Object.keys(newStats()) as (keyof Stats)[];
 

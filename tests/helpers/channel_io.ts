@@ -3,8 +3,8 @@
  * format (DATA_V2 or epoch), through the channel's own buffer convention.
  * @module
  */
-import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../../driver/userspace/channel.ts";
-import { HEADROOM, MAX_WIRE_LEN, TAILROOM } from "../../driver/userspace/packet.ts";
+import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../../driver/datachannel/channel.ts";
+import { HEADROOM, MAX_WIRE_LEN, TAILROOM } from "../../driver/datachannel/packet.ts";
 import { assert } from "../assert.ts";
 
 /** Seal `payload` on `ch`; the wire bytes (a copy). */

@@ -14,8 +14,8 @@
  * packets of an epoch beyond the receiver's future keys (RECV_EPOCH + 17), and packets claiming epoch 0.
  * @module
  */
-import { DataChannel, KeySlotId } from "../../driver/userspace/channel.ts";
-import { HEADROOM } from "../../driver/userspace/packet.ts";
+import { DataChannel, KeySlotId } from "../../driver/datachannel/channel.ts";
+import { HEADROOM } from "../../driver/datachannel/packet.ts";
 import { readKeyFile, toKeyMaterial } from "../../keys/keyfile.ts";
 import { parseIPv4 } from "../../driver/uapi.ts";
 

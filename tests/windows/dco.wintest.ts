@@ -6,7 +6,7 @@ import { DcoDevice, readDriverVersion } from "../../driver/dco.ts";
 import { kernel32 } from "../../ffi/kernel32.ts";
 import { DeviceError } from "../../driver/device.ts";
 import { cipherByName } from "../../crypto/aead.ts";
-import { KeySlotId } from "../../driver/userspace/keyslot.ts";
+import { KeySlotId } from "../../driver/datachannel/keyslot.ts";
 import {
   fnv,
   injectControl,

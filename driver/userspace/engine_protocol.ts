@@ -13,6 +13,8 @@ export interface EngineInit {
   tunFd: number;
   sockFd: number;
   proto: "udp" | "tcp";
+  /** p2p: one peer (peerSockaddr, peerId); server: peers added by "mp-add", routed by destination. */
+  mode: "p2p" | "server";
   /** The peer's Linux sockaddr bytes (UDP: destination, and the only accepted source). */
   peerSockaddr: Uint8Array;
   peerId: number;

@@ -1,0 +1,66 @@
+import { assertEquals, assertThrows } from "../../tests/assert.ts";
+import { parsePrefix, RouteTable } from "./routes.ts";
+import { parseIPv4, parseIPv6 } from "../uapi.ts";
+
+const v4 = (dst: string) => {
+  const p = new Uint8Array(20);
+  p[0] = 0x45;
+  p.set(parseIPv4(dst)!, 16);
+  return p;
+};
+const v6 = (dst: string) => {
+  const p = new Uint8Array(40);
+  p[0] = 0x60;
+  p.set(parseIPv6(dst)!, 24);
+  return p;
+};
+const at = (t: RouteTable, p: Uint8Array) => t.lookup(p, 0, p.length);
+
+Deno.test("routes: prefixes are parsed and normalised (host bits cleared)", () => {
+  assertEquals(parsePrefix("10.8.0.77/24").text, "10.8.0.0/24");
+  assertEquals(parsePrefix("10.8.0.77").text, "10.8.0.77/32");
+  assertEquals(parsePrefix("fd00:8::1234/64").text, "fd00:8:0:0:0:0:0:0/64");
+  assertEquals(parsePrefix("10.1.2.3/0").text, "0.0.0.0/0");
+  for (const bad of ["10.8.0.1/33", "fd00::/129", "nope/8", "10.8.0/24", "10.8.0.1/x"]) {
+    assertThrows(() => parsePrefix(bad), "is not ADDR/PREFIX");
+  }
+});
+
+Deno.test("routes: the longest prefix wins, IPv4 and IPv6; no route is -1", () => {
+  const t = new RouteTable();
+  t.add("10.8.0.2/32", 2);
+  t.add("10.8.0.3/32", 3);
+  t.add("192.168.0.0/16", 2);
+  t.add("192.168.51.0/24", 3);
+  t.add("fd00:8::2/128", 2);
+  t.add("fd00:51::/48", 3);
+  assertEquals(at(t, v4("10.8.0.2")), 2);
+  assertEquals(at(t, v4("10.8.0.3")), 3);
+  assertEquals(at(t, v4("10.8.0.4")), -1);
+  assertEquals(at(t, v4("192.168.51.7")), 3);
+  assertEquals(at(t, v4("192.168.52.7")), 2);
+  assertEquals(at(t, v6("fd00:8::2")), 2);
+  assertEquals(at(t, v6("fd00:51:0:1::9")), 3);
+  assertEquals(at(t, v6("fd00:52::1")), -1);
+  assertEquals(t.lookup(new Uint8Array([0x45, 0, 0]), 0, 3), -1); // truncated
+  assertEquals(t.lookup(new Uint8Array(40).fill(0x70, 0, 1), 0, 40), -1); // not IP
+  t.add("0.0.0.0/0", 3);
+  assertEquals(at(t, v4("8.8.8.8")), 3);
+  assertEquals(at(t, v4("10.8.0.2")), 2);
+});
+
+Deno.test("routes: a prefix held by another peer is refused; delete one, or all of a peer", () => {
+  const t = new RouteTable();
+  t.add("10.9.0.0/24", 1);
+  t.add("10.9.0.0/24", 1); // the same peer again: kept once
+  assertThrows(() => t.add("10.9.0.9/24", 2), "the route 10.9.0.0/24 is already held by peer 1");
+  assertEquals(t.of(1), ["10.9.0.0/24"]);
+  assertEquals(t.del("10.9.0.0/24", 2), false);
+  assertEquals(t.del("10.9.0.0/24", 1), true);
+  assertEquals(at(t, v4("10.9.0.5")), -1);
+  t.add("10.9.0.0/24", 2);
+  t.add("fd00:9::/64", 2);
+  t.delPeer(2);
+  assertEquals(at(t, v4("10.9.0.5")), -1);
+  assertEquals(at(t, v6("fd00:9::5")), -1);
+});

@@ -10,7 +10,18 @@ import { VERSION } from "./version.ts";
 import { start, START_HELP } from "./start.ts";
 import { isUpstreamForm, upstream } from "./upstream.ts";
 import { demo, DEMO_HELP } from "./demo.ts";
-import { key, KEY_HELP, peer, PEER_HELP, stats, STATS_HELP } from "./control_cmds.ts";
+import {
+  events,
+  EVENTS_HELP,
+  key,
+  KEY_HELP,
+  peer,
+  PEER_HELP,
+  route,
+  ROUTE_HELP,
+  stats,
+  STATS_HELP,
+} from "./control_cmds.ts";
 import { KeyFileError } from "../keys/keyfile.ts";
 import { DeviceError } from "../driver/device.ts";
 
@@ -22,10 +33,12 @@ Usage:
   ovpn-dco-cli <command> [options]
 
 Commands:
-  start     bring up a tunnel and run it in the foreground
-  peer      new | set | del | get: the peer of a running instance
-  key       new | swap | del: data-channel keys of a running instance
-  stats     statistics of a running instance (--json, --watch)
+  start     bring up a tunnel and run it in the foreground (--mode server: many peers)
+  peer      new | set | del | get | list: the peer(s) of a running instance
+  key       new | swap | del | epoch: data-channel keys of a running instance
+  route     add | del: a subnet behind a peer (server mode)
+  stats     statistics of a running instance (--json, --watch, --peer-id, --all)
+  events    notifications of a running instance: peers deleted, expired, floated
   version   tool version (and driver version where a driver is present)
   genkey    write a fresh random data64.key
   demo      (Linux, root) a tunnel between two network namespaces, with pings and a throughput run
@@ -41,6 +54,8 @@ const COMMANDS: Record<string, Command> = {
   stats: { run: stats, help: STATS_HELP },
   peer: { run: peer, help: PEER_HELP },
   key: { run: key, help: KEY_HELP },
+  route: { run: route, help: ROUTE_HELP },
+  events: { run: events, help: EVENTS_HELP },
   demo: { run: demo, help: DEMO_HELP },
   version: {
     run: async (args) => {

@@ -5,9 +5,16 @@
  */
 import { CliError, EXIT, usage } from "./errors.ts";
 import { checkIfname, DEFAULT_IFNAME, loadKey, noneKey } from "./start.ts";
-import { parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
+import { parseCidr, parseEndpoint, parseFlags, parseIntIn } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
-import { ControlError, type ControlRequest, controlRequest, keyToWire } from "../driver/control.ts";
+import {
+  ControlError,
+  type ControlRequest,
+  controlRequest,
+  keyToWire,
+  streamControl,
+} from "../driver/control.ts";
+import { formatEndpoint, parseIPv4, parseIPv6 } from "../driver/uapi.ts";
 import { type Epochs, formatEpochs, formatStatsJson, statsJsonLine } from "../driver/datachannel/stats.ts";
 import { MAX_PEER_ID } from "../driver/datachannel/packet.ts";
 
@@ -23,10 +30,11 @@ async function ask(ifname: string, req: ControlRequest): Promise<Record<string, 
   return r;
 }
 
-export const STATS_HELP = `Usage: ovpn-dco-cli stats [--ifname NAME] [--json] [--watch]
+export const STATS_HELP = `Usage: ovpn-dco-cli stats [--ifname NAME] [--json] [--watch] [--peer-id N | --all]
 
 Print the statistics of the instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name), in upstream's format, or as one
 JSON object with --json (including drop counts by reason). --watch repeats every second until Ctrl-C.
+Server mode: --peer-id N shows one peer's, --all every peer's after the total.
 
 Example:
   ovpn-dco-cli stats --ifname ovpn0 --json
@@ -37,10 +45,27 @@ export async function stats(args: string[]): Promise<number> {
     ifname: { type: "string" },
     json: { type: "boolean" },
     watch: { type: "boolean" },
+    "peer-id": { type: "string" },
+    all: { type: "boolean" },
   }, "stats");
   const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
+  const peerId = optPeerId(v["peer-id"]);
+  if (peerId !== undefined && v.all) throw usage("stats: give --peer-id N or --all, not both");
   for (;;) {
-    const r = await ask(ifname, { cmd: "stats" });
+    const r = await ask(ifname, { cmd: "stats", peerId, all: v.all || undefined });
+    if (r.peers) {
+      const peers = r.peers as { peerId: number; stats: Record<string, number> }[];
+      if (v.json) {
+        console.log(JSON.stringify({ time: new Date().toISOString(), ifname, total: r.stats, peers }));
+      } else {
+        let text = `total:\n${formatStatsJson(r.stats as Record<string, number>)}`;
+        for (const p of peers) text += `peer ${p.peerId}:\n${formatStatsJson(p.stats)}`;
+        await Deno.stdout.write(new TextEncoder().encode(text));
+      }
+      if (!v.watch) return EXIT.OK;
+      await new Promise((res) => setTimeout(res, 1000));
+      continue;
+    }
     const s = r.stats as Record<string, number>;
     const info = r.info as Record<string, unknown>;
     if (v.json) console.log(statsJsonLine(ifname, s, info.drops, info.epoch as Epochs));
@@ -55,13 +80,16 @@ export async function stats(args: string[]): Promise<number> {
 }
 
 export const PEER_HELP = `Usage:
-  ovpn-dco-cli peer new <peer-id> <local ADDR:PORT> <remote ADDR:PORT> [--proto udp|tcp] [--listen] [--ifname NAME]
-  ovpn-dco-cli peer set [--keepalive I,T] [--mss N] [--ifname NAME]     (-1 or omitted: unchanged)
-  ovpn-dco-cli peer del [--ifname NAME]
-  ovpn-dco-cli peer get [--ifname NAME] [--json]
+  ovpn-dco-cli peer new <peer-id> <local ADDR:PORT> <remote ADDR:PORT> [--proto udp|tcp] [--listen] [--vpn-ip ADDR]... [--ifname NAME]
+  ovpn-dco-cli peer set [--keepalive I,T] [--mss N] [--peer-id N] [--ifname NAME]     (-1 or omitted: unchanged)
+  ovpn-dco-cli peer del [--peer-id N] [--ifname NAME]
+  ovpn-dco-cli peer get [--peer-id N] [--ifname NAME] [--json]
+  ovpn-dco-cli peer list [--ifname NAME] [--json]
 
 NEW_PEER, SET_PEER, DEL_PEER and the peer's settings and statistics, on the instance running on
 NAME (default ovpn0; on Windows the ovpn-dco adapter's name). 'peer del' drops the peer and keeps the interface.
+On a server (start --mode server) every peer command names its peer: 'peer new' by its first argument and
+needs --vpn-ip (its IPv4 and/or IPv6 address in the tunnel), the others by --peer-id; 'peer list' lists them.
 
 Example:
   ovpn-dco-cli peer set --ifname ovpn0 --keepalive 5,30 --mss 1360
@@ -76,14 +104,40 @@ export async function peer(args: string[]): Promise<number> {
     mss: { type: "string" },
     proto: { type: "string" },
     listen: { type: "boolean" },
+    "peer-id": { type: "string" },
+    "vpn-ip": { type: "string", multiple: true },
   } as const;
-  if (!["new", "set", "del", "get"].includes(sub ?? "")) {
+  if (!["new", "set", "del", "get", "list"].includes(sub ?? "")) {
     throw usage(
-      `peer: expected new, set, del or get${sub ? `, not '${sub}'` : ""}; see 'ovpn-dco-cli peer --help'`,
+      `peer: expected new, set, del, get or list${
+        sub ? `, not '${sub}'` : ""
+      }; see 'ovpn-dco-cli peer --help'`,
     );
   }
   const { values: v, positionals: p } = parseFlags(rest, opts, `peer ${sub}`, sub === "new");
   const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
+  const peerId = optPeerId(v["peer-id"]);
+  if (sub === "new" && peerId !== undefined) {
+    throw usage("peer new: the peer id is its first argument, not --peer-id");
+  }
+  if (sub !== "new" && v["vpn-ip"]) throw usage(`--vpn-ip is for 'peer new'`);
+  if (sub === "list") {
+    const r = await ask(ifname, { cmd: "peer.list" });
+    const peers = r.peers as Record<string, unknown>[];
+    if (v.json) console.log(JSON.stringify(peers));
+    else {
+      for (const q of peers) {
+        const ep = q.remote as { address: string; port: number };
+        console.log(
+          `peer ${q.peerId}: ${formatEndpoint(ep)} vpn ${(q.vpnIps as string[]).join(", ")}` +
+            ((q.iroutes as string[]).length ? ` routes ${(q.iroutes as string[]).join(", ")}` : "") +
+            ` cipher ${q.cipher ?? "none yet"}`,
+        );
+      }
+      if (!peers.length) console.log("no peers");
+    }
+    return EXIT.OK;
+  }
   if (sub === "new") {
     if (p.length !== 3) {
       throw usage(
@@ -99,6 +153,7 @@ export async function peer(args: string[]): Promise<number> {
       local: parseEndpoint(p[1], "local"),
       remote: parseEndpoint(p[2], "remote"),
       listen: !!v.listen,
+      vpnIps: v["vpn-ip"]?.map((a) => parseAddress(a, "--vpn-ip")),
     });
     console.error(`peer added on ${ifname}`);
   } else if (sub === "set") {
@@ -113,13 +168,19 @@ export async function peer(args: string[]): Promise<number> {
     if (v.keepalive === undefined && v.mss === undefined) {
       throw usage("peer set: nothing to set; give --keepalive I,T and/or --mss N");
     }
-    await ask(ifname, { cmd: "peer.set", keepaliveInterval: interval, keepaliveTimeout: timeout, mss });
+    await ask(ifname, {
+      cmd: "peer.set",
+      keepaliveInterval: interval,
+      keepaliveTimeout: timeout,
+      mss,
+      peerId,
+    });
     console.error(`peer on ${ifname} updated`);
   } else if (sub === "del") {
-    await ask(ifname, { cmd: "peer.del" });
-    console.error(`peer on ${ifname} deleted`);
+    await ask(ifname, { cmd: "peer.del", peerId });
+    console.error(`peer${peerId !== undefined ? ` ${peerId}` : ""} on ${ifname} deleted`);
   } else {
-    const r = await ask(ifname, { cmd: "peer.get" });
+    const r = await ask(ifname, { cmd: "peer.get", peerId });
     if (v.json) console.log(JSON.stringify({ info: r.info, stats: r.stats }));
     else {
       const info = r.info as Record<string, unknown>;
@@ -134,9 +195,9 @@ export async function peer(args: string[]): Promise<number> {
 
 export const KEY_HELP = `Usage:
   ovpn-dco-cli key new <peer-id> <cipher> <key-direction> <key-file> [--slot primary|secondary] [--key-id N] [--epoch] [--ifname NAME]
-  ovpn-dco-cli key swap [--ifname NAME]
-  ovpn-dco-cli key del [--slot primary|secondary] [--ifname NAME]
-  ovpn-dco-cli key epoch [--ifname NAME]
+  ovpn-dco-cli key swap [--peer-id N] [--ifname NAME]
+  ovpn-dco-cli key del [--slot primary|secondary] [--peer-id N] [--ifname NAME]
+  ovpn-dco-cli key epoch [--peer-id N] [--ifname NAME]
 
 NEW_KEY into a slot (default: secondary, ready for a swap), SWAP_KEYS, or delete a slot, on the
 instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name). The cipher is one of ${CIPHER_NAMES}. The key file is a
@@ -145,6 +206,7 @@ Renegotiation is 'key new' into the secondary slot on both ends, then 'key swap'
 --epoch installs epoch data keys (OpenVPN 2.7, NEW_KEY_V2 on the driver; E1 = key A / key B of a
 data64.key, or the JSON key's 'epochSecret' fields). 'key epoch' moves the primary key's sender to the next
 epoch now (the peer follows; tun and wintun backends: the driver moves epochs by itself).
+On a server, 'key new' installs the key of the peer its first argument names; swap, del and epoch need --peer-id.
 
 Example:
   ovpn-dco-cli key new 0 AES-256-GCM 0 next.key --key-id 1 --ifname ovpn0 && ovpn-dco-cli key swap --ifname ovpn0
@@ -169,9 +231,14 @@ export async function key(args: string[]): Promise<number> {
     slot: { type: "string" },
     "key-id": { type: "string" },
     epoch: { type: "boolean" },
+    "peer-id": { type: "string" },
   } as const;
   const { values: v, positionals: p } = parseFlags(rest, opts, `key ${sub}`, sub === "new");
   const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
+  const peerId = optPeerId(v["peer-id"]);
+  if (sub === "new" && peerId !== undefined) {
+    throw usage("key new: the peer id is its first argument, not --peer-id");
+  }
   if (sub === "new") {
     if (p.length !== 4 && !(p.length === 3 && p[1]?.toLowerCase() === "none")) {
       throw usage(
@@ -195,18 +262,101 @@ export async function key(args: string[]): Promise<number> {
       }) installed in the ${slot ? "secondary" : "primary"} slot on ${ifname}`,
     );
   } else if (sub === "swap") {
-    await ask(ifname, { cmd: "key.swap" });
+    await ask(ifname, { cmd: "key.swap", peerId });
     console.error(`keys swapped on ${ifname}`);
   } else if (sub === "epoch") {
-    const r = await ask(ifname, { cmd: "key.epoch" });
+    const r = await ask(ifname, { cmd: "key.epoch", peerId });
     const e = r.epoch as { send: number; recv: number } | null;
     console.error(
       `${ifname} now sends with epoch ${e?.send ?? "?"} (receiving with epoch ${e?.recv ?? "?"})`,
     );
   } else {
     const slot = parseSlot(v.slot, 1);
-    await ask(ifname, { cmd: "key.del", slot });
+    await ask(ifname, { cmd: "key.del", slot, peerId });
     console.error(`${slot ? "secondary" : "primary"} key deleted on ${ifname}`);
+  }
+  return EXIT.OK;
+}
+
+/** `--peer-id N` (24 bits), or undefined. */
+function optPeerId(v: string | undefined): number | undefined {
+  return v === undefined ? undefined : parseIntIn(v, "--peer-id", 0, MAX_PEER_ID);
+}
+
+/** An IPv4 or IPv6 address (no prefix, no port). */
+function parseAddress(v: string, what: string): string {
+  if (!parseIPv4(v) && !parseIPv6(v)) throw usage(`${what}: '${v}' is not an IPv4 or IPv6 address`);
+  return v;
+}
+
+export const ROUTE_HELP = `Usage:
+  ovpn-dco-cli route add <peer-id> <CIDR> [--ifname NAME]
+  ovpn-dco-cli route del <peer-id> <CIDR> [--ifname NAME]
+
+Server mode: a subnet behind a peer (an iroute, MP_ADD_IROUTE). Packets from the tun to an address in it go
+to that peer; the longest prefix wins; a prefix belongs to one peer. The server's own kernel still needs a route
+to the subnet through the interface (ip route add CIDR dev NAME).
+
+Example:
+  ovpn-dco-cli route add 2 192.168.51.0/24 --ifname ovpn-srv && ip route add 192.168.51.0/24 dev ovpn-srv
+`;
+
+export async function route(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "add" && sub !== "del") {
+    throw usage(`route: expected add or del${sub ? `, not '${sub}'` : ""}; see 'ovpn-dco-cli route --help'`);
+  }
+  const { values: v, positionals: p } = parseFlags(
+    rest,
+    { ifname: { type: "string" } } as const,
+    `route ${sub}`,
+    true,
+  );
+  if (p.length !== 2) throw usage(`route ${sub}: expected <peer-id> <CIDR>, got ${p.length} arguments`);
+  const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
+  const peerId = parseIntIn(p[0], "peer-id", 0, MAX_PEER_ID);
+  const cidr = parseCidr(p[1], "CIDR");
+  const r = await ask(ifname, { cmd: "route", peerId, cidr, add: sub === "add" });
+  console.error(
+    `route ${r.route} ${sub === "add" ? "added to" : "removed from"} peer ${peerId} on ${ifname}`,
+  );
+  return EXIT.OK;
+}
+
+export const EVENTS_HELP = `Usage: ovpn-dco-cli events [--ifname NAME] [--json]
+
+One line per notification of the instance on NAME until Ctrl-C: a peer deleted (userspace, expired,
+transport-error, teardown) or floated to a new address (server mode).
+
+Example:
+  ovpn-dco-cli events --ifname ovpn-srv --json
+`;
+
+export async function events(args: string[]): Promise<number> {
+  const { values: v } = parseFlags(args, { ifname: { type: "string" }, json: { type: "boolean" } }, "events");
+  const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
+  let first = true;
+  try {
+    await streamControl(ifname, { cmd: "events" }, (o) => {
+      if (first) {
+        first = false;
+        if (o.ok === false) {
+          throw new CliError(`the instance on '${ifname}' refused: ${o.error}`, EXIT.CONTROL);
+        }
+        return;
+      }
+      if (v.json) console.log(JSON.stringify({ time: new Date().toISOString(), ifname, ...o }));
+      else {
+        console.log(
+          o.event === "FLOAT_PEER"
+            ? `${new Date().toISOString()} peer ${o.peerId} floated to ${o.address}`
+            : `${new Date().toISOString()} peer ${o.peerId} deleted (${o.reason})`,
+        );
+      }
+    });
+  } catch (e) {
+    if (e instanceof ControlError) throw new CliError(e.message, EXIT.CONTROL);
+    throw e;
   }
   return EXIT.OK;
 }

@@ -36,68 +36,31 @@ export interface LabProcess {
   status: Promise<Deno.CommandStatus>;
 }
 
-/** Two namespaces and a veth pair. */
-export class NetnsLab {
-  readonly ns: Record<Side, string>;
-  readonly outer4: Record<Side, string>;
-  readonly outer6: Record<Side, string>;
-  readonly inner4: Record<Side, string>;
-  readonly inner6: Record<Side, string>;
+/**
+ * Namespaces by name (`S`), with helpers to run commands and this tool in them, and a clean-up that stops
+ * what it started and deletes them.
+ */
+export class Hosts<S extends string> {
+  readonly ns: Record<S, string>;
   readonly runDir: string;
   #procs: LabProcess[] = [];
   #destroyed = false;
 
-  private constructor(readonly index: number, runDir: string) {
-    const tag = `${Deno.pid % 100000}-${index}`;
-    this.ns = { a: `ovpnlab-${tag}-a`, b: `ovpnlab-${tag}-b` };
-    const n = (Deno.pid + index) % 200 + 20;
-    this.outer4 = { a: `10.${n}.1.1`, b: `10.${n}.1.2` };
-    this.outer6 = { a: `fd00:${n}:1::1`, b: `fd00:${n}:1::2` };
-    this.inner4 = { a: `10.${n}.2.1`, b: `10.${n}.2.2` };
-    this.inner6 = { a: `fd00:${n}:2::1`, b: `fd00:${n}:2::2` };
+  protected constructor(ns: Record<S, string>, runDir: string) {
+    this.ns = ns;
     this.runDir = runDir;
   }
 
-  /** Create the namespaces and the veth pair. Needs root. */
-  static async create(index = 0): Promise<NetnsLab> {
+  /** Add the namespaces. Needs root. */
+  protected async addNamespaces(): Promise<void> {
     if (Deno.uid() !== 0) {
       throw new CliError("network namespaces need root; run as root (e.g. with sudo)", EXIT.PRIVILEGE);
     }
-    const lab = new NetnsLab(index, await Deno.makeTempDir({ prefix: "ovpnlab-" }));
-    try {
-      const { a, b } = lab.ns;
-      await sh(["ip", "netns", "add", a]);
-      await sh(["ip", "netns", "add", b]);
-      await sh([
-        "ip",
-        "link",
-        "add",
-        "veth-a",
-        "netns",
-        a,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "veth-b",
-        "netns",
-        b,
-      ]);
-      for (const s of ["a", "b"] as Side[]) {
-        await lab.run(s, ["ip", "link", "set", "lo", "up"]);
-        await lab.run(s, ["ip", "addr", "add", `${lab.outer4[s]}/24`, "dev", `veth-${s}`]);
-        await lab.run(s, ["ip", "-6", "addr", "add", `${lab.outer6[s]}/64`, "dev", `veth-${s}`, "nodad"]);
-        await lab.run(s, ["ip", "link", "set", `veth-${s}`, "up"]);
-      }
-    } catch (e) {
-      await lab.destroy();
-      throw e;
-    }
-    return lab;
+    for (const n of Object.values(this.ns) as string[]) await sh(["ip", "netns", "add", n]);
   }
 
   /** Run a command in a namespace; throws with its output when it fails. */
-  async run(side: Side, cmd: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
+  async run(side: S, cmd: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
     const out = await new Deno.Command("ip", {
       args: ["netns", "exec", this.ns[side], ...cmd],
       stdout: "piped",
@@ -115,7 +78,7 @@ export class NetnsLab {
   }
 
   /** Start a long-running command in a namespace. */
-  spawn(side: Side, cmd: string[], env: Record<string, string> = {}): LabProcess {
+  spawn(side: S, cmd: string[], env: Record<string, string> = {}): LabProcess {
     const child = new Deno.Command("ip", {
       args: ["netns", "exec", this.ns[side], ...cmd],
       stdout: "piped",
@@ -147,12 +110,12 @@ export class NetnsLab {
   }
 
   /** Start this tool (`start ...`) in a namespace. */
-  startTool(side: Side, args: string[], env: Record<string, string> = {}): LabProcess {
+  startTool(side: S, args: string[], env: Record<string, string> = {}): LabProcess {
     return this.spawn(side, [...selfCommand(), ...args], env);
   }
 
   /** Run this tool to completion in a namespace (for `stats`, `key`, `peer`). */
-  async tool(side: Side, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  async tool(side: S, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     const out = await new Deno.Command("ip", {
       args: ["netns", "exec", this.ns[side], ...selfCommand(), ...args],
       stdout: "piped",
@@ -196,8 +159,124 @@ export class NetnsLab {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await Promise.all(this.#procs.map((p) => this.stop(p, 1500).catch(() => {})));
-    for (const s of ["a", "b"] as Side[]) await sh(["ip", "netns", "del", this.ns[s]]).catch(() => {});
+    for (const n of Object.values(this.ns) as string[]) await sh(["ip", "netns", "del", n]).catch(() => {});
     await Deno.remove(this.runDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Two namespaces and a veth pair. */
+export class NetnsLab extends Hosts<Side> {
+  readonly outer4: Record<Side, string>;
+  readonly outer6: Record<Side, string>;
+  readonly inner4: Record<Side, string>;
+  readonly inner6: Record<Side, string>;
+
+  private constructor(readonly index: number, runDir: string) {
+    const tag = `${Deno.pid % 100000}-${index}`;
+    super({ a: `ovpnlab-${tag}-a`, b: `ovpnlab-${tag}-b` }, runDir);
+    const n = (Deno.pid + index) % 200 + 20;
+    this.outer4 = { a: `10.${n}.1.1`, b: `10.${n}.1.2` };
+    this.outer6 = { a: `fd00:${n}:1::1`, b: `fd00:${n}:1::2` };
+    this.inner4 = { a: `10.${n}.2.1`, b: `10.${n}.2.2` };
+    this.inner6 = { a: `fd00:${n}:2::1`, b: `fd00:${n}:2::2` };
+  }
+
+  /** Create the namespaces and the veth pair. Needs root. */
+  static async create(index = 0): Promise<NetnsLab> {
+    const lab = new NetnsLab(index, await Deno.makeTempDir({ prefix: "ovpnlab-" }));
+    try {
+      await lab.addNamespaces();
+      const { a, b } = lab.ns;
+      await sh([
+        "ip",
+        "link",
+        "add",
+        "veth-a",
+        "netns",
+        a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-b",
+        "netns",
+        b,
+      ]);
+      for (const s of ["a", "b"] as Side[]) {
+        await lab.run(s, ["ip", "link", "set", "lo", "up"]);
+        await lab.run(s, ["ip", "addr", "add", `${lab.outer4[s]}/24`, "dev", `veth-${s}`]);
+        await lab.run(s, ["ip", "-6", "addr", "add", `${lab.outer6[s]}/64`, "dev", `veth-${s}`, "nodad"]);
+        await lab.run(s, ["ip", "link", "set", `veth-${s}`, "up"]);
+      }
+    } catch (e) {
+      await lab.destroy();
+      throw e;
+    }
+    return lab;
+  }
+}
+
+/**
+ * A star of namespaces (Linux, root): a hub `s` with a bridge, and `count` hosts `c1`…`cN` each joined to it
+ * by a veth pair; IPv4 and IPv6 on every link; forwarding on in the hub. For server-mode tests.
+ */
+export class StarLab extends Hosts<string> {
+  /** Outer (transport) addresses: `s` and every `cI`. */
+  readonly outer4: Record<string, string> = {};
+  readonly outer6: Record<string, string> = {};
+  readonly clients: string[];
+
+  private constructor(readonly index: number, count: number, runDir: string) {
+    const tag = `${Deno.pid % 100000}-${index}`;
+    const ns: Record<string, string> = { s: `ovpnstar-${tag}-s` };
+    const clients = Array.from({ length: count }, (_, i) => `c${i + 1}`);
+    for (const c of clients) ns[c] = `ovpnstar-${tag}-${c}`;
+    super(ns, runDir);
+    this.clients = clients;
+    const n = (Deno.pid + index) % 200 + 20;
+    ["s", ...clients].forEach((h, i) => {
+      this.outer4[h] = `10.${n}.9.${i + 1}`;
+      this.outer6[h] = `fd00:${n}:9::${i + 1}`;
+    });
+  }
+
+  static async create(index: number, count: number): Promise<StarLab> {
+    const lab = new StarLab(index, count, await Deno.makeTempDir({ prefix: "ovpnstar-" }));
+    try {
+      await lab.addNamespaces();
+      await lab.run("s", ["ip", "link", "set", "lo", "up"]);
+      await lab.run("s", ["ip", "link", "add", "br0", "type", "bridge"]);
+      await lab.run("s", ["ip", "addr", "add", `${lab.outer4.s}/24`, "dev", "br0"]);
+      await lab.run("s", ["ip", "-6", "addr", "add", `${lab.outer6.s}/64`, "dev", "br0", "nodad"]);
+      await lab.run("s", ["ip", "link", "set", "br0", "up"]);
+      await lab.run("s", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+      for (const c of lab.clients) {
+        await sh([
+          "ip",
+          "link",
+          "add",
+          `v${c}`,
+          "netns",
+          lab.ns.s,
+          "type",
+          "veth",
+          "peer",
+          "name",
+          "eth0",
+          "netns",
+          lab.ns[c],
+        ]);
+        await lab.run("s", ["ip", "link", "set", `v${c}`, "master", "br0", "up"]);
+        await lab.run(c, ["ip", "link", "set", "lo", "up"]);
+        await lab.run(c, ["ip", "addr", "add", `${lab.outer4[c]}/24`, "dev", "eth0"]);
+        await lab.run(c, ["ip", "-6", "addr", "add", `${lab.outer6[c]}/64`, "dev", "eth0", "nodad"]);
+        await lab.run(c, ["ip", "link", "set", "eth0", "up"]);
+      }
+    } catch (e) {
+      await lab.destroy();
+      throw e;
+    }
+    return lab;
   }
 }
 

@@ -58,6 +58,8 @@ printing statistics every second, until Ctrl-C / SIGTERM (exit 0) or until the p
 closes the connection (exit 6). Other commands (peer, key, stats) reach it by --ifname.
 
 Options:
+  --mode p2p|server         p2p (default): one peer; server: many peers on one UDP socket, added with
+                            'peer new <id> ... --vpn-ip ADDR' (Linux); needs --local, takes no peer flags
   --proto udp|tcp           transport (default udp)
   --local ADDR:PORT         local endpoint (default 0.0.0.0:1194, or [::]:1194 for an IPv6 remote)
   --remote ADDR:PORT        the peer (ADDR may be [IPv6]); without it, add one later with 'peer new'
@@ -94,6 +96,7 @@ Example:
 `;
 
 const START_OPTIONS = {
+  mode: { type: "string" },
   proto: { type: "string" },
   local: { type: "string" },
   remote: { type: "string" },
@@ -232,6 +235,25 @@ export async function start(args: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags(args, START_OPTIONS, "start", true);
   if (positionals.length) {
     throw usage(`start: unexpected argument '${positionals[0]}'; see 'ovpn-dco-cli start --help'`);
+  }
+  const mode = v.mode ?? "p2p";
+  if (mode !== "p2p" && mode !== "server") throw usage(`--mode: '${mode}' is not p2p or server`);
+  if (mode === "server") {
+    const { runServer, serverFlagErrors } = await import("./server.ts");
+    serverFlagErrors(v);
+    const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
+    if (common.backend !== "auto" && common.backend !== "tun") {
+      throw usage(`--mode server runs on the tun backend (Linux) in this version, not ${common.backend}`);
+    }
+    return await runServer({
+      ifname: common.ifname,
+      local: parseEndpoint(v.local!, "--local", 1194),
+      addresses: (v.ifaddr ?? []).map((a) => parseCidr(a, "--ifaddr")),
+      mtu: common.mtu,
+      provider: common.provider,
+      statsInterval: common.statsInterval,
+      json: common.json,
+    });
   }
   const common = await commonConfig(v);
   const proto = (v.proto ?? "udp") as string;
@@ -390,8 +412,29 @@ async function printStats(dev: Device, json: boolean) {
   }
 }
 
+/** Requests (or parts of them) that only a server-mode instance takes. */
+function serverOnly(req: ControlRequest): string | null {
+  if (req.cmd === "peer.list" || req.cmd === "route") {
+    return req.cmd === "route" ? "route add|del" : "peer list";
+  }
+  if (req.cmd === "stats" && (req.all || req.peerId !== undefined)) return "stats --peer-id/--all";
+  if (req.cmd === "peer.new" && req.vpnIps?.length) return "peer new --vpn-ip";
+  const p2pPeerIdOk = req.cmd === "peer.new" || req.cmd === "key.new";
+  if (!p2pPeerIdOk && "peerId" in req && req.peerId !== undefined) {
+    return `${req.cmd.replace(".", " ")} --peer-id`;
+  }
+  return null;
+}
+
 /** Serve one control request against the device. */
 export async function handleControl(dev: Device, req: ControlRequest): Promise<ControlResponse> {
+  const so = serverOnly(req);
+  if (so) {
+    return {
+      ok: false,
+      error: `${so} is for a server-mode instance (start --mode server); this one is point-to-point`,
+    };
+  }
   switch (req.cmd) {
     case "stats":
       return { ok: true, stats: statsToJson(await dev.getStats()), info: dev.peerInfo() };

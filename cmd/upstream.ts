@@ -44,6 +44,9 @@ export async function upstream(args: string[]): Promise<number> {
   const prefix = netmaskToPrefix(vpnMask, "vpn-netmask", vpnV6);
   if (!parseIPv4(vpnGw) && !parseIPv6(vpnGw)) throw usage(`vpn-gw: '${vpnGw}' is not an IP address`);
   if (v.key && keyFile) throw usage("give the key file either as the 10th argument or as --key, not both");
+  if (v.mode !== undefined && v.mode !== "p2p") {
+    throw usage("the positional form is point-to-point; for a server use 'ovpn-dco-cli start --mode server'");
+  }
   const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
   const file = keyFile ?? (v.key as string | undefined);
   // upstream: key direction > 0 → 1 else 0; no key file → NONE

@@ -2,8 +2,9 @@
  * The local control socket: lets short-lived commands (`peer`, `key`, `stats`) reach the process that
  * owns a device (`start`), as `wg` reaches wireguard-go. A unix socket in a directory only its owner can
  * enter (0700), the socket itself 0600; one JSON request per line, one JSON response per line.
- * On Windows, where Deno has no unix sockets, a TCP socket on 127.0.0.1 whose port and random token are
- * written to a file in the user's own LOCALAPPDATA folder; requests carry the token.
+ * The socket lives in a directory per network namespace (interface names are per namespace). `events`
+ * streams notifications, one line each, until the client goes. On Windows the channel is a named pipe with
+ * an owner-only DACL and a mutual token proof (control_win.ts); it carries no `events` stream.
  *
  * @example
  * ```ts
@@ -18,10 +19,12 @@ import { PipeError, pipeName, pipeRequest, servePipe } from "./control_win.ts";
 
 /** A request of the control protocol. */
 export type ControlRequest =
-  | { cmd: "stats" }
-  | { cmd: "peer.get" }
-  | { cmd: "peer.set"; keepaliveInterval: number; keepaliveTimeout: number; mss: number }
-  | { cmd: "peer.del" }
+  // `peerId` on stats/peer/key requests picks a peer of a server-mode instance (refused by a p2p one)
+  | { cmd: "stats"; peerId?: number; all?: boolean }
+  | { cmd: "peer.get"; peerId?: number }
+  | { cmd: "peer.set"; keepaliveInterval: number; keepaliveTimeout: number; mss: number; peerId?: number }
+  | { cmd: "peer.del"; peerId?: number }
+  | { cmd: "peer.list" }
   | {
     cmd: "peer.new";
     proto: "udp" | "tcp";
@@ -29,11 +32,16 @@ export type ControlRequest =
     remote: { address: string; port: number };
     listen?: boolean;
     peerId?: number;
+    /** Server mode: the peer's VPN addresses. */
+    vpnIps?: string[];
   }
   | { cmd: "key.new"; slot: number; peerId: number; key: WireKey }
-  | { cmd: "key.swap" }
-  | { cmd: "key.del"; slot: number }
-  | { cmd: "key.epoch" };
+  | { cmd: "key.swap"; peerId?: number }
+  | { cmd: "key.del"; slot: number; peerId?: number }
+  | { cmd: "key.epoch"; peerId?: number }
+  | { cmd: "route"; peerId: number; cidr: string; add: boolean }
+  // streams one JSON line per notification until the client goes
+  | { cmd: "events" };
 
 /** A response: `ok` and data, or an error message for the user. */
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
@@ -194,6 +202,61 @@ export async function controlRequest(
   }
 }
 
+/**
+ * Send `req` and hand every line that comes back to `onLine` until the instance closes the connection or
+ * the user presses Ctrl-C (for `events`).
+ */
+export async function streamControl(
+  ifname: string,
+  req: ControlRequest,
+  onLine: (o: Record<string, unknown>) => void,
+): Promise<void> {
+  if (WINDOWS) throw new ControlError("events are not available on Windows in this version");
+  const path = socketPath(ifname);
+  let conn: Deno.Conn;
+  try {
+    conn = await connectControl(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
+      throw new ControlError(
+        `no instance is running on interface '${ifname}' (no control socket at ${path})`,
+        true,
+      );
+    }
+    throw new ControlError(`cannot reach the instance on '${ifname}': ${(e as Error).message}`);
+  }
+  const stop = () => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  try {
+    await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+    const dec = new TextDecoder();
+    const buf = new Uint8Array(64 * 1024);
+    let text = "";
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await conn.read(buf);
+      } catch {
+        return; // closed by Ctrl-C
+      }
+      if (n === null) return;
+      text += dec.decode(buf.subarray(0, n), { stream: true });
+      for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n")) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        if (line.trim()) onLine(JSON.parse(line));
+      }
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    stop();
+  }
+}
+
 /** A running control server. */
 export interface ControlServer {
   readonly path: string;
@@ -207,6 +270,7 @@ export interface ControlServer {
 export async function serveControl(
   ifname: string,
   handle: (req: ControlRequest) => Promise<ControlResponse>,
+  events?: EventSource,
 ): Promise<ControlServer> {
   const dir = runDir();
   if (WINDOWS) {
@@ -249,7 +313,7 @@ export async function serveControl(
   let closed = false;
   (async () => {
     for await (const conn of listener) {
-      serveConn(conn, handle).catch(() => {});
+      serveConn(conn, handle, events).catch(() => {});
     }
   })().catch(() => {});
   return {
@@ -268,7 +332,47 @@ export async function serveControl(
   };
 }
 
-async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promise<ControlResponse>) {
+const enc = new TextEncoder();
+
+/** Answer `events`: an ok line, then one line per notification until the client closes the connection. */
+async function streamEvents(conn: Deno.Conn, events: EventSource) {
+  let gone!: () => void;
+  const closed = new Promise<void>((r) => (gone = r));
+  let chain = Promise.resolve(true);
+  const send = (e: Record<string, unknown>) =>
+    chain = chain.then(async (ok) => {
+      if (!ok) return false;
+      try {
+        await conn.write(enc.encode(JSON.stringify(e) + "\n"));
+        return true;
+      } catch {
+        gone();
+        return false;
+      }
+    });
+  if (!(await send({ ok: true, events: true }))) return;
+  const stop = events(send);
+  // the client sends nothing more: a read that ends means it went away
+  (async () => {
+    const b = new Uint8Array(64);
+    try {
+      while ((await conn.read(b)) !== null);
+    } catch { /* reset */ }
+    gone();
+  })();
+  await closed;
+  stop();
+}
+
+/** A subscription to notifications: `send` writes one line (false once the client is gone); returns the
+ * function that ends the subscription. */
+export type EventSource = (send: (event: Record<string, unknown>) => Promise<boolean>) => () => void;
+
+async function serveConn(
+  conn: Deno.Conn,
+  handle: (req: ControlRequest) => Promise<ControlResponse>,
+  events?: EventSource,
+) {
   try {
     const buf = new Uint8Array(64 * 1024);
     let text = "";
@@ -281,6 +385,10 @@ async function serveConn(conn: Deno.Conn, handle: (req: ControlRequest) => Promi
     let resp: ControlResponse;
     try {
       const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest;
+      if (req.cmd === "events" && events) {
+        await streamEvents(conn, events);
+        return;
+      }
       resp = await handle(req);
     } catch (e) {
       resp = { ok: false, error: (e as Error).message };

@@ -144,6 +144,11 @@ export function parseIPv6(s: string): Uint8Array | null {
   return out;
 }
 
+/** Address bytes (4 or 16) as text. */
+export function formatIP(b: Uint8Array): string {
+  return b.length === 4 ? [...b].join(".") : formatIPv6(b);
+}
+
 function formatIPv6(b: Uint8Array): string {
   const w: number[] = [];
   for (let i = 0; i < 8; i++) w.push((b[2 * i] << 8) | b[2 * i + 1]);

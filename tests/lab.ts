@@ -3,7 +3,7 @@
  * @module
  */
 import { assertEquals } from "./assert.ts";
-import type { LabProcess, NetnsLab } from "../cmd/netns.ts";
+import type { Hosts, LabProcess, NetnsLab } from "../cmd/netns.ts";
 
 const XFER = new URL("./helpers/xfer.ts", import.meta.url).pathname;
 
@@ -11,14 +11,14 @@ const XFER = new URL("./helpers/xfer.ts", import.meta.url).pathname;
  * Send `bytes` over TCP to `dst` (from a to b, or from b to a with `from: "b"`) and check that the
  * receiving side got exactly what was sent.
  */
-export async function verifiedTransfer(
-  lab: NetnsLab,
+export async function verifiedTransfer<S extends string>(
+  lab: Hosts<S>,
   dst: string,
   bytes: number,
   port = 5301,
-  from: "a" | "b" = "a",
+  from: S = "a" as S,
+  to: S = (from === "a" ? "b" : "a") as S,
 ): Promise<void> {
-  const to = from === "a" ? "b" : "a";
   const sink = lab.spawn(to, [Deno.execPath(), "run", "-A", XFER, "sink", dst, String(port)]);
   await lab.waitFor(() => sink.output().includes("listening"), 15000, "the transfer sink");
   const sent =

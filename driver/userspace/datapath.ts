@@ -45,7 +45,10 @@ export interface ReceiveSinks {
   tun(b: Uint8Array, off: number, len: number): boolean;
 }
 
-/** Handle one packet from the transport at `b[off .. off+len]` (decrypted in place). */
+/**
+ * Handle one packet from the transport at `b[off .. off+len]` (decrypted in place). Returns true when it
+ * was an authentic data packet (a keepalive included): only those may move a server's peer to a new address.
+ */
 export function receive(
   ch: DataChannel,
   stats: SharedStats,
@@ -54,23 +57,24 @@ export function receive(
   off: number,
   len: number,
   sinks: ReceiveSinks,
-): void {
+): boolean {
   if (!isDataV2(b, off, len)) {
     stats.TransportBytesReceived += len;
     stats.ReceivedControlPackets++;
     sinks.control(b.slice(off, off + len));
-    return;
+    return false;
   }
   const r = ch.open(b, off, len);
-  if (r === RX_DROP) return;
+  if (r === RX_DROP) return false;
   stats.lastRx = Date.now();
-  if (r === RX_KEEPALIVE) return;
+  if (r === RX_KEEPALIVE) return true;
   const plen = ch.openEnd - r;
-  if (plen <= 0) return;
+  if (plen <= 0) return true;
   if (mss > 0) clampMss(b, r, plen, mss);
   if (sinks.tun(b, r, plen)) stats.TunBytesReceived += plen;
   else {
     stats.LostInDataPackets++;
     stats.countDrop("queue-full");
   }
+  return true;
 }

@@ -33,17 +33,30 @@ export type ToEngine =
   | (
     & { ack?: number }
     & (
-      | { t: "key"; slot: KeySlotId; material: KeyMaterial; generation: number }
+      // in server mode `peer` picks the peer of the key, swap, ping, control packet...
+      | { t: "key"; slot: KeySlotId; material: KeyMaterial; generation: number; peer?: number }
       // epoch keys: move the sender of key `generation` to `epoch` (the peer moved there)
-      | { t: "follow"; generation: number; epoch: number }
+      | { t: "follow"; generation: number; epoch: number; peer?: number }
       // epoch keys: move the primary key's sender to the next epoch now
-      | { t: "epoch-next" }
-      | { t: "swap" }
-      | { t: "delkey"; slot: KeySlotId }
-      | { t: "peer"; peerId?: number; mss?: number }
+      | { t: "epoch-next"; peer?: number }
+      | { t: "swap"; peer?: number }
+      | { t: "delkey"; slot: KeySlotId; peer?: number }
+      | { t: "peer"; peerId?: number; mss?: number; peer?: number }
       | { t: "start" }
-      | { t: "ping" }
-      | { t: "ctl"; bytes: Uint8Array }
+      | { t: "ping"; peer?: number }
+      | { t: "ctl"; bytes: Uint8Array; peer?: number }
+      // server mode: a peer (its sockaddr, its statistics, its routes), its removal, its new address
+      | {
+        t: "mp-add";
+        peer: number;
+        sockaddr: Uint8Array;
+        stats: SharedArrayBuffer;
+        routes: string[];
+        mss: number;
+      }
+      | { t: "mp-del"; peer: number }
+      | { t: "mp-float"; peer: number; sockaddr: Uint8Array }
+      | { t: "route"; peer: number; cidr: string; add: boolean }
     )
   );
 
@@ -51,9 +64,12 @@ export type ToEngine =
 export type FromEngine =
   | { t: "ready"; role: "tx" | "rx" }
   | { t: "ack"; ack: number }
-  | { t: "ctl"; bytes: Uint8Array }
+  // a control packet; in server mode with the sockaddr it came from
+  | { t: "ctl"; bytes: Uint8Array; from?: Uint8Array }
   // rx: the sender of key `generation` should move to `epoch` (forwarded to tx as "follow")
-  | { t: "epoch"; generation: number; epoch: number }
+  | { t: "epoch"; generation: number; epoch: number; peer?: number }
+  // rx, server mode: an authentic packet of `peer` came from a new address
+  | { t: "float"; peer: number; sockaddr: Uint8Array }
   | { t: "closed"; role: "tx" | "rx"; reason: string }
   | { t: "stopped"; role: "tx" | "rx" }
   | { t: "fatal"; role: "tx" | "rx"; message: string };

@@ -35,31 +35,66 @@ import {
   MAX_CONTROL_LEN,
   MAX_PLAINTEXT_LEN,
   MAX_WIRE_LEN,
+  peerIdOf,
 } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
+import { RouteTable } from "../datachannel/routes.ts";
 
 const BATCH = 64;
 const IDLE_POLL_MS = 200;
 
 let init: EngineInit;
-let ch: DataChannel;
-let stats: SharedStats;
+let ch: DataChannel; // p2p: the one peer's channel
+let stats: SharedStats; // p2p: the statistics; server: the device's own (drops no peer owns)
 let signal: Int32Array;
 let handled = 0;
 let started = false;
 let mss = 0;
 let pendingPing = false;
-const pendingCtl: Uint8Array[] = [];
+const pendingCtl: { bytes: Uint8Array; peer?: number }[] = [];
+
+/** Server mode: one entry per peer, each with its own channel, address, statistics and MSS. */
+interface Peer {
+  id: number;
+  ch: DataChannel;
+  sa: Uint8Array;
+  stats: SharedStats;
+  mss: number;
+}
+const peers = new Map<number, Peer>();
+const routes = new RouteTable();
+const pendingPings = new Set<number>();
 
 function post(m: FromEngine) {
   self.postMessage(m);
 }
 
+/** The channel a message is for: p2p's, or the server peer's. */
+function chFor(peer?: number): DataChannel | undefined {
+  return init.mode === "server" ? peers.get(peer ?? -1)?.ch : ch;
+}
+
 /** Publish the primary key's epoch of this worker's direction (0: not an epoch key). */
-function noteEpochs() {
-  const e = ch.epochs();
-  if (init.role === "tx") stats.sendEpoch = e?.send ?? 0;
-  else stats.recvEpoch = e?.recv ?? 0;
+function noteEpochs(peer?: number) {
+  const c = chFor(peer);
+  const st = init.mode === "server" ? peers.get(peer ?? -1)?.stats : stats;
+  if (!c || !st) return;
+  const e = c.epochs();
+  if (init.role === "tx") st.sendEpoch = e?.send ?? 0;
+  else st.recvEpoch = e?.recv ?? 0;
+}
+
+function newChannel(peerId: number, st: SharedStats, peer?: number): DataChannel {
+  return new DataChannel({
+    peerId,
+    stats: st,
+    provider: init.provider,
+    countDrop: (r) => st.countDrop(r),
+    onPeerEpoch: init.role === "rx"
+      ? (generation, epoch) => post({ t: "epoch", generation, epoch, peer })
+      : undefined,
+    onEpochChange: () => noteEpochs(peer),
+  });
 }
 
 self.onmessage = (e: MessageEvent<ToEngine>) => {
@@ -71,49 +106,74 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       stats = new SharedStats(m.stats);
       signal = new Int32Array(m.signal);
       mss = m.mss;
-      ch = new DataChannel({
-        peerId: m.peerId,
-        stats,
-        provider: m.provider,
-        countDrop: (r) => stats.countDrop(r),
-        onPeerEpoch: m.role === "rx"
-          ? (generation, epoch) => post({ t: "epoch", generation, epoch })
-          : undefined,
-        onEpochChange: noteEpochs,
-      });
+      if (m.mode === "p2p") ch = newChannel(m.peerId, stats);
       post({ t: "ready", role: m.role });
       run().catch((err) => post({ t: "fatal", role: init.role, message: String(err?.message ?? err) }));
       break;
     case "key":
-      ch.newKey(m.slot, m.material, m.generation);
-      noteEpochs();
+      chFor(m.peer)?.newKey(m.slot, m.material, m.generation);
+      noteEpochs(m.peer);
       break;
     case "swap":
-      ch.keys.swap();
-      noteEpochs();
+      chFor(m.peer)?.keys.swap();
+      noteEpochs(m.peer);
       break;
     case "delkey":
-      ch.keys.delete(m.slot);
-      noteEpochs();
+      chFor(m.peer)?.keys.delete(m.slot);
+      noteEpochs(m.peer);
       break;
     case "follow":
-      ch.followEpoch(m.generation, m.epoch);
+      chFor(m.peer)?.followEpoch(m.generation, m.epoch);
       break;
     case "epoch-next":
-      ch.nextEpoch();
+      chFor(m.peer)?.nextEpoch();
       break;
-    case "peer":
+    case "peer": {
+      if (init.mode === "server") {
+        const p = peers.get(m.peer ?? -1);
+        if (p && m.mss !== undefined) p.mss = m.mss;
+        break;
+      }
       if (m.peerId !== undefined) ch.peerId = m.peerId;
       if (m.mss !== undefined) mss = m.mss;
       break;
+    }
     case "start":
       started = true;
       break;
     case "ping":
-      pendingPing = true;
+      if (init.mode === "server") pendingPings.add(m.peer ?? -1);
+      else pendingPing = true;
       break;
     case "ctl":
-      pendingCtl.push(m.bytes);
+      pendingCtl.push({ bytes: m.bytes, peer: m.peer });
+      break;
+    case "mp-add": {
+      const st = new SharedStats(m.stats);
+      peers.set(m.peer, {
+        id: m.peer,
+        ch: newChannel(m.peer, st, m.peer),
+        sa: m.sockaddr,
+        stats: st,
+        mss: m.mss,
+      });
+      if (init.role === "tx") { for (const r of m.routes) routes.add(r, m.peer); }
+      break;
+    }
+    case "mp-del":
+      peers.get(m.peer)?.ch.close();
+      peers.delete(m.peer);
+      routes.delPeer(m.peer);
+      break;
+    case "mp-float": {
+      const p = peers.get(m.peer);
+      if (p) p.sa = m.sockaddr;
+      break;
+    }
+    case "route":
+      if (init.role !== "tx") break;
+      if (m.add) routes.add(m.cidr, m.peer);
+      else routes.del(m.cidr, m.peer);
       break;
   }
   if (m.t !== "init" && m.ack !== undefined) post({ t: "ack", ack: m.ack });
@@ -140,7 +200,8 @@ async function run() {
   pdv.setInt16(4, POLLIN, true);
   pdv.setInt32(8, init.wakeFd, true);
   pdv.setInt16(12, POLLIN, true);
-  const pump = role === "tx" ? makeTx() : makeRx();
+  const server = init.mode === "server";
+  const pump = role === "tx" ? (server ? makeServerTx() : makeTx()) : (server ? makeServerRx() : makeRx());
   const idx = role === "tx" ? SIGNAL.tx : SIGNAL.rx;
   try {
     while (!stopping()) {
@@ -149,7 +210,7 @@ async function run() {
         await drainMessages();
         continue;
       }
-      if (role === "tx" && (pendingPing || pendingCtl.length)) {
+      if (role === "tx" && (pendingPing || pendingCtl.length || pendingPings.size)) {
         flushTxExtras();
         continue;
       }
@@ -170,7 +231,8 @@ async function run() {
     else post({ t: "fatal", role, message: (e as Error).message });
     return;
   } finally {
-    ch.close();
+    ch?.close();
+    for (const p of peers.values()) p.ch.close();
   }
   post({ t: "stopped", role });
 }
@@ -240,7 +302,7 @@ function makeTx(): () => number {
       if (start >= 0) sendSealed(start, ch.sealEnd, false);
     }
     while (pendingCtl.length) {
-      const c = pendingCtl.shift()!;
+      const c = pendingCtl.shift()!.bytes;
       if (c.length === 0 || c.length > MAX_CONTROL_LEN) {
         stats.LostOutControlPackets++;
         continue;
@@ -354,6 +416,137 @@ function makeRx(): () => number {
       }
       if (len === 0) continue;
       deliver(buf, 0, len);
+    }
+    return n;
+  };
+}
+
+/** Whether the sockaddr `a` (length `alen`) is the same family, port and address as `b`. */
+function sameAddress(a: Uint8Array, alen: number, b: Uint8Array): boolean {
+  if (alen !== b.length || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) return false;
+  const [from, to] = alen === 28 ? [8, 24] : [4, 8];
+  for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Server mode, tun → transport: each packet to the peer that holds its destination. */
+function makeServerTx(): () => number {
+  const L = libc().symbols;
+  const sock = init.sockFd;
+  const buf = new Uint8Array(HEADROOM + MAX_PLAINTEXT_LEN + 64);
+  const readInto = buf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
+  const readMax = BigInt(readInto.length);
+  const views = new Map<number, Uint8Array>();
+  const viewAt = (off: number) => {
+    let v = views.get(off);
+    if (!v) views.set(off, v = buf.subarray(off));
+    return v;
+  };
+  const sendTo = (p: Peer, start: number, end: number, control: boolean) => {
+    const len = end - start;
+    const lost = countSend(p.stats, len, control);
+    for (;;) {
+      if (Number(L.sendto(sock, viewAt(start), BigInt(len), 0, p.sa, p.sa.length)) >= 0) return;
+      if (errno() !== EINTR) return lost();
+    }
+  };
+  flushTxExtras = () => {
+    for (const id of pendingPings) {
+      const p = peers.get(id);
+      if (!p) continue;
+      const start = p.ch.sealKeepalive(buf);
+      if (start >= 0) sendTo(p, start, p.ch.sealEnd, false);
+    }
+    pendingPings.clear();
+    while (pendingCtl.length) {
+      const c = pendingCtl.shift()!;
+      const p = peers.get(c.peer ?? -1);
+      if (!p || c.bytes.length === 0 || c.bytes.length > MAX_CONTROL_LEN) {
+        (p?.stats ?? stats).LostOutControlPackets++;
+        continue;
+      }
+      buf.set(c.bytes, HEADROOM);
+      sendTo(p, HEADROOM, HEADROOM + c.bytes.length, true);
+    }
+  };
+  return () => {
+    let moved = 0;
+    while (moved < BATCH) {
+      const n = Number(L.read(init.tunFd, readInto, readMax));
+      if (n <= 0) {
+        if (n < 0) {
+          const e = errno();
+          if (e === EAGAIN || e === EINTR) break;
+          throw new Error(`reading the tun device: ${errnoText(e)}`);
+        }
+        break;
+      }
+      moved++;
+      const p = peers.get(routes.lookup(buf, HEADROOM, n));
+      if (!p) {
+        stats.LostOutDataPackets++;
+        stats.countDrop("no-route");
+        continue;
+      }
+      if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
+      const start = p.ch.seal(buf, n);
+      if (start < 0) continue; // counted by the peer's channel
+      sendTo(p, start, p.ch.sealEnd, false);
+    }
+    return moved;
+  };
+}
+
+/**
+ * Server mode, transport → tun: a data packet goes to the peer its peer id names; once authentic, a new
+ * source address moves (floats) the peer. Control packets go up with the address they came from.
+ */
+function makeServerRx(): () => number {
+  const L = libc().symbols;
+  const sock = init.sockFd;
+  const src = new Uint8Array(28);
+  const srcLen = new Uint32Array(1);
+  const buf = new Uint8Array(MAX_WIRE_LEN + 512);
+  const recvMax = BigInt(buf.length);
+  const views = new Map<number, Uint8Array>();
+  const viewAt = (off: number) => {
+    let v = views.get(off);
+    if (!v) views.set(off, v = buf.subarray(off));
+    return v;
+  };
+  const sinks = {
+    control: (_p: Uint8Array) => {},
+    tun: (b: Uint8Array, off: number, len: number) =>
+      Number(L.write(init.tunFd, b === buf ? viewAt(off) : b.subarray(off), BigInt(len))) === len,
+  };
+  return () => {
+    let n = 0;
+    for (; n < BATCH; n++) {
+      srcLen[0] = src.length;
+      const len = Number(L.recvfrom(sock, buf, recvMax, MSG_DONTWAIT, src, srcLen));
+      if (len < 0) {
+        const e = errno();
+        if (e === EAGAIN || e === EINTR) break;
+        continue;
+      }
+      if (len === 0) continue;
+      if (!isDataV2(buf, 0, len)) {
+        stats.ReceivedControlPackets++;
+        stats.TransportBytesReceived += len;
+        post({ t: "ctl", bytes: buf.slice(0, len), from: src.slice(0, srcLen[0]) });
+        continue;
+      }
+      const p = len >= 4 ? peers.get(peerIdOf(buf, 0)) : undefined;
+      if (!p) {
+        stats.TransportBytesReceived += len;
+        stats.LostInDataPackets++;
+        stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
+        continue;
+      }
+      if (receive(p.ch, p.stats, p.mss, buf, 0, len, sinks) && !sameAddress(src, srcLen[0], p.sa)) {
+        p.sa = src.slice(0, srcLen[0]);
+        post({ t: "float", peer: p.id, sockaddr: p.sa });
+      }
     }
     return n;
   };

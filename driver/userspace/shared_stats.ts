@@ -18,7 +18,14 @@ import { newStats, type Stats } from "../datachannel/stats.ts";
 const FIELDS = Object.keys(newStats()) as (keyof Stats)[];
 
 /** Drop reasons, in slot order after the counters. */
-export const DROP_REASONS: readonly (DropReason | "wrong-source" | "queue-full" | "send-error")[] = [
+export const DROP_REASONS: readonly (
+  | DropReason
+  | "wrong-source"
+  | "queue-full"
+  | "send-error"
+  | "unknown-peer"
+  | "no-route"
+)[] = [
   "no-key",
   "pktid-limit",
   "too-short",
@@ -34,6 +41,8 @@ export const DROP_REASONS: readonly (DropReason | "wrong-source" | "queue-full" 
   "wrong-source",
   "queue-full",
   "send-error",
+  "unknown-peer", // server mode: a data packet for a peer id that is not there
+  "no-route", // server mode: a tun packet whose destination no peer holds
 ];
 export type AnyDropReason = typeof DROP_REASONS[number];
 

@@ -1,0 +1,190 @@
+/**
+ * `start --mode server`: one UDP socket serving many peers (the driver's multipeer mode, in TypeScript on
+ * Linux). Peers, their keys and routes come over the control socket (`peer new`, `key new`, `route add`);
+ * notifications go to `events` subscribers; statistics per peer and in total.
+ * @module
+ */
+import { CliError, EXIT, usage } from "./errors.ts";
+import { formatEndpoint, type SockAddr } from "../driver/uapi.ts";
+import { type ControlRequest, type ControlResponse, keyFromWire, serveControl } from "../driver/control.ts";
+import { ControlError } from "../driver/control.ts";
+import type { KeySlotId } from "../driver/datachannel/keyslot.ts";
+import { formatStats, statsJsonLine, statsToJson } from "../driver/datachannel/stats.ts";
+import type { ProviderName } from "../crypto/providers.ts";
+import { type ServerDevice, type ServerEvent } from "../driver/userspace/server_device.ts";
+
+/** What a server run needs. */
+export interface ServerConfig {
+  ifname: string;
+  local: SockAddr;
+  addresses: string[];
+  mtu: number;
+  provider: ProviderName;
+  statsInterval: number;
+  json: boolean;
+}
+
+const log = (line: string) => console.error(line);
+
+/** A notification as one JSON object (the `events` stream, `--json`). */
+export function eventJson(e: ServerEvent): Record<string, unknown> {
+  return e.cmd === "DEL_PEER"
+    ? { event: "DEL_PEER", peerId: e.peerId, reason: e.reason }
+    : { event: "FLOAT_PEER", peerId: e.peerId, address: formatEndpoint(e.address) };
+}
+
+/** Run a server until a signal. */
+export async function runServer(cfg: ServerConfig): Promise<number> {
+  if (Deno.build.os !== "linux") {
+    throw new CliError(
+      "server mode runs on Linux (tun backend) in this version; the ovpn-dco and wintun server modes are not there yet",
+      EXIT.USAGE,
+    );
+  }
+  const { openTun } = await import("../driver/userspace/tun_linux.ts");
+  const { ServerDevice } = await import("../driver/userspace/server_device.ts");
+  const dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log });
+  let control: { close(): Promise<void> } | undefined;
+  const cleanups: (() => void)[] = [];
+  try {
+    await dev.configureInterface({ mtu: cfg.mtu, addresses: cfg.addresses });
+    log(
+      `server: interface ${dev.ifname} up, mtu ${cfg.mtu}` +
+        (cfg.addresses.length ? `, ${cfg.addresses.join(", ")}` : " (addresses left alone)"),
+    );
+    control = await serveControl(
+      dev.ifname,
+      (req) => handleServerControl(dev, req),
+      (send) => dev.onEvent((e) => void send(eventJson(e))),
+    ).catch((e) => {
+      if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
+      throw e;
+    });
+    await dev.start(cfg.local);
+    log(
+      `server: udp ${
+        formatEndpoint(cfg.local)
+      }; add peers with 'ovpn-dco-cli peer new <id> ... --vpn-ip ADDR'`,
+    );
+    let stopResolve!: (sig: string) => void;
+    const stopped = new Promise<string>((r) => (stopResolve = r));
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      const h = () => stopResolve(sig);
+      Deno.addSignalListener(sig, h);
+      cleanups.push(() => Deno.removeSignalListener(sig, h));
+    }
+    if (cfg.statsInterval > 0) {
+      const t = setInterval(async () => {
+        const s = await dev.getStats();
+        if (cfg.json) console.log(statsJsonLine(dev.ifname, statsToJson(s), dev.drops()));
+        else await Deno.stdout.write(new TextEncoder().encode(formatStats(s)));
+      }, cfg.statsInterval * 1000);
+      cleanups.push(() => clearInterval(t));
+    }
+    (async () => {
+      for (;;) {
+        const p = await dev.readControl();
+        log(`control packet received: ${p.length} bytes, opcode ${p[0] >> 3}`);
+      }
+    })().catch(() => {});
+    const outcome = await Promise.race([stopped.then((sig) => ({ sig })), dev.ended.then((r) => ({ r }))]);
+    if ("sig" in outcome) {
+      log(`${outcome.sig}: shutting down`);
+      return EXIT.OK;
+    }
+    throw new CliError(`server failed: ${outcome.r.message}`, EXIT.FAILURE);
+  } finally {
+    for (const c of cleanups) c();
+    await control?.close();
+    await dev.close();
+  }
+}
+
+function needPeerId(req: { peerId?: number }, what: string): number {
+  if (req.peerId === undefined) {
+    throw new Error(`${what} on a server needs --peer-id N (see 'ovpn-dco-cli peer list')`);
+  }
+  return req.peerId;
+}
+
+/** Serve one control request against the server. */
+export async function handleServerControl(dev: ServerDevice, req: ControlRequest): Promise<ControlResponse> {
+  switch (req.cmd) {
+    case "stats": {
+      if (req.all) {
+        return {
+          ok: true,
+          stats: statsToJson(await dev.getStats()),
+          info: dev.info(),
+          peers: dev.peerIds().map((id) => ({ peerId: id, stats: statsToJson(dev.peerStats(id)) })),
+        };
+      }
+      if (req.peerId !== undefined) {
+        return { ok: true, stats: statsToJson(dev.peerStats(req.peerId)), info: dev.peerInfo(req.peerId) };
+      }
+      return { ok: true, stats: statsToJson(await dev.getStats()), info: dev.info() };
+    }
+    case "peer.list":
+      return { ok: true, peers: dev.peerIds().map((id) => dev.peerInfo(id)) };
+    case "peer.get": {
+      const id = needPeerId(req, "peer get");
+      return { ok: true, info: dev.peerInfo(id), stats: statsToJson(dev.peerStats(id)) };
+    }
+    case "peer.new": {
+      if (req.proto !== "udp") throw new Error("this server serves UDP peers; drop --proto tcp");
+      if (req.listen) throw new Error("--listen is for a point-to-point TCP peer, not a server's peer");
+      const id = needPeerId(req, "peer new");
+      if (!req.vpnIps?.length) {
+        throw new Error(`peer new on a server needs --vpn-ip ADDR (the peer's address in the tunnel)`);
+      }
+      await dev.newPeer({ peerId: id, remote: req.remote, vpnIps: req.vpnIps });
+      return { ok: true };
+    }
+    case "peer.set":
+      await dev.setPeer(needPeerId(req, "peer set"), {
+        keepaliveInterval: req.keepaliveInterval,
+        keepaliveTimeout: req.keepaliveTimeout,
+        mss: req.mss,
+      });
+      return { ok: true };
+    case "peer.del":
+      await dev.delPeer(needPeerId(req, "peer del"));
+      return { ok: true };
+    case "key.new":
+      await dev.newKey(req.slot as KeySlotId, keyFromWire(req.key), req.peerId);
+      return { ok: true };
+    case "key.swap":
+      await dev.swapKeys(needPeerId(req, "key swap"));
+      return { ok: true };
+    case "key.del":
+      await dev.delKey(req.slot as KeySlotId, needPeerId(req, "key del"));
+      return { ok: true };
+    case "key.epoch": {
+      const id = needPeerId(req, "key epoch");
+      await dev.nextEpoch(id);
+      return { ok: true, epoch: dev.peerInfo(id).epoch };
+    }
+    case "route":
+      return { ok: true, route: await dev.route(req.peerId, req.cidr, req.add) };
+    case "events":
+      throw new Error("events are streamed; use 'ovpn-dco-cli events'");
+  }
+  return { ok: false, error: "unknown control command" };
+}
+
+/** `start --mode server`: what the flags mean there (checked by start.ts before it gets here). */
+export function serverFlagErrors(v: Record<string, unknown>): void {
+  for (
+    const f of ["remote", "key", "listen", "peer-id", "key-id", "key-direction", "cipher", "epoch", "hello"]
+  ) {
+    if (v[f] !== undefined && v[f] !== false) {
+      throw usage(
+        `--${f} is for a point-to-point tunnel; in server mode add peers with 'peer new' and their keys with 'key new'`,
+      );
+    }
+  }
+  if (v.proto !== undefined && v.proto !== "udp") {
+    throw usage(`--mode server serves UDP peers in this version; use --proto udp`);
+  }
+  if (!v.local) throw usage("--mode server needs --local ADDR:PORT (the address the peers send to)");
+}

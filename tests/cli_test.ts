@@ -162,6 +162,58 @@ const table: [string[], string, number][] = [
   [["key", "new", "0", "AES-256-GCM"], "expected <peer-id> <cipher> <key-direction> <key-file>", 2],
   [["key", "new", "0", "AES-256-GCM", "0", `${dir}/missing.key`], "does not exist", 3],
   [["key", "bogus"], "expected new, swap, del or epoch", 2],
+  // server mode: flags and commands that do not fit
+  [[...S, "--mode", "bogus"], "--mode: 'bogus' is not p2p or server", 2],
+  [[...S, "--mode", "server"], "--mode server needs --local ADDR:PORT", 2],
+  [
+    [...S, "--mode", "server", "--local", "127.0.0.1:1194", ...R],
+    "--remote is for a point-to-point tunnel",
+    2,
+  ],
+  [
+    [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--key", goodKey],
+    "--key is for a point-to-point",
+    2,
+  ],
+  [
+    [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--proto", "tcp"],
+    "serves UDP peers in this version",
+    2,
+  ],
+  [
+    [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--backend", "dco"],
+    "--mode server runs on the tun backend (Linux) in this version, not dco",
+    2,
+  ],
+  [UP(["--mode", "server"]), "the positional form is point-to-point", 2],
+  [["peer", "new", "0", "1.2.3.4:1", "1.2.3.5:1", "--peer-id", "3"], "the peer id is its first argument", 2],
+  [
+    ["peer", "new", "99999999", "1.2.3.4:1", "1.2.3.5:1"],
+    "peer-id: '99999999' must be an integer from 0 to 16777215",
+    2,
+  ],
+  [
+    ["peer", "new", "1", "1.2.3.4:1", "1.2.3.5:1", "--vpn-ip", "10.0.0"],
+    "--vpn-ip: '10.0.0' is not an IPv4 or IPv6 address",
+    2,
+  ],
+  [["peer", "set", "--keepalive", "5,30", "--vpn-ip", "10.0.0.1"], "--vpn-ip is for 'peer new'", 2],
+  [
+    ["peer", "del", "--peer-id", "16777216"],
+    "--peer-id: '16777216' must be an integer from 0 to 16777215",
+    2,
+  ],
+  [["stats", "--peer-id", "1", "--all"], "give --peer-id N or --all, not both", 2],
+  [["route", "add", "1"], "expected <peer-id> <CIDR>, got 1 arguments", 2],
+  [["route", "add", "1", "10.0.0.0/33"], "is not ADDR/PREFIX", 2],
+  [["route", "bogus"], "expected add or del", 2],
+  [["route", "add", "1", "10.0.0.0/24", "--ifname", "ovt-none"], "no instance is running", 5],
+  [["events", "--ifname", "ovt-none"], "no instance is running", 5],
+  [
+    ["key", "new", "1", "AES-256-GCM", "0", goodKey, "--peer-id", "1"],
+    "the peer id is its first argument",
+    2,
+  ],
   [[...S, ...R, "--epoch"], "--epoch needs a key: add --key FILE", 2],
   [[...S, ...R, "--epoch", "--key", goodKey, "--cipher", "none"], "epoch data keys need an AEAD cipher", 3],
   [[...S, ...R, "--epoch", "--key", jsonGood], "--epoch needs epoch secrets, and this JSON key has none", 3],
@@ -169,7 +221,7 @@ const table: [string[], string, number][] = [
   [["key", "epoch", "--ifname", "ovt-none"], "no instance is running", 5],
   [["key", "new", "0", "none", "0", "--epoch"], "--epoch needs a key file", 2],
   [UP(["--epoch"]), "--epoch needs a key file", 2],
-  [["peer", "bogus"], "expected new, set, del or get", 2],
+  [["peer", "bogus"], "expected new, set, del, get or list", 2],
   [["peer", "set"], "nothing to set", 2],
   [["peer", "new", "0", "1.2.3.4:1"], "expected <peer-id> <local ADDR:PORT> <remote ADDR:PORT>", 2],
   [["genkey", "a", "b"], "at most one FILE", 2],
@@ -221,6 +273,23 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
     assertMatch(second.stderr, "ovt-twice");
     const st = await run(["stats", "--ifname", "ovt-twice", "--json"]);
     assertEquals(st.code, 0, st.stderr);
+    // server-only commands on a point-to-point instance: one clear line each
+    for (
+      const args of [
+        ["peer", "list"],
+        ["stats", "--all"],
+        ["stats", "--peer-id", "1"],
+        ["route", "add", "1", "10.9.0.0/24"],
+        ["key", "swap", "--peer-id", "1"],
+        ["peer", "get", "--peer-id", "1"],
+        ["peer", "new", "1", "127.0.0.1:1194", "127.0.0.1:1195", "--vpn-ip", "10.9.0.2"],
+      ]
+    ) {
+      const r = await run([...args, "--ifname", "ovt-twice"]);
+      assertEquals(r.code, 5, `${args.join(" ")}: ${r.stderr}`);
+      assertMatch(r.stderr, "is for a server-mode instance (start --mode server)");
+      assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
     const ep = await run(["key", "epoch", "--ifname", "ovt-twice"]);
     assertEquals(ep.code, 5, ep.stderr);
     assertMatch(ep.stderr, "no peer is configured");

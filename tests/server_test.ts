@@ -168,3 +168,78 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...opts,
+  name: "server mode: bad requests get one clear line each and change nothing",
+  async fn() {
+    const lab = await StarLab.create(91, 1);
+    try {
+      lab.startTool("s", [
+        "start",
+        "--mode",
+        "server",
+        "--local",
+        `${lab.outer4.s}:1194`,
+        "--ifname",
+        SRV,
+        "--stats-interval",
+        "0",
+      ]);
+      await lab.waitFor(
+        async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
+        20000,
+        "the server",
+      );
+      const key = `${lab.runDir}/k.key`;
+      await writeNewKeyFile(key);
+      const c = `${lab.outer4.c1}:1194`, me = `${lab.outer4.s}:1194`;
+      assertEquals(
+        (await lab.tool("s", ["peer", "new", "1", me, c, "--vpn-ip", "10.77.0.2", "--ifname", SRV])).code,
+        0,
+      );
+      assertEquals(
+        (await lab.tool("s", ["peer", "new", "2", me, c, "--vpn-ip", "10.77.0.3", "--ifname", SRV])).code,
+        0,
+      );
+      assertEquals((await lab.tool("s", ["route", "add", "1", "192.168.5.0/24", "--ifname", SRV])).code, 0);
+      const table: [string[], string][] = [
+        [["peer", "new", "3", me, c], "peer new on a server needs --vpn-ip"],
+        [["peer", "new", "1", me, c, "--vpn-ip", "10.77.0.9"], "peer id 1 is already in use"],
+        [
+          ["peer", "new", "3", me, c, "--vpn-ip", "10.77.0.2"],
+          "the route 10.77.0.2/32 is already held by peer 1",
+        ],
+        [
+          ["peer", "new", "3", me, "[fd00::9]:1194", "--vpn-ip", "10.77.0.9"],
+          "is not of the server socket's IP version",
+        ],
+        [
+          ["peer", "new", "3", me, c, "--vpn-ip", "10.77.0.9", "--proto", "tcp"],
+          "this server serves UDP peers",
+        ],
+        [["key", "new", "9", "AES-256-GCM", "0", key], "no peer 9"],
+        [["key", "swap"], "key swap on a server needs --peer-id N"],
+        [["peer", "set", "--keepalive", "5,30"], "peer set on a server needs --peer-id N"],
+        [["peer", "del"], "peer del on a server needs --peer-id N"],
+        [["stats", "--peer-id", "7"], "no peer 7"],
+        [["route", "add", "2", "192.168.5.0/24"], "the route 192.168.5.0/24 is already held by peer 1"],
+        [["route", "del", "2", "192.168.5.0/24"], "peer 2 has no route 192.168.5.0/24"],
+        [["key", "epoch", "--peer-id", "1"], "peer 1's primary key does not use epoch data keys"],
+      ];
+      for (const [args, msg] of table) {
+        const r = await lab.tool("s", [...args, "--ifname", SRV]);
+        assertEquals(r.code, 5, `${args.join(" ")}: ${r.stderr}`);
+        assertMatch(r.stderr, msg);
+        assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+      }
+      const list = JSON.parse((await lab.tool("s", ["peer", "list", "--json", "--ifname", SRV])).stdout);
+      assertEquals(list.map((p: { peerId: number; iroutes: string[] }) => [p.peerId, p.iroutes]), [
+        [1, ["192.168.5.0/24"]],
+        [2, []],
+      ]);
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

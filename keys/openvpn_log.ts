@@ -30,8 +30,16 @@ export interface LoggedKey {
 
 const words = (s: string) => s.trim().split(/\s+/).join("").toLowerCase();
 
-/** Parse the log; `margin` is added to the last packet id the log shows. */
-export function keyFromOpenvpnLog(log: string, margin = 100_000): LoggedKey {
+/**
+ * Parse the log; `margin` is added to the last packet id the log shows. `client` (`IP:PORT`) picks one
+ * client's lines out of a server's log, where every line of a client's session names its address.
+ */
+export function keyFromOpenvpnLog(log: string, margin = 100_000, client?: string): LoggedKey {
+  if (client !== undefined) {
+    const lines = log.split("\n").filter((l) => l.includes(`${client} `) || l.includes(`:${client} `));
+    if (!lines.length) throw new KeyFileError(`the OpenVPN log has no lines of client ${client}`);
+    log = lines.join("\n");
+  }
   const last = (re: RegExp): RegExpExecArray | null => {
     let m: RegExpExecArray | null = null;
     for (const x of log.matchAll(new RegExp(re, "g"))) m = x as RegExpExecArray;

@@ -75,3 +75,15 @@ Deno.test("openvpn log: an OpenVPN 2.7 epoch session gives an epoch key (E1 secr
   );
   assertThrows(() => keyFromOpenvpnLog(EPOCH_LOG.replace(/.*ENCRYPT AD.*\n/g, "")), "'ENCRYPT AD'");
 });
+
+Deno.test("openvpn log: one client's key out of a server's log, by its address", () => {
+  const server = LOG.split("\n").filter((l) => l).map((l) => l.replace(/us=\d+ /, "$&client/10.1.1.2:41194 "))
+    .join("\n") + "\n" + LOG.replace(/peer-id: 3/, "peer-id: 4").split("\n").filter((l) => l)
+    .map((l) => l.replace(/us=\d+ /, "$&client/10.1.1.3:41194 ")).map((l) =>
+      l.replace("2493b85c", "ffffffff")
+    ).join("\n");
+  assertEquals(keyFromOpenvpnLog(server, 1000, "10.1.1.2:41194").peerId, 3);
+  const k3 = keyFromOpenvpnLog(server, 1000, "10.1.1.3:41194");
+  assertEquals([k3.peerId, (k3.encrypt as { key: string }).key.slice(0, 8)], [4, "ffffffff"]);
+  assertThrows(() => keyFromOpenvpnLog(server, 1000, "10.1.1.9:41194"), "no lines of client 10.1.1.9:41194");
+});

@@ -11,7 +11,7 @@ import { ControlError } from "../driver/control.ts";
 import type { KeySlotId } from "../driver/datachannel/keyslot.ts";
 import { formatStats, statsJsonLine, statsToJson } from "../driver/datachannel/stats.ts";
 import type { ProviderName } from "../crypto/providers.ts";
-import { type ServerDevice, type ServerEvent } from "../driver/userspace/server_device.ts";
+import type { ServerBackend, ServerEvent } from "../driver/userspace/server_device.ts";
 
 /** What a server run needs. */
 export interface ServerConfig {
@@ -30,7 +30,9 @@ const log = (line: string) => console.error(line);
 export function eventJson(e: ServerEvent): Record<string, unknown> {
   return e.cmd === "DEL_PEER"
     ? { event: "DEL_PEER", peerId: e.peerId, reason: e.reason }
-    : { event: "FLOAT_PEER", peerId: e.peerId, address: formatEndpoint(e.address) };
+    : e.cmd === "FLOAT_PEER"
+    ? { event: "FLOAT_PEER", peerId: e.peerId, address: formatEndpoint(e.address) }
+    : { event: "SWAP_KEYS", peerId: e.peerId };
 }
 
 /** Run a server until a signal. */
@@ -108,7 +110,7 @@ function needPeerId(req: { peerId?: number }, what: string): number {
 }
 
 /** Serve one control request against the server. */
-export async function handleServerControl(dev: ServerDevice, req: ControlRequest): Promise<ControlResponse> {
+export async function handleServerControl(dev: ServerBackend, req: ControlRequest): Promise<ControlResponse> {
   switch (req.cmd) {
     case "stats": {
       if (req.all) {
@@ -116,11 +118,17 @@ export async function handleServerControl(dev: ServerDevice, req: ControlRequest
           ok: true,
           stats: statsToJson(await dev.getStats()),
           info: dev.info(),
-          peers: dev.peerIds().map((id) => ({ peerId: id, stats: statsToJson(dev.peerStats(id)) })),
+          peers: await Promise.all(
+            dev.peerIds().map(async (id) => ({ peerId: id, stats: statsToJson(await dev.peerStats(id)) })),
+          ),
         };
       }
       if (req.peerId !== undefined) {
-        return { ok: true, stats: statsToJson(dev.peerStats(req.peerId)), info: dev.peerInfo(req.peerId) };
+        return {
+          ok: true,
+          stats: statsToJson(await dev.peerStats(req.peerId)),
+          info: dev.peerInfo(req.peerId),
+        };
       }
       return { ok: true, stats: statsToJson(await dev.getStats()), info: dev.info() };
     }
@@ -128,7 +136,7 @@ export async function handleServerControl(dev: ServerDevice, req: ControlRequest
       return { ok: true, peers: dev.peerIds().map((id) => dev.peerInfo(id)) };
     case "peer.get": {
       const id = needPeerId(req, "peer get");
-      return { ok: true, info: dev.peerInfo(id), stats: statsToJson(dev.peerStats(id)) };
+      return { ok: true, info: dev.peerInfo(id), stats: statsToJson(await dev.peerStats(id)) };
     }
     case "peer.new": {
       if (req.proto !== "udp") throw new Error("this server serves UDP peers; drop --proto tcp");

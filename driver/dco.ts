@@ -80,7 +80,7 @@ export function dcoErrorText(code: number): string {
   return `the driver call failed with ${win32ErrorName(code)}`;
 }
 
-function dcoError(code: number, what: string): DeviceError {
+export function dcoError(code: number, what: string): DeviceError {
   const kind = code === ERROR.FILE_NOT_FOUND || code === ERROR.PATH_NOT_FOUND
     ? "missing"
     : code === ERROR.ACCESS_DENIED
@@ -92,7 +92,7 @@ function dcoError(code: number, what: string): DeviceError {
 }
 
 /** Run one DeviceIoControl on an overlapped handle and wait for it (timeout: cancel, wait, throw). */
-async function ioctl(
+export async function ioctl(
   h: Deno.PointerValue,
   code: number,
   input: Uint8Array | null,
@@ -125,6 +125,64 @@ async function ioctl(
   }
   if (!ntSuccess(r.status)) throw dcoError(ntStatusToWin32(r.status), name);
   return out.subarray(0, r.info);
+}
+
+/**
+ * NEW_KEY (or, for epoch keys, NEW_KEY_V2 on a driver of 2.4.0 or newer) on an adapter handle, for the peer
+ * `peerId` (in multipeer mode the key's peer). The key bytes are wiped from the request buffer afterwards.
+ */
+export async function installKey(
+  h: Deno.PointerValue,
+  version: Version | null,
+  slot: KeySlotId,
+  key: KeyMaterial,
+  peerId: number,
+): Promise<void> {
+  const epoch = !!key.epoch && key.cipher.alg !== CipherAlg.NONE;
+  if (epoch && !driverFeatures(version).includes("new-key-v2")) {
+    throw new DeviceError(
+      `the ovpn-dco driver ${
+        versionText(version)
+      } has no epoch data keys (NEW_KEY_V2 needs driver 2.4.0 or newer); update the driver or leave out --epoch`,
+      "state",
+    );
+  }
+  const alg = key.cipher.alg === CipherAlg.NONE
+    ? OVPN_CIPHER_ALG.NONE
+    : key.cipher.alg === CipherAlg.CHACHA20_POLY1305
+    ? OVPN_CIPHER_ALG.CHACHA20_POLY1305
+    : OVPN_CIPHER_ALG.AES_GCM;
+  // epoch keys (as OpenVPN's dco_win.c): NEW_KEY_V2 with CryptoOptions EPOCH, Key = the 32-byte epoch
+  // secret E1 of each direction, KeyLen = the cipher's key length; the driver derives the data keys
+  const keyLen = epoch ? key.cipher.keyLen : undefined;
+  const tail = (t: Uint8Array) => (t.length === 8 ? t : new Uint8Array(8));
+  const data = encodeCryptoData({
+    encrypt: {
+      key: key.encryptKey,
+      nonceTail: epoch ? tail(key.encryptNonceTail) : key.encryptNonceTail,
+      keyLen,
+    },
+    decrypt: {
+      key: key.decryptKey,
+      nonceTail: epoch ? tail(key.decryptNonceTail) : key.decryptNonceTail,
+      keyLen,
+    },
+    keySlot: slot,
+    cipherAlg: alg,
+    keyId: key.keyId,
+    peerId,
+    ...(epoch ? { cryptoOptions: CRYPTO_OPTIONS.EPOCH } : {}),
+  });
+  try {
+    await ioctl(h, epoch ? IOCTL.NEW_KEY_V2 : IOCTL.NEW_KEY, data, 0);
+  } finally {
+    data.fill(0);
+  }
+}
+
+/** `major.minor.patch`, or "(version unknown)". */
+export function versionText(v: Version | null): string {
+  return v ? `${v.major}.${v.minor}.${v.patch}` : "(version unknown)";
 }
 
 /** Read the driver version from `\\.\ovpn-dco-ver` (null when that device does not exist). */
@@ -193,6 +251,11 @@ export class DcoDevice implements Device {
     return new DcoDevice(h, path, version, o);
   }
 
+  /** The adapter handle (for the multipeer device built on this one). */
+  get handle(): Deno.PointerValue {
+    return this.#h;
+  }
+
   #end(r: DeviceEndReason) {
     this.#inbox.end(r);
   }
@@ -242,47 +305,7 @@ export class DcoDevice implements Device {
   }
 
   async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
-    const epoch = !!key.epoch && key.cipher.alg !== CipherAlg.NONE;
-    if (epoch && !driverFeatures(this.version).includes("new-key-v2")) {
-      const v = this.version;
-      throw new DeviceError(
-        `the ovpn-dco driver ${
-          v ? `${v.major}.${v.minor}.${v.patch}` : "(version unknown)"
-        } has no epoch data keys (NEW_KEY_V2 needs driver 2.4.0 or newer); update the driver or leave out --epoch`,
-        "state",
-      );
-    }
-    const alg = key.cipher.alg === CipherAlg.NONE
-      ? OVPN_CIPHER_ALG.NONE
-      : key.cipher.alg === CipherAlg.CHACHA20_POLY1305
-      ? OVPN_CIPHER_ALG.CHACHA20_POLY1305
-      : OVPN_CIPHER_ALG.AES_GCM;
-    // epoch keys (as OpenVPN's dco_win.c): NEW_KEY_V2 with CryptoOptions EPOCH, Key = the 32-byte epoch
-    // secret E1 of each direction, KeyLen = the cipher's key length; the driver derives the data keys
-    const keyLen = epoch ? key.cipher.keyLen : undefined;
-    const tail = (t: Uint8Array) => (t.length === 8 ? t : new Uint8Array(8));
-    const data = encodeCryptoData({
-      encrypt: {
-        key: key.encryptKey,
-        nonceTail: epoch ? tail(key.encryptNonceTail) : key.encryptNonceTail,
-        keyLen,
-      },
-      decrypt: {
-        key: key.decryptKey,
-        nonceTail: epoch ? tail(key.decryptNonceTail) : key.decryptNonceTail,
-        keyLen,
-      },
-      keySlot: slot,
-      cipherAlg: alg,
-      keyId: key.keyId,
-      peerId,
-      ...(epoch ? { cryptoOptions: CRYPTO_OPTIONS.EPOCH } : {}),
-    });
-    try {
-      await ioctl(this.#h, epoch ? IOCTL.NEW_KEY_V2 : IOCTL.NEW_KEY, data, 0);
-    } finally {
-      data.fill(0);
-    }
+    await installKey(this.#h, this.version, slot, key, peerId);
     if (slot === 0) this.#keys.primary = key.keyId;
     else this.#keys.secondary = key.keyId;
     this.#keys.cipher = key.cipher.name;

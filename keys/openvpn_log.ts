@@ -45,7 +45,9 @@ export function keyFromOpenvpnLog(log: string, margin = 100_000, client?: string
     for (const x of log.matchAll(new RegExp(re, "g"))) m = x as RegExpExecArray;
     return m;
   };
-  const peer = last(/peer-id:? (\d+)/);
+  // the peer id the server assigned (PUSH_REPLY) wins over "peer-id: N" status lines, which a 2.6 server
+  // also writes with other values
+  const peer = last(/PUSH_REPLY,[^']*peer-id (\d+)/) ?? last(/peer-id:? (\d+)/);
   const e1send = last(/Epoch E1 send: ([0-9a-f ]+)/);
   if (e1send) {
     const e1recv = last(/Epoch E1 recv: ([0-9a-f ]+)/);

@@ -87,3 +87,11 @@ Deno.test("openvpn log: one client's key out of a server's log, by its address",
   assertEquals([k3.peerId, (k3.encrypt as { key: string }).key.slice(0, 8)], [4, "ffffffff"]);
   assertThrows(() => keyFromOpenvpnLog(server, 1000, "10.1.1.9:41194"), "no lines of client 10.1.1.9:41194");
 });
+
+Deno.test("openvpn log: the peer id a server pushed wins over its later 'peer-id: N' status lines", () => {
+  const log = LOG.replace(
+    "Data Channel: cipher 'AES-256-GCM', peer-id: 3",
+    "SENT CONTROL [client]: 'PUSH_REPLY,ifconfig 10.8.0.3 255.255.255.0,peer-id 1,cipher AES-256-GCM'",
+  ) + "2026-11-26 03:37:49 us=1 Data Channel: cipher 'AES-256-GCM', peer-id: 0\n";
+  assertEquals(keyFromOpenvpnLog(log).peerId, 1);
+});

@@ -34,7 +34,43 @@ export type DelPeerReason = "teardown" | "userspace" | "expired" | "transport-er
 /** A notification (OVPN_NOTIFY_EVENT). */
 export type ServerEvent =
   | { cmd: "DEL_PEER"; peerId: number; reason: DelPeerReason }
-  | { cmd: "FLOAT_PEER"; peerId: number; address: SockAddr };
+  | { cmd: "FLOAT_PEER"; peerId: number; address: SockAddr }
+  | { cmd: "SWAP_KEYS"; peerId: number };
+
+/** What `start --mode server` drives: this device, or the ovpn-dco driver in multipeer mode. */
+export interface ServerBackend {
+  readonly backend: string;
+  readonly ifname: string;
+  readonly ended: Promise<DeviceEndReason>;
+  configureInterface(o: { mtu: number; addresses: string[] }): Promise<void>;
+  start(local: SockAddr): Promise<SockAddr>;
+  newPeer(spec: ServerPeerSpec): Promise<void>;
+  newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void>;
+  swapKeys(peerId: number): Promise<void>;
+  delKey(slot: KeySlotId, peerId: number): Promise<void>;
+  nextEpoch(peerId: number): Promise<void>;
+  setPeer(peerId: number, s: SetPeer): Promise<void>;
+  delPeer(peerId: number): Promise<void>;
+  route(peerId: number, cidr: string, add: boolean): Promise<string>;
+  peerStats(peerId: number): Promise<Stats>;
+  getStats(): Promise<Stats>;
+  drops(): Record<string, number>;
+  peerInfo(peerId: number): Record<string, unknown>;
+  info(): Record<string, unknown>;
+  peerIds(): number[];
+  onEvent(fn: (e: ServerEvent) => void): () => void;
+  readControl(): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** A notification as one line of text. */
+export function eventText(e: ServerEvent): string {
+  return e.cmd === "DEL_PEER"
+    ? `peer ${e.peerId} deleted (${e.reason})`
+    : e.cmd === "FLOAT_PEER"
+    ? `peer ${e.peerId} floated to ${formatEndpoint(e.address)}`
+    : `peer ${e.peerId}: keys swapped`;
+}
 
 /** A peer as `peer new` gives it. */
 export interface ServerPeerSpec {
@@ -54,7 +90,7 @@ interface PeerState {
 }
 
 /** The server device. */
-export class ServerDevice {
+export class ServerDevice implements ServerBackend {
   readonly backend = "tun";
   readonly mode = "server";
   readonly ifname: string;
@@ -274,8 +310,12 @@ export class ServerDevice {
   }
 
   /** GET_PEER_STATS of one peer. */
-  peerStats(peerId: number): Stats {
-    return this.#peer(peerId).stats.snapshot();
+  peerStats(peerId: number): Promise<Stats> {
+    try {
+      return Promise.resolve(this.#peer(peerId).stats.snapshot());
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** The device's statistics: what no peer owns plus every peer's. */
@@ -340,10 +380,7 @@ export class ServerDevice {
   }
 
   #emit(e: ServerEvent) {
-    const text = e.cmd === "DEL_PEER"
-      ? `peer ${e.peerId} deleted (${e.reason})`
-      : `peer ${e.peerId} floated to ${formatEndpoint(e.address)}`;
-    this.#log(text);
+    this.#log(eventText(e));
     for (const l of this.#listeners) l(e);
   }
 

@@ -91,6 +91,11 @@ export function setDelay(ms: number) {
   call(FAKE_SET_DELAY, b, 0);
 }
 
+/** A notification from the "driver" (OVPN_NOTIFY_EVENT bytes; a DEL_PEER also drops the peer). */
+export function injectNotify(event: Uint8Array) {
+  inject(5, event);
+}
+
 /** FNV-1a (as the fake journals key fingerprints). */
 export function fnv(b: Uint8Array): string {
   let h = 2166136261;

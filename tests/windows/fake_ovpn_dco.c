@@ -35,6 +35,19 @@
 #define OVPN_IOCTL_DEL_PEER IOCTL(7)
 #define OVPN_IOCTL_GET_VERSION IOCTL(8)
 #define OVPN_IOCTL_NEW_KEY_V2 IOCTL(9)
+#define OVPN_IOCTL_SET_MODE IOCTL(10)
+#define OVPN_IOCTL_MP_START_VPN IOCTL(11)
+#define OVPN_IOCTL_MP_NEW_PEER IOCTL(12)
+#define OVPN_IOCTL_MP_SET_PEER IOCTL(13)
+#define OVPN_IOCTL_NOTIFY_EVENT IOCTL(14)
+#define OVPN_IOCTL_MP_DEL_PEER IOCTL(15)
+#define OVPN_IOCTL_MP_SWAP_KEYS IOCTL(16)
+#define OVPN_IOCTL_MP_ADD_IROUTE IOCTL(17)
+#define OVPN_IOCTL_MP_DEL_IROUTE IOCTL(18)
+#define OVPN_IOCTL_GET_PEER_STATS IOCTL(19)
+#ifndef STATUS_OBJECTID_EXISTS
+#define STATUS_OBJECTID_EXISTS ((NTSTATUS)0xC000022BL)
+#endif
 #define FAKE_GET_JOURNAL IOCTL(0x800)
 #define FAKE_INJECT IOCTL(0x801)
 #define FAKE_SET_TCP IOCTL(0x802)
@@ -57,6 +70,13 @@ typedef struct {
 } OVPN_CRYPTO_DATA;
 typedef struct { OVPN_CRYPTO_DATA V1; ULONG CryptoOptions; } OVPN_CRYPTO_DATA_V2;
 typedef struct { LONG KeepaliveInterval, KeepaliveTimeout, MSS; } OVPN_SET_PEER;
+/* multipeer structs, from the newest uapi/ovpn-dco.h (../shared/uapi-layout.md) */
+typedef struct { SADDR ListenAddress; LONG IPv6Only; } OVPN_MP_START_VPN;
+typedef struct { SADDR Local, Remote; UCHAR VpnAddr4[4]; UCHAR VpnAddr6[16]; LONG PeerId; } OVPN_MP_NEW_PEER;
+typedef struct { LONG PeerId, KeepaliveInterval, KeepaliveTimeout, MSS; } OVPN_MP_SET_PEER;
+typedef struct { LONG Cmd, PeerId, DelPeerReason; LONG pad; UCHAR FloatAddress[128]; } OVPN_NOTIFY_EVENT;
+typedef struct { UCHAR Addr[16]; LONG Netbits, PeerId, IPv6; } OVPN_MP_IROUTE;
+typedef struct { LONG PeerId; LONG pad; LONG64 LinkRxBytes, LinkTxBytes, VpnRxBytes, VpnTxBytes; } OVPN_PEER_STATS;
 typedef struct {
     LONG LostInControlPackets, LostOutControlPackets, LostInDataPackets, LostOutDataPackets;
     LONG ReceivedDataPackets, ReceivedControlPackets, SentControlPackets, SentDataPackets;
@@ -71,6 +91,12 @@ _Static_assert(sizeof(OVPN_KEY_DIRECTION) == 41, "OVPN_KEY_DIRECTION");
 _Static_assert(sizeof(OVPN_CRYPTO_DATA) == 100, "OVPN_CRYPTO_DATA");
 _Static_assert(sizeof(OVPN_CRYPTO_DATA_V2) == 104, "OVPN_CRYPTO_DATA_V2");
 _Static_assert(sizeof(OVPN_SET_PEER) == 12, "OVPN_SET_PEER");
+_Static_assert(sizeof(OVPN_MP_START_VPN) == 32, "OVPN_MP_START_VPN");
+_Static_assert(sizeof(OVPN_MP_NEW_PEER) == 80, "OVPN_MP_NEW_PEER");
+_Static_assert(sizeof(OVPN_MP_SET_PEER) == 16, "OVPN_MP_SET_PEER");
+_Static_assert(sizeof(OVPN_NOTIFY_EVENT) == 144, "OVPN_NOTIFY_EVENT");
+_Static_assert(sizeof(OVPN_MP_IROUTE) == 28, "OVPN_MP_IROUTE");
+_Static_assert(sizeof(OVPN_PEER_STATS) == 40, "OVPN_PEER_STATS");
 _Static_assert(sizeof(OVPN_STATS) == 64, "OVPN_STATS");
 _Static_assert(sizeof(OVPN_VERSION) == 12, "OVPN_VERSION");
 
@@ -92,6 +118,29 @@ static OVPN_STATS g_stats;
 static char g_journal[32768];
 static ULONG g_jlen;
 static LONG g_delay_ms; /* FAKE_SET_DELAY; 0: varied */
+
+/* multipeer state */
+static int g_mode, g_mp_started;
+#define MAX_MP 16
+typedef struct { int used; LONG id; int key; LONG64 rx, tx; } MP_PEER;
+static MP_PEER g_mp[MAX_MP];
+#define MAX_NOTIFY 16
+static PIRP g_notify_irp; /* the one pending NOTIFY_EVENT */
+static OVPN_NOTIFY_EVENT g_events[MAX_NOTIFY];
+static int g_nevents;
+
+static MP_PEER *mp_find(LONG id)
+{
+    for (int i = 0; i < MAX_MP; i++) if (g_mp[i].used && g_mp[i].id == id) return &g_mp[i];
+    return NULL;
+}
+static int mp_count(void)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_MP; i++) n += g_mp[i].used;
+    return n;
+}
+static int version_at_least(LONG major, LONG minor);
 static ULONG g_rand = 12345;
 
 /* Requests completed later by the worker thread. */
@@ -283,6 +332,44 @@ static void reset_state(void)
     g_peer = g_key = g_setpeer = g_started = 0;
     g_nqueue = 0;
     RtlZeroMemory(&g_stats, sizeof(g_stats));
+    g_mode = g_mp_started = 0;
+    RtlZeroMemory(g_mp, sizeof(g_mp));
+    g_nevents = 0;
+}
+
+static int version_at_least(LONG major, LONG minor)
+{
+    return g_ver_major > major || (g_ver_major == major && g_ver_minor >= minor);
+}
+
+static void NTAPI cancel_notify(PDEVICE_OBJECT dev, PIRP irp)
+{
+    KIRQL irql;
+    (void)dev;
+    IoReleaseCancelSpinLock(irp->CancelIrql);
+    KeAcquireSpinLock(&g_lock, &irql);
+    if (g_notify_irp == irp) g_notify_irp = NULL;
+    KeReleaseSpinLock(&g_lock, irql);
+    jputs("NOTIFY_EVENT cancelled\n");
+    complete(irp, STATUS_CANCELLED, 0);
+}
+
+/* Hand a notification to the pending NOTIFY_EVENT, or queue it. */
+static void notify(const OVPN_NOTIFY_EVENT *e)
+{
+    KIRQL irql;
+    PIRP irp;
+    KeAcquireSpinLock(&g_lock, &irql);
+    irp = g_notify_irp;
+    if (irp && IoSetCancelRoutine(irp, NULL) != NULL) g_notify_irp = NULL;
+    else irp = NULL;
+    if (!irp && g_nevents < MAX_NOTIFY) g_events[g_nevents++] = *e;
+    KeReleaseSpinLock(&g_lock, irql);
+    if (irp) {
+        RtlCopyMemory(irp->AssociatedIrp.SystemBuffer, e, sizeof(*e));
+        jputs("NOTIFY_EVENT delivered\n");
+        complete(irp, STATUS_SUCCESS, sizeof(*e));
+    }
 }
 
 /* Finish one delayed request, from the worker thread. */
@@ -382,6 +469,13 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         if (what == 1) { jputs("INJECT control\n"); deliver_control((PUCHAR)BUF + 4, IN_LEN - 4); }
         else if (what == 2) { jputs("INJECT expire\n"); fail_reads(STATUS_CONNECTION_DISCONNECTED); }
         else if (what == 3) { jputs("INJECT tcp-abort\n"); fail_reads(STATUS_CONNECTION_ABORTED); }
+        else if (what == 5 && IN_LEN >= 4 + sizeof(OVPN_NOTIFY_EVENT)) {
+            OVPN_NOTIFY_EVENT e;
+            RtlCopyMemory(&e, (PUCHAR)BUF + 4, sizeof(e));
+            jputs("INJECT notify\n");
+            if (e.Cmd == 0) { MP_PEER *p = mp_find(e.PeerId); if (p) p->used = 0; } /* the driver dropped it */
+            notify(&e);
+        }
         else if (what == 4) {
             reset_state(); g_jlen = 0; g_journal[0] = 0;
             g_ver_major = 2; g_ver_minor = 7; g_ver_patch = 1;
@@ -415,7 +509,169 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
     if (dev != g_adapter) return bad(irp, "call on the version device", STATUS_INVALID_DEVICE_REQUEST);
     if (foreign(dev, irp)) return bad(irp, "call on a refused handle", STATUS_ACCESS_DENIED);
 
+    if (code >= OVPN_IOCTL_SET_MODE && code <= OVPN_IOCTL_GET_PEER_STATS && !version_at_least(2, 4))
+        return bad(irp, "multipeer IOCTL unknown to this driver version", STATUS_INVALID_DEVICE_REQUEST);
+    if (g_mode == 1 && (code == OVPN_IOCTL_NEW_PEER || code == OVPN_IOCTL_START_VPN || code == OVPN_IOCTL_DEL_PEER ||
+                        code == OVPN_IOCTL_SET_PEER || code == OVPN_IOCTL_SWAP_KEYS))
+        return bad(irp, "peer-to-peer IOCTL in multipeer mode", STATUS_INVALID_DEVICE_REQUEST);
     switch (code) {
+    case OVPN_IOCTL_SET_MODE: {
+        if (IN_LEN != 4) return bad(irp, "SET_MODE size", STATUS_INVALID_PARAMETER);
+        LONG m = *(LONG *)BUF;
+        if (m != 0 && m != 1) return bad(irp, "SET_MODE value", STATUS_INVALID_PARAMETER);
+        if (g_peer || g_mp_started) return bad(irp, "SET_MODE after start", STATUS_INVALID_DEVICE_STATE);
+        g_mode = m;
+        jputs("SET_MODE ");
+        jnum(m);
+        jputs("\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_MP_START_VPN: {
+        if (g_mode != 1) return bad(irp, "MP_START_VPN in p2p mode", STATUS_INVALID_DEVICE_REQUEST);
+        if (IN_LEN != sizeof(OVPN_MP_START_VPN) || OUT_LEN < sizeof(OVPN_MP_START_VPN))
+            return bad(irp, "MP_START_VPN size", STATUS_INVALID_PARAMETER);
+        OVPN_MP_START_VPN *v = BUF;
+        if (v->ListenAddress.a4.family != AF_INET_ && v->ListenAddress.a4.family != AF_INET6_)
+            return bad(irp, "MP_START_VPN address family", STATUS_INVALID_PARAMETER);
+        jputs("MP_START_VPN ");
+        jaddr(&v->ListenAddress);
+        jputs(" ipv6only=");
+        jnum(v->IPv6Only);
+        jputs("\n");
+        g_mp_started = 1;
+        if (v->ListenAddress.a4.port == 0) v->ListenAddress.a4.port = 0xaa04; /* 1194, as bound */
+        return complete(irp, STATUS_SUCCESS, sizeof(OVPN_MP_START_VPN)); /* the bound address comes back */
+    }
+    case OVPN_IOCTL_MP_NEW_PEER: {
+        if (!g_mp_started) return bad(irp, "MP_NEW_PEER before MP_START_VPN", STATUS_INVALID_DEVICE_REQUEST);
+        if (IN_LEN != sizeof(OVPN_MP_NEW_PEER)) return bad(irp, "MP_NEW_PEER size", STATUS_INVALID_PARAMETER);
+        OVPN_MP_NEW_PEER *p = BUF;
+        if ((p->Remote.a4.family != AF_INET_ && p->Remote.a4.family != AF_INET6_) ||
+            (p->Local.a4.family != AF_INET_ && p->Local.a4.family != AF_INET6_))
+            return bad(irp, "MP_NEW_PEER address family", STATUS_INVALID_DEVICE_REQUEST);
+        if (mp_find(p->PeerId)) return bad(irp, "MP_NEW_PEER duplicate peer id", STATUS_OBJECTID_EXISTS);
+        MP_PEER *slot = NULL;
+        for (int i = 0; i < MAX_MP && !slot; i++) if (!g_mp[i].used) slot = &g_mp[i];
+        if (!slot) return bad(irp, "MP_NEW_PEER table full", STATUS_INSUFFICIENT_RESOURCES);
+        RtlZeroMemory(slot, sizeof(*slot));
+        slot->used = 1;
+        slot->id = p->PeerId;
+        jputs("MP_NEW_PEER id=");
+        jnum(p->PeerId);
+        jputs(" local=");
+        jaddr(&p->Local);
+        jputs(" remote=");
+        jaddr(&p->Remote);
+        jputs(" vpn4=");
+        for (int i = 0; i < 4; i++) { if (i) jputs("."); jnum(p->VpnAddr4[i]); }
+        jputs(" vpn6=");
+        jhex(p->VpnAddr6, 16);
+        jputs("\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_MP_SET_PEER: {
+        if (IN_LEN != sizeof(OVPN_MP_SET_PEER)) return bad(irp, "MP_SET_PEER size", STATUS_INVALID_PARAMETER);
+        OVPN_MP_SET_PEER *s = BUF;
+        if (!mp_find(s->PeerId)) return bad(irp, "MP_SET_PEER unknown peer", STATUS_INVALID_DEVICE_REQUEST);
+        jputs("MP_SET_PEER id=");
+        jnum(s->PeerId);
+        jputs(" interval=");
+        jnum(s->KeepaliveInterval);
+        jputs(" timeout=");
+        jnum(s->KeepaliveTimeout);
+        jputs(" mss=");
+        jnum(s->MSS);
+        jputs("\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_MP_DEL_PEER:
+    case OVPN_IOCTL_MP_SWAP_KEYS: {
+        int del = code == OVPN_IOCTL_MP_DEL_PEER;
+        if (IN_LEN != 4) return bad(irp, del ? "MP_DEL_PEER size" : "MP_SWAP_KEYS size", STATUS_INVALID_PARAMETER);
+        MP_PEER *p = mp_find(*(LONG *)BUF);
+        if (!p) return bad(irp, del ? "MP_DEL_PEER unknown peer" : "MP_SWAP_KEYS unknown peer", STATUS_INVALID_DEVICE_REQUEST);
+        if (!del && !p->key) return bad(irp, "MP_SWAP_KEYS without a key", STATUS_INVALID_DEVICE_STATE);
+        jputs(del ? "MP_DEL_PEER id=" : "MP_SWAP_KEYS id=");
+        jnum(p->id);
+        jputs("\n");
+        if (del) p->used = 0;
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_MP_ADD_IROUTE:
+    case OVPN_IOCTL_MP_DEL_IROUTE: {
+        int add = code == OVPN_IOCTL_MP_ADD_IROUTE;
+        if (IN_LEN != sizeof(OVPN_MP_IROUTE)) return bad(irp, "MP_IROUTE size", STATUS_INVALID_PARAMETER);
+        OVPN_MP_IROUTE *r = BUF;
+        if (!mp_find(r->PeerId)) return bad(irp, "MP_IROUTE unknown peer", STATUS_INVALID_DEVICE_REQUEST);
+        if (r->Netbits < 0 || r->Netbits > (r->IPv6 ? 128 : 32)) return bad(irp, "MP_IROUTE netbits", STATUS_INVALID_PARAMETER);
+        jputs(add ? "MP_ADD_IROUTE id=" : "MP_DEL_IROUTE id=");
+        jnum(r->PeerId);
+        jputs(" addr=");
+        jhex(r->Addr, r->IPv6 ? 16 : 4);
+        jputs("/");
+        jnum(r->Netbits);
+        jputs(" ipv6=");
+        jnum(r->IPv6);
+        jputs("\n");
+        return complete(irp, STATUS_SUCCESS, 0);
+    }
+    case OVPN_IOCTL_NOTIFY_EVENT: {
+        if (g_mode != 1) return bad(irp, "NOTIFY_EVENT in p2p mode", STATUS_INVALID_DEVICE_REQUEST);
+        if (OUT_LEN < sizeof(OVPN_NOTIFY_EVENT)) return bad(irp, "NOTIFY_EVENT output size", STATUS_BUFFER_TOO_SMALL);
+        KIRQL irql;
+        KeAcquireSpinLock(&g_lock, &irql);
+        if (g_nevents > 0) {
+            OVPN_NOTIFY_EVENT e = g_events[0];
+            for (int i = 1; i < g_nevents; i++) g_events[i - 1] = g_events[i];
+            g_nevents--;
+            KeReleaseSpinLock(&g_lock, irql);
+            RtlCopyMemory(BUF, &e, sizeof(e));
+            jputs("NOTIFY_EVENT delivered\n");
+            return complete(irp, STATUS_SUCCESS, sizeof(e));
+        }
+        if (g_notify_irp) {
+            KeReleaseSpinLock(&g_lock, irql);
+            return bad(irp, "NOTIFY_EVENT twice", STATUS_INVALID_DEVICE_STATE);
+        }
+        IoMarkIrpPending(irp);
+        IoSetCancelRoutine(irp, cancel_notify);
+        g_notify_irp = irp;
+        KeReleaseSpinLock(&g_lock, irql);
+        jputs("NOTIFY_EVENT pending\n");
+        return STATUS_PENDING;
+    }
+    case OVPN_IOCTL_GET_PEER_STATS: {
+        if (!version_at_least(2, 7)) return bad(irp, "GET_PEER_STATS unknown to this driver version", STATUS_INVALID_DEVICE_REQUEST);
+        if (IN_LEN != 4) return bad(irp, "GET_PEER_STATS size", STATUS_INVALID_PARAMETER);
+        LONG id = *(LONG *)BUF;
+        ULONG need = (ULONG)(id == -1 ? mp_count() : (mp_find(id) ? 1 : 0)) * sizeof(OVPN_PEER_STATS);
+        if (id != -1 && need == 0) return bad(irp, "GET_PEER_STATS unknown peer", STATUS_INVALID_DEVICE_REQUEST);
+        jputs("GET_PEER_STATS id=");
+        jnum(id);
+        jputs(" need=");
+        jnum(need);
+        jputs(" given=");
+        jnum(OUT_LEN);
+        jputs("\n");
+        if (OUT_LEN < need) {
+            if (OUT_LEN < 4) return complete(irp, STATUS_BUFFER_TOO_SMALL, 0);
+            *(ULONG *)BUF = need; /* ERROR_MORE_DATA: the size to ask again with */
+            return complete(irp, STATUS_BUFFER_OVERFLOW, 4);
+        }
+        OVPN_PEER_STATS *out = BUF;
+        int n = 0;
+        for (int i = 0; i < MAX_MP; i++) {
+            if (!g_mp[i].used || (id != -1 && g_mp[i].id != id)) continue;
+            RtlZeroMemory(&out[n], sizeof(out[n]));
+            out[n].PeerId = g_mp[i].id;
+            out[n].LinkRxBytes = 1000 + g_mp[i].id;
+            out[n].LinkTxBytes = 2000 + g_mp[i].id;
+            out[n].VpnRxBytes = 3000 + g_mp[i].id;
+            out[n].VpnTxBytes = 4000 + g_mp[i].id;
+            n++;
+        }
+        return complete(irp, STATUS_SUCCESS, n * sizeof(OVPN_PEER_STATS));
+    }
     case OVPN_IOCTL_NEW_PEER: {
         if (IN_LEN != sizeof(OVPN_NEW_PEER)) return bad(irp, "NEW_PEER size", STATUS_INVALID_PARAMETER);
         if (g_peer) return bad(irp, "NEW_PEER twice", STATUS_INVALID_DEVICE_STATE);
@@ -444,8 +700,10 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
             return bad(irp, "NEW_KEY_V2 unknown to this driver version", STATUS_INVALID_DEVICE_REQUEST);
         if (IN_LEN != (v2 ? sizeof(OVPN_CRYPTO_DATA_V2) : sizeof(OVPN_CRYPTO_DATA)))
             return bad(irp, v2 ? "NEW_KEY_V2 size" : "NEW_KEY size", STATUS_INVALID_PARAMETER);
-        if (!g_peer) return bad(irp, "NEW_KEY before NEW_PEER", STATUS_INVALID_DEVICE_STATE);
         OVPN_CRYPTO_DATA *c = BUF;
+        if (g_mode == 1) {
+            if (!mp_find(c->PeerId)) return bad(irp, "NEW_KEY for an unknown peer", STATUS_INVALID_DEVICE_REQUEST);
+        } else if (!g_peer) return bad(irp, "NEW_KEY before NEW_PEER", STATUS_INVALID_DEVICE_STATE);
         if (v2) {
             opts = ((OVPN_CRYPTO_DATA_V2 *)BUF)->CryptoOptions;
             if (opts & ~(ULONG)CRYPTO_OPTIONS_EPOCH) return bad(irp, "NEW_KEY_V2 unknown CryptoOptions bits", STATUS_INVALID_PARAMETER);
@@ -482,6 +740,7 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         jfnv(c->Decrypt.NonceTail, 8);
         jputs("\n");
         g_key = 1;
+        if (g_mode == 1) mp_find(c->PeerId)->key = 1;
         return complete(irp, STATUS_SUCCESS, 0);
     }
     case OVPN_IOCTL_SWAP_KEYS:
@@ -569,6 +828,23 @@ static NTSTATUS NTAPI dispatch_write(PDEVICE_OBJECT dev, PIRP irp)
     if (foreign(dev, irp)) return complete(irp, STATUS_ACCESS_DENIED, 0);
     PIO_STACK_LOCATION sl = IoGetCurrentIrpStackLocation(irp);
     ULONG len = sl->Parameters.Write.Length;
+    if (g_mode == 1) {
+        /* multipeer: the packet comes after the peer's sockaddr (SOCKADDR_IN or SOCKADDR_IN6) */
+        if (len < 2) return bad(irp, "MP WriteFile without a sockaddr", STATUS_INVALID_PARAMETER);
+        PUCHAR w = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority);
+        USHORT fam = *(USHORT *)w;
+        ULONG skip = fam == AF_INET_ ? 16 : fam == AF_INET6_ ? 28 : 0;
+        if (!skip || len <= skip) return bad(irp, "MP WriteFile sockaddr", STATUS_INVALID_PARAMETER);
+        if (len - skip > 1500) return bad(irp, "WriteFile size", STATUS_INVALID_PARAMETER);
+        jputs("WRITE MP to ");
+        jaddr((const SADDR *)w);
+        jputs(" ");
+        jnum(len - skip);
+        jputs(" op=");
+        jnum(w[skip] >> 3);
+        jputs("\n");
+        return pend(irp, KIND_WRITE, w, len);
+    }
     if (!g_peer) return bad(irp, "WriteFile without a peer", STATUS_INVALID_DEVICE_STATE);
     if (len == 0 || len > 1500) return bad(irp, "WriteFile size", STATUS_INVALID_PARAMETER);
     PUCHAR in = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority);
@@ -599,6 +875,16 @@ static NTSTATUS NTAPI dispatch_cleanup(PDEVICE_OBJECT dev, PIRP irp)
     if (dev == g_adapter && !foreign(dev, irp)) {
         fail_reads(STATUS_CANCELLED);
         cancel_all_delayed();
+        {
+            KIRQL irql;
+            PIRP n;
+            KeAcquireSpinLock(&g_lock, &irql);
+            n = g_notify_irp;
+            if (n && IoSetCancelRoutine(n, NULL) != NULL) g_notify_irp = NULL;
+            else n = NULL;
+            KeReleaseSpinLock(&g_lock, irql);
+            if (n) complete(n, STATUS_CANCELLED, 0);
+        }
     }
     return complete(irp, STATUS_SUCCESS, 0);
 }

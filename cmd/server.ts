@@ -15,6 +15,9 @@ import type { ServerBackend, ServerEvent } from "../driver/userspace/server_devi
 
 /** What a server run needs. */
 export interface ServerConfig {
+  backend: string;
+  /** dco: a specific adapter. */
+  adapter?: string;
   ifname: string;
   local: SockAddr;
   addresses: string[];
@@ -37,15 +40,21 @@ export function eventJson(e: ServerEvent): Record<string, unknown> {
 
 /** Run a server until a signal. */
 export async function runServer(cfg: ServerConfig): Promise<number> {
-  if (Deno.build.os !== "linux") {
-    throw new CliError(
-      "server mode runs on Linux (tun backend) in this version; the ovpn-dco and wintun server modes are not there yet",
-      EXIT.USAGE,
-    );
+  let dev: ServerBackend;
+  if (Deno.build.os === "windows") {
+    if (cfg.backend === "wintun") {
+      throw new CliError(
+        "server mode over WinTUN is not there yet; use the ovpn-dco driver (--backend dco, driver 2.4.0 or newer)",
+        EXIT.USAGE,
+      );
+    }
+    const { DcoServerDevice } = await import("../driver/dco_server.ts");
+    dev = await DcoServerDevice.open({ ifname: cfg.ifname, adapter: cfg.adapter, log });
+  } else {
+    const { openTun } = await import("../driver/userspace/tun_linux.ts");
+    const { ServerDevice } = await import("../driver/userspace/server_device.ts");
+    dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log });
   }
-  const { openTun } = await import("../driver/userspace/tun_linux.ts");
-  const { ServerDevice } = await import("../driver/userspace/server_device.ts");
-  const dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log });
   let control: { close(): Promise<void> } | undefined;
   const cleanups: (() => void)[] = [];
   try {
@@ -62,10 +71,10 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
       if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
       throw e;
     });
-    await dev.start(cfg.local);
+    const bound = await dev.start(cfg.local);
     log(
-      `server: udp ${
-        formatEndpoint(cfg.local)
+      `server (${dev.backend}): udp ${
+        formatEndpoint(bound)
       }; add peers with 'ovpn-dco-cli peer new <id> ... --vpn-ip ADDR'`,
     );
     let stopResolve!: (sig: string) => void;

@@ -242,10 +242,17 @@ export async function start(args: string[]): Promise<number> {
     const { runServer, serverFlagErrors } = await import("./server.ts");
     serverFlagErrors(v);
     const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
-    if (common.backend !== "auto" && common.backend !== "tun") {
-      throw usage(`--mode server runs on the tun backend (Linux) in this version, not ${common.backend}`);
+    const ok = Deno.build.os === "windows" ? ["auto", "dco"] : ["auto", "tun"];
+    if (!ok.includes(common.backend)) {
+      throw usage(
+        `--mode server runs on the ${
+          Deno.build.os === "windows" ? "dco" : "tun"
+        } backend here in this version, not ${common.backend}`,
+      );
     }
     return await runServer({
+      backend: common.backend,
+      adapter: common.adapter,
       ifname: common.ifname,
       local: parseEndpoint(v.local!, "--local", 1194),
       addresses: (v.ifaddr ?? []).map((a) => parseCidr(a, "--ifaddr")),

@@ -787,6 +787,9 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp)
         RtlCopyMemory(BUF, &g_stats, sizeof(OVPN_STATS));
         return complete(irp, STATUS_SUCCESS, sizeof(OVPN_STATS));
     }
+    jputs("(code 0x");
+    { UCHAR cb[4] = { (UCHAR)(code >> 24), (UCHAR)(code >> 16), (UCHAR)(code >> 8), (UCHAR)code }; jhex(cb, 4); }
+    jputs(") ");
     return bad(irp, "unknown IOCTL", STATUS_INVALID_DEVICE_REQUEST);
 }
 

@@ -3,6 +3,7 @@
  * same cipher, same namespace set-up, same run:
  *   - iperf3 TCP, one stream, 10 s (BENCH_TCP_SECONDS)
  *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive
+ * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p.
  * Prints a table; the last line is `tunnel-aes-256-gcm-udp: <ratio> of openvpn` (TCP throughput ratio).
  * @module
  */
@@ -50,6 +51,49 @@ async function measureOurs(): Promise<Result> {
   }
 }
 
+/** The same traffic through a server-mode instance (b) with one peer: a point-to-point client (a). */
+async function measureServer(): Promise<Result> {
+  const lab = await NetnsLab.create(92);
+  try {
+    const keyFile = `${lab.runDir}/k.key`;
+    await writeNewKeyFile(keyFile);
+    const srv = lab.startTool("b", [
+      ...["start", "--mode", "server", "--local", `${lab.outer4.b}:1194`, "--ifname", "ovpn-b"],
+      ...["--ifaddr", `${lab.inner4.b}/24`, "--stats-interval", "0"],
+    ]);
+    await lab.waitFor(
+      async () => (await lab.tool("b", ["peer", "list", "--ifname", "ovpn-b"])).code === 0,
+      20000,
+      `the server (${srv.output()})`,
+    );
+    for (
+      const args of [
+        ["peer", "new", "1", `${lab.outer4.b}:1194`, `${lab.outer4.a}:1194`, "--vpn-ip", lab.inner4.a],
+        ["key", "new", "1", CIPHER, "1", keyFile, "--slot", "primary"],
+      ]
+    ) {
+      const r = await lab.tool("b", [...args, "--ifname", "ovpn-b"]);
+      if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+    }
+    lab.startTool("a", [
+      ...["start", "--local", `${lab.outer4.a}:1194`, "--remote", `${lab.outer4.b}:1194`, "--peer-id", "1"],
+      ...["--ifname", "ovpn-a", "--ifaddr", `${lab.inner4.a}/24`, "--key", keyFile, "--key-direction", "0"],
+      ...["--cipher", CIPHER, "--stats-interval", "0"],
+    ]);
+    await lab.waitFor(
+      async () =>
+        (await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true })).includes(
+          " 0% packet loss",
+        ),
+      20000,
+      "a ping through the server",
+    );
+    return await iperf(lab, lab.inner4.b);
+  } finally {
+    await lab.destroy();
+  }
+}
+
 async function measureOpenvpn(): Promise<Result> {
   const lab = await NetnsLab.create(91);
   try {
@@ -69,14 +113,21 @@ console.log(
 );
 const ovpn = await measureOpenvpn();
 const ours = await measureOurs();
+const server = await measureServer();
 const row = (name: string, r: Result) =>
   console.log(
-    `${name.padEnd(22)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
+    `${name.padEnd(30)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
       r.udpPps.toFixed(0).padStart(12)
     } pkt/s`,
   );
-console.log(`${"".padEnd(22)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
+console.log(`${"".padEnd(30)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
 row("openvpn 2.6 (userspace)", ovpn);
 row("ovpn-dco-cli (tun)", ours);
+row("ovpn-dco-cli server, 1 peer", server);
+console.log(
+  `server-1-peer: ${(server.tcpGbit / ours.tcpGbit).toFixed(2)} of p2p (TCP), ${
+    (server.udpPps / ours.udpPps).toFixed(2)
+  } of p2p (64 B)`,
+);
 console.log(`udp-64-pps: ${(ours.udpPps / ovpn.udpPps).toFixed(2)} of openvpn`);
 console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${(ours.tcpGbit / ovpn.tcpGbit).toFixed(2)} of openvpn`);

@@ -19,6 +19,7 @@ export interface ServerConfig {
   /** dco: a specific adapter. */
   adapter?: string;
   ifname: string;
+  proto: "udp" | "tcp";
   local: SockAddr;
   addresses: string[];
   mtu: number;
@@ -42,6 +43,9 @@ export function eventJson(e: ServerEvent): Record<string, unknown> {
 export async function runServer(cfg: ServerConfig): Promise<number> {
   let dev: ServerBackend;
   if (Deno.build.os === "windows") {
+    if (cfg.proto === "tcp") {
+      throw new CliError("the driver's multipeer mode serves UDP peers only; use --proto udp", EXIT.USAGE);
+    }
     if (cfg.backend === "wintun") {
       throw new CliError(
         "server mode over WinTUN is not there yet; use the ovpn-dco driver (--backend dco, driver 2.4.0 or newer)",
@@ -53,7 +57,7 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
   } else {
     const { openTun } = await import("../driver/userspace/tun_linux.ts");
     const { ServerDevice } = await import("../driver/userspace/server_device.ts");
-    dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log });
+    dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log, proto: cfg.proto });
   }
   let control: { close(): Promise<void> } | undefined;
   const cleanups: (() => void)[] = [];
@@ -73,7 +77,7 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
     });
     const bound = await dev.start(cfg.local);
     log(
-      `server (${dev.backend}): udp ${
+      `server (${dev.backend}): ${dev.proto} ${
         formatEndpoint(bound)
       }; add peers with 'ovpn-dco-cli peer new <id> ... --vpn-ip ADDR'`,
     );
@@ -148,7 +152,9 @@ export async function handleServerControl(dev: ServerBackend, req: ControlReques
       return { ok: true, info: dev.peerInfo(id), stats: statsToJson(await dev.peerStats(id)) };
     }
     case "peer.new": {
-      if (req.proto !== "udp") throw new Error("this server serves UDP peers; drop --proto tcp");
+      if (req.proto !== dev.proto) {
+        throw new Error(`this server serves ${dev.proto.toUpperCase()} peers; give --proto ${dev.proto}`);
+      }
       if (req.listen) throw new Error("--listen is for a point-to-point TCP peer, not a server's peer");
       const id = needPeerId(req, "peer new");
       if (!req.vpnIps?.length) {
@@ -200,8 +206,8 @@ export function serverFlagErrors(v: Record<string, unknown>): void {
       );
     }
   }
-  if (v.proto !== undefined && v.proto !== "udp") {
-    throw usage(`--mode server serves UDP peers in this version; use --proto udp`);
+  if (v.proto !== undefined && v.proto !== "udp" && v.proto !== "tcp") {
+    throw usage(`--proto: '${v.proto}' is not udp or tcp`);
   }
   if (!v.local) throw usage("--mode server needs --local ADDR:PORT (the address the peers send to)");
 }

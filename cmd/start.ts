@@ -254,6 +254,7 @@ export async function start(args: string[]): Promise<number> {
       backend: common.backend,
       adapter: common.adapter,
       ifname: common.ifname,
+      proto: (v.proto ?? "udp") as "udp" | "tcp",
       local: parseEndpoint(v.local!, "--local", 1194),
       addresses: (v.ifaddr ?? []).map((a) => parseCidr(a, "--ifaddr")),
       mtu: common.mtu,

@@ -78,6 +78,8 @@ function winSockaddr(e: SockAddr): Uint8Array {
 /** The multipeer ovpn-dco device. */
 export class DcoServerDevice implements ServerBackend {
   readonly backend = "dco";
+  /** The driver's multipeer mode is UDP only. */
+  readonly proto = "udp";
   readonly ifname: string;
   readonly version: Version | null;
   readonly ended: Promise<DeviceEndReason>;

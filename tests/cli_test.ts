@@ -176,8 +176,8 @@ const table: [string[], string, number][] = [
     2,
   ],
   [
-    [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--proto", "tcp"],
-    "serves UDP peers in this version",
+    [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--proto", "sctp"],
+    "--proto: 'sctp' is not udp or tcp",
     2,
   ],
   [

@@ -16,158 +16,187 @@ const SRV = "ovpn-srv";
 const vpn4 = (i: number) => `10.77.0.${i + 1}`; // 0: the server
 const vpn6 = (i: number) => `fd77::${i + 1}`;
 
-Deno.test({
-  ...opts,
-  name:
-    "server mode (udp): three clients; pings, client to client, three transfers at once, iroute, per-peer stats, peer del, expiry and float events",
-  async fn() {
-    const lab = await StarLab.create(90, 3);
-    try {
-      const srv = async (args: string[]) => {
-        const r = await lab.tool("s", [...args, "--ifname", SRV]);
-        assertEquals(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
-        return r;
-      };
-      const ping = async (host: string, dst: string, n = 2) =>
-        parsePing(
-          await lab.run(host, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", dst], { allowFail: true }),
-        )
-          .received;
-      const server = lab.startTool("s", [
-        ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV],
-        ...["--ifaddr", `${vpn4(0)}/24`, "--ifaddr", `${vpn6(0)}/64`, "--stats-interval", "0"],
-      ]);
-      await lab.waitFor(
-        async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
-        20000,
-        `the server (${server.output()})`,
-      );
-      const events = lab.spawn("s", [...selfCommand(), "events", "--ifname", SRV, "--json"]);
-      const eventLines = () =>
-        events.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-      const keys: string[] = [];
-      const clients: ReturnType<typeof lab.startTool>[] = [];
-      const startClient = (i: number, port: number, key: string) =>
-        lab.startTool(lab.clients[i - 1], [
-          ...[
-            "start",
-            "--local",
-            `${lab.outer4[lab.clients[i - 1]]}:${port}`,
-            "--remote",
-            `${lab.outer4.s}:1194`,
-          ],
-          ...["--ifname", "ovpn-c", "--ifaddr", `${vpn4(i)}/24`, "--ifaddr", `${vpn6(i)}/64`, "--key", key],
-          ...["--key-direction", "1", "--peer-id", String(i), "--keepalive", "1,30", "--stats-interval", "0"],
-        ]);
-      for (let i = 1; i <= 3; i++) {
-        const c = lab.clients[i - 1];
-        const k = `${lab.runDir}/k${i}.key`;
-        await writeNewKeyFile(k);
-        keys.push(k);
-        await srv([
-          ...["peer", "new", String(i), `${lab.outer4.s}:1194`, `${lab.outer4[c]}:1194`],
-          ...["--vpn-ip", vpn4(i), "--vpn-ip", vpn6(i)],
-        ]);
-        await srv(["key", "new", String(i), "AES-256-GCM", "0", k, "--slot", "primary"]);
-        await srv(["peer", "set", "--peer-id", String(i), "--keepalive", i === 2 ? "1,3" : "1,30"]);
-        clients.push(startClient(i, 1194, k));
-      }
-      for (let i = 1; i <= 3; i++) {
-        const c = lab.clients[i - 1];
-        await lab.waitFor(
-          async () => (await ping(c, vpn4(0), 1)) === 1,
-          20000,
-          `client ${i} reaching the server`,
-        );
-      }
-      // server ↔ client and client ↔ client (through the server), IPv4 and IPv6
-      assertEquals(await ping("c1", vpn6(0)), 2);
-      assertEquals(await ping("s", vpn4(2)), 2);
-      assertEquals(await ping("s", vpn6(3)), 2);
-      assertEquals(await ping("c1", vpn4(3)), 2);
-      assertEquals(await ping("c3", vpn6(2)), 2);
-      // three verified 10 MB transfers at once, client → server
-      await Promise.all(
-        [1, 2, 3].map((i) =>
-          verifiedTransfer(lab, vpn4(0), 10 * 1024 * 1024, 5400 + i, lab.clients[i - 1], "s")
-        ),
-      );
-      // a subnet behind client 1, reached from client 2 through the server
-      await lab.run("c1", ["ip", "addr", "add", "192.168.77.1/32", "dev", "lo"]);
-      await srv(["route", "add", "1", "192.168.77.0/24"]);
-      await lab.run("s", ["ip", "route", "add", "192.168.77.0/24", "dev", SRV]);
-      await lab.run("c2", ["ip", "route", "add", "192.168.77.0/24", "dev", "ovpn-c"]);
-      assertEquals(await ping("c2", "192.168.77.1"), 2);
-      // per-peer statistics add up to the device's
-      const all = JSON.parse((await srv(["stats", "--all", "--json"])).stdout);
-      for (const f of ["rcvdDataPkts", "sentDataPkts", "tunBytesReceived"]) {
-        const sum = all.peers.reduce((a: number, p: { stats: Record<string, number> }) => a + p.stats[f], 0);
-        assertEquals(sum, all.total[f], `${f}: peers ${sum}, device ${all.total[f]}`);
-      }
-      assert(all.peers.every((p: { stats: Record<string, number> }) => p.stats.rcvdDataPkts > 1000));
-      // peer del of client 3: its event; the others go on
-      await srv(["peer", "del", "--peer-id", "3"]);
-      await lab.waitFor(
-        () => eventLines().some((e) => e.event === "DEL_PEER" && e.peerId === 3),
-        5000,
-        "the DEL_PEER event of peer 3",
-      );
-      assertEquals(eventLines().find((e) => e.peerId === 3).reason, "userspace");
-      assertEquals(await ping("c1", vpn4(0)), 2);
-      assertEquals(await ping("c3", vpn4(0), 2), 0);
-      // client 2 frozen: expired within its timeout (3 s) + 2 s; client 1 unaffected
-      clients[1].child.kill("SIGSTOP");
-      const t0 = Date.now();
+for (const proto of ["udp", "tcp"] as const) {
+  Deno.test({
+    ...opts,
+    name:
+      `server mode (${proto}): three clients; pings, client to client, three transfers at once, iroute, per-peer stats, peer del, expiry and ${
+        proto === "udp" ? "float" : "TCP close"
+      } events`,
+    async fn() {
+      const lab = await StarLab.create(proto === "udp" ? 90 : 93, 3);
+      const P = ["--proto", proto];
       try {
+        const srv = async (args: string[]) => {
+          const r = await lab.tool("s", [...args, "--ifname", SRV]);
+          assertEquals(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+          return r;
+        };
+        const ping = async (host: string, dst: string, n = 2) =>
+          parsePing(
+            await lab.run(host, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", dst], { allowFail: true }),
+          )
+            .received;
+        const server = lab.startTool("s", [
+          ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV, ...P],
+          ...["--ifaddr", `${vpn4(0)}/24`, "--ifaddr", `${vpn6(0)}/64`, "--stats-interval", "0"],
+        ]);
         await lab.waitFor(
-          () => eventLines().some((e) => e.peerId === 2 && e.reason === "expired"),
-          8000,
-          "peer 2 to expire",
+          async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
+          20000,
+          `the server (${server.output()})`,
         );
-        assert(Date.now() - t0 <= 5500, `expired after ${Date.now() - t0} ms`);
+        const events = lab.spawn("s", [...selfCommand(), "events", "--ifname", SRV, "--json"]);
+        const eventLines = () =>
+          events.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+        const keys: string[] = [];
+        const clients: ReturnType<typeof lab.startTool>[] = [];
+        const startClient = (i: number, port: number, key: string) =>
+          lab.startTool(lab.clients[i - 1], [
+            ...[
+              "start",
+              "--local",
+              `${lab.outer4[lab.clients[i - 1]]}:${port}`,
+              "--remote",
+              `${lab.outer4.s}:1194`,
+            ],
+            ...["--ifname", "ovpn-c", "--ifaddr", `${vpn4(i)}/24`, "--ifaddr", `${vpn6(i)}/64`, "--key", key],
+            ...[
+              "--key-direction",
+              "1",
+              "--peer-id",
+              String(i),
+              "--keepalive",
+              "1,30",
+              "--stats-interval",
+              "0",
+              ...P,
+            ],
+          ]);
+        for (let i = 1; i <= 3; i++) {
+          const c = lab.clients[i - 1];
+          const k = `${lab.runDir}/k${i}.key`;
+          await writeNewKeyFile(k);
+          keys.push(k);
+          await srv([
+            ...["peer", "new", String(i), `${lab.outer4.s}:1194`, `${lab.outer4[c]}:1194`],
+            ...["--vpn-ip", vpn4(i), "--vpn-ip", vpn6(i), ...P],
+          ]);
+          await srv(["key", "new", String(i), "AES-256-GCM", "0", k, "--slot", "primary"]);
+          await srv(["peer", "set", "--peer-id", String(i), "--keepalive", i === 2 ? "1,3" : "1,30"]);
+          clients.push(startClient(i, 1194, k));
+        }
+        for (let i = 1; i <= 3; i++) {
+          const c = lab.clients[i - 1];
+          await lab.waitFor(
+            async () => (await ping(c, vpn4(0), 1)) === 1,
+            20000,
+            `client ${i} reaching the server`,
+          );
+        }
+        // server ↔ client and client ↔ client (through the server), IPv4 and IPv6
+        assertEquals(await ping("c1", vpn6(0)), 2);
+        assertEquals(await ping("s", vpn4(2)), 2);
+        assertEquals(await ping("s", vpn6(3)), 2);
+        assertEquals(await ping("c1", vpn4(3)), 2);
+        assertEquals(await ping("c3", vpn6(2)), 2);
+        // three verified 10 MB transfers at once, client → server
+        await Promise.all(
+          [1, 2, 3].map((i) =>
+            verifiedTransfer(lab, vpn4(0), 10 * 1024 * 1024, 5400 + i, lab.clients[i - 1], "s")
+          ),
+        );
+        // a subnet behind client 1, reached from client 2 through the server
+        await lab.run("c1", ["ip", "addr", "add", "192.168.77.1/32", "dev", "lo"]);
+        await srv(["route", "add", "1", "192.168.77.0/24"]);
+        await lab.run("s", ["ip", "route", "add", "192.168.77.0/24", "dev", SRV]);
+        await lab.run("c2", ["ip", "route", "add", "192.168.77.0/24", "dev", "ovpn-c"]);
+        assertEquals(await ping("c2", "192.168.77.1"), 2);
+        // per-peer statistics add up to the device's
+        const all = JSON.parse((await srv(["stats", "--all", "--json"])).stdout);
+        for (const f of ["rcvdDataPkts", "sentDataPkts", "tunBytesReceived"]) {
+          const sum = all.peers.reduce(
+            (a: number, p: { stats: Record<string, number> }) => a + p.stats[f],
+            0,
+          );
+          assertEquals(sum, all.total[f], `${f}: peers ${sum}, device ${all.total[f]}`);
+        }
+        assert(all.peers.every((p: { stats: Record<string, number> }) => p.stats.rcvdDataPkts > 1000));
+        // peer del of client 3: its event; the others go on
+        await srv(["peer", "del", "--peer-id", "3"]);
+        await lab.waitFor(
+          () => eventLines().some((e) => e.event === "DEL_PEER" && e.peerId === 3),
+          5000,
+          "the DEL_PEER event of peer 3",
+        );
+        assertEquals(eventLines().find((e) => e.peerId === 3).reason, "userspace");
+        assertEquals(await ping("c1", vpn4(0)), 2);
+        assertEquals(await ping("c3", vpn4(0), 2), 0);
+        // client 2 frozen: expired within its timeout (3 s) + 2 s; client 1 unaffected
+        clients[1].child.kill("SIGSTOP");
+        const t0 = Date.now();
+        try {
+          await lab.waitFor(
+            () => eventLines().some((e) => e.peerId === 2 && e.reason === "expired"),
+            8000,
+            "peer 2 to expire",
+          );
+          assert(Date.now() - t0 <= 5500, `expired after ${Date.now() - t0} ms`);
+        } finally {
+          clients[1].child.kill("SIGCONT");
+        }
+        assertEquals(await ping("c1", vpn4(0)), 2);
+        if (proto === "tcp") {
+          // a client that goes away closes its connection: DEL_PEER, transport-disconnect
+          await lab.stop(clients[0]);
+          await lab.waitFor(
+            () => eventLines().some((e) => e.peerId === 1 && e.reason === "transport-disconnect"),
+            5000,
+            "the TCP close of peer 1",
+          );
+          assertEquals(JSON.parse((await srv(["peer", "list", "--json"])).stdout), []);
+          return;
+        }
+        // client 1 comes back from a new port with the same keys (its packet ids go on above the old ones)
+        await lab.stop(clients[0]);
+        const raw = Uint8Array.from(
+          atob((await Deno.readTextFile(keys[0])).replace(/\s+/g, "")),
+          (c) => c.charCodeAt(0),
+        );
+        const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+        const json = `${lab.runDir}/k1-again.json`;
+        await Deno.writeTextFile(
+          json,
+          JSON.stringify({
+            cipher: "AES-256-GCM",
+            peerId: 1,
+            firstPacketId: 1_000_000,
+            encrypt: { key: hex(raw.slice(32, 64)), nonceTail: hex(raw.slice(64, 72)) },
+            decrypt: { key: hex(raw.slice(0, 32)), nonceTail: hex(raw.slice(64, 72)) },
+          }),
+        );
+        clients[0] = startClient(1, 1195, json);
+        await lab.waitFor(
+          async () => (await ping("c1", vpn4(0), 1)) === 1,
+          20000,
+          "client 1 back from port 1195",
+        );
+        await lab.waitFor(
+          () => eventLines().some((e) => e.event === "FLOAT_PEER" && e.peerId === 1),
+          5000,
+          "the FLOAT event",
+        );
+        assertMatch(eventLines().find((e) => e.event === "FLOAT_PEER").address, `${lab.outer4.c1}:1195`);
+        assertEquals(await ping("s", vpn4(1)), 2); // the server now sends to the new port
+        const list = JSON.parse((await srv(["peer", "list", "--json"])).stdout);
+        assertEquals(list.map((p: { peerId: number }) => p.peerId), [1]);
+        assertEquals(list[0].remote.port, 1195);
       } finally {
-        clients[1].child.kill("SIGCONT");
+        await lab.destroy();
       }
-      assertEquals(await ping("c1", vpn4(0)), 2);
-      // client 1 comes back from a new port with the same keys (its packet ids go on above the old ones)
-      await lab.stop(clients[0]);
-      const raw = Uint8Array.from(
-        atob((await Deno.readTextFile(keys[0])).replace(/\s+/g, "")),
-        (c) => c.charCodeAt(0),
-      );
-      const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-      const json = `${lab.runDir}/k1-again.json`;
-      await Deno.writeTextFile(
-        json,
-        JSON.stringify({
-          cipher: "AES-256-GCM",
-          peerId: 1,
-          firstPacketId: 1_000_000,
-          encrypt: { key: hex(raw.slice(32, 64)), nonceTail: hex(raw.slice(64, 72)) },
-          decrypt: { key: hex(raw.slice(0, 32)), nonceTail: hex(raw.slice(64, 72)) },
-        }),
-      );
-      clients[0] = startClient(1, 1195, json);
-      await lab.waitFor(
-        async () => (await ping("c1", vpn4(0), 1)) === 1,
-        20000,
-        "client 1 back from port 1195",
-      );
-      await lab.waitFor(
-        () => eventLines().some((e) => e.event === "FLOAT_PEER" && e.peerId === 1),
-        5000,
-        "the FLOAT event",
-      );
-      assertMatch(eventLines().find((e) => e.event === "FLOAT_PEER").address, `${lab.outer4.c1}:1195`);
-      assertEquals(await ping("s", vpn4(1)), 2); // the server now sends to the new port
-      const list = JSON.parse((await srv(["peer", "list", "--json"])).stdout);
-      assertEquals(list.map((p: { peerId: number }) => p.peerId), [1]);
-      assertEquals(list[0].remote.port, 1195);
-    } finally {
-      await lab.destroy();
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   ...opts,

@@ -55,6 +55,8 @@ export type ToEngine =
         mss: number;
       }
       | { t: "mp-del"; peer: number }
+      // TCP server: the peer's connection (a blocking fd the main thread owns)
+      | { t: "mp-conn"; peer: number; fd: number }
       | { t: "mp-float"; peer: number; sockaddr: Uint8Array }
       | { t: "route"; peer: number; cidr: string; add: boolean }
     )
@@ -70,6 +72,8 @@ export type FromEngine =
   | { t: "epoch"; generation: number; epoch: number; peer?: number }
   // rx, server mode: an authentic packet of `peer` came from a new address
   | { t: "float"; peer: number; sockaddr: Uint8Array }
+  // rx, TCP server: a peer's connection ended (`error`: reset or failed, else closed by the peer)
+  | { t: "peer-closed"; peer: number; error: boolean; reason: string }
   | { t: "closed"; role: "tx" | "rx"; reason: string }
   | { t: "stopped"; role: "tx" | "rx" }
   | { t: "fatal"; role: "tx" | "rx"; message: string };

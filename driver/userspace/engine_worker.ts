@@ -60,6 +60,9 @@ interface Peer {
   sa: Uint8Array;
   stats: SharedStats;
   mss: number;
+  /** TCP server: the peer's connection (-1: none yet, or ended) and its reassembly buffer. */
+  fd: number;
+  deframer?: TcpDeframer;
 }
 const peers = new Map<number, Peer>();
 const routes = new RouteTable();
@@ -156,6 +159,7 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
         sa: m.sockaddr,
         stats: st,
         mss: m.mss,
+        fd: -1,
       });
       if (init.role === "tx") { for (const r of m.routes) routes.add(r, m.peer); }
       break;
@@ -165,6 +169,14 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       peers.delete(m.peer);
       routes.delPeer(m.peer);
       break;
+    case "mp-conn": {
+      const p = peers.get(m.peer);
+      if (p) {
+        p.fd = m.fd;
+        p.deframer = new TcpDeframer(MAX_WIRE_LEN);
+      }
+      break;
+    }
     case "mp-float": {
       const p = peers.get(m.peer);
       if (p) p.sa = m.sockaddr;
@@ -201,7 +213,10 @@ async function run() {
   pdv.setInt32(8, init.wakeFd, true);
   pdv.setInt16(12, POLLIN, true);
   const server = init.mode === "server";
-  const pump = role === "tx" ? (server ? makeServerTx() : makeTx()) : (server ? makeServerRx() : makeRx());
+  const tcpServerRx = server && role === "rx" && init.proto === "tcp";
+  const pump = role === "tx"
+    ? (server ? makeServerTx() : makeTx())
+    : (server ? (init.proto === "tcp" ? makeServerTcpRx() : makeServerRx()) : makeRx());
   const idx = role === "tx" ? SIGNAL.tx : SIGNAL.rx;
   try {
     while (!stopping()) {
@@ -215,6 +230,20 @@ async function run() {
         continue;
       }
       if (busy >= BATCH) continue;
+      if (tcpServerRx) {
+        // idle: wait for any peer's connection or a wake-up
+        const conns = [...peers.values()].filter((p) => p.fd >= 0).map((p) => p.fd);
+        const set = new Uint8Array(8 * (conns.length + 1));
+        const sdv = new DataView(set.buffer);
+        [init.wakeFd, ...conns].forEach((fd, i) => {
+          sdv.setInt32(8 * i, fd, true);
+          sdv.setInt16(8 * i + 4, POLLIN, true);
+        });
+        const r = L.poll(set, BigInt(conns.length + 1), IDLE_POLL_MS);
+        if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
+        if (sdv.getInt16(6, true) & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
+        continue;
+      }
       // idle: wait for data or a wake-up (tx polls the tun only once started)
       const nfds = role === "tx" && !started ? 1 : 2;
       const fds = nfds === 2 ? pfd : pfd.subarray(8);
@@ -433,18 +462,40 @@ function sameAddress(a: Uint8Array, alen: number, b: Uint8Array): boolean {
 function makeServerTx(): () => number {
   const L = libc().symbols;
   const sock = init.sockFd;
-  const buf = new Uint8Array(HEADROOM + MAX_PLAINTEXT_LEN + 64);
+  // [2-byte TCP length][header (+ tag) = HEADROOM][plaintext][tag of the epoch format]
+  const outer = new Uint8Array(2 + HEADROOM + MAX_PLAINTEXT_LEN + 64);
+  const buf = outer.subarray(2);
   const readInto = buf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
   const readMax = BigInt(readInto.length);
   const views = new Map<number, Uint8Array>();
-  const viewAt = (off: number) => {
+  /** A view of `outer` from `off` (buf's offset `off - 2`). */
+  const outerAt = (off: number) => {
     let v = views.get(off);
-    if (!v) views.set(off, v = buf.subarray(off));
+    if (!v) views.set(off, v = outer.subarray(off));
     return v;
   };
+  const viewAt = (off: number) => outerAt(off + 2);
+  const tcp = init.proto === "tcp";
   const sendTo = (p: Peer, start: number, end: number, control: boolean) => {
     const len = end - start;
     const lost = countSend(p.stats, len, control);
+    if (tcp) {
+      // [2-byte length][packet] to the peer's connection (HEADROOM leaves room in front)
+      if (p.fd < 0) return lost();
+      outer[start] = len >> 8;
+      outer[start + 1] = len & 0xff;
+      let off = 0;
+      while (off < len + 2) {
+        const n = Number(L.send(p.fd, outerAt(start + off), BigInt(len + 2 - off), MSG_NOSIGNAL));
+        if (n < 0) {
+          const e = errno();
+          if (e === EINTR || e === EAGAIN) continue;
+          return lost(); // the rx side sees the connection end and reports it
+        }
+        off += n;
+      }
+      return;
+    }
     for (;;) {
       if (Number(L.sendto(sock, viewAt(start), BigInt(len), 0, p.sa, p.sa.length)) >= 0) return;
       if (errno() !== EINTR) return lost();
@@ -549,5 +600,50 @@ function makeServerRx(): () => number {
       }
     }
     return n;
+  };
+}
+
+/** TCP server, transport → tun: each peer's connection, reassembled and opened with its channel. */
+function makeServerTcpRx(): () => number {
+  const L = libc().symbols;
+  const sinks = {
+    control: (b: Uint8Array) => post({ t: "ctl", bytes: b }),
+    tun: (b: Uint8Array, off: number, len: number) =>
+      Number(L.write(init.tunFd, off === 0 ? b : b.subarray(off), BigInt(len))) === len,
+  };
+  const end = (p: Peer, error: boolean, reason: string) => {
+    p.fd = -1; // the main thread closes it
+    post({ t: "peer-closed", peer: p.id, error, reason });
+  };
+  return () => {
+    let handledNow = 0;
+    for (const p of peers.values()) {
+      if (p.fd < 0 || !p.deframer) continue;
+      const d = p.deframer;
+      for (let round = 0; round < 8 && p.fd >= 0; round++) {
+        const w = d.writable();
+        const n = Number(L.recv(p.fd, w, BigInt(w.length), MSG_DONTWAIT));
+        if (n === 0) {
+          end(p, false, "the peer closed the TCP connection");
+          break;
+        }
+        if (n < 0) {
+          const e = errno();
+          if (e === EAGAIN || e === EINTR) break;
+          end(p, true, `TCP connection lost: ${errnoText(e)}`);
+          break;
+        }
+        try {
+          d.commit(n, (b, off, len) => {
+            handledNow++;
+            receive(p.ch, p.stats, p.mss, b, off, len, sinks);
+          });
+        } catch (e) {
+          if (!(e instanceof FramingError)) throw e;
+          end(p, true, `TCP stream reset: ${e.message}`);
+        }
+      }
+    }
+    return handledNow;
   };
 }

@@ -25,7 +25,7 @@ import type { Stats } from "../datachannel/stats.ts";
 import { ControlInbox } from "../tunnel_end.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import { SharedStats } from "./shared_stats.ts";
-import { endpointSockaddr, udpSocket } from "./sockets_linux.ts";
+import { addrBytes, endpointSockaddr, tcpAcceptNext, tcpListen, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** Why a peer was deleted (OVPN_DEL_PEER_REASON). */
@@ -40,6 +40,8 @@ export type ServerEvent =
 /** What `start --mode server` drives: this device, or the ovpn-dco driver in multipeer mode. */
 export interface ServerBackend {
   readonly backend: string;
+  /** The transport its peers use. */
+  readonly proto: "udp" | "tcp";
   readonly ifname: string;
   readonly ended: Promise<DeviceEndReason>;
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void>;
@@ -87,12 +89,15 @@ interface PeerState {
   mss: number;
   keys: { primary?: number; secondary?: number; cipher?: string; epoch?: boolean };
   iroutes: string[];
+  /** TCP: the peer's connection once it came (-1 before). */
+  fd: number;
 }
 
 /** The server device. */
 export class ServerDevice implements ServerBackend {
   readonly backend = "tun";
   readonly mode = "server";
+  readonly proto: "udp" | "tcp";
   readonly ifname: string;
   /** What no peer owns: unknown peer ids, no route, control packets. */
   readonly stats = new SharedStats();
@@ -110,8 +115,14 @@ export class ServerDevice implements ServerBackend {
   #timer: ReturnType<typeof setInterval> | undefined;
   #generation = 0;
   #closed = false;
+  #listenFd = -1;
+  #accepting: Promise<void> | null = null;
 
-  constructor(tun: TunHandle, opts: { provider?: ProviderName; log?: (line: string) => void } = {}) {
+  constructor(
+    tun: TunHandle,
+    opts: { provider?: ProviderName; log?: (line: string) => void; proto?: "udp" | "tcp" } = {},
+  ) {
+    this.proto = opts.proto ?? "udp";
     this.#tun = tun;
     this.ifname = tun.name;
     this.#provider = opts.provider ?? "auto";
@@ -124,6 +135,12 @@ export class ServerDevice implements ServerBackend {
         } else if (m.t === "epoch") {
           this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch, peer: m.peer });
         } else if (m.t === "float") this.#float(m.peer, m.sockaddr);
+        else if (m.t === "peer-closed") {
+          this.#log(`peer ${m.peer}: ${m.reason}`);
+          if (this.#peers.has(m.peer)) {
+            this.delPeer(m.peer, m.error ? "transport-error" : "transport-disconnect").catch(() => {});
+          }
+        }
       },
       failed: (message) => this.#inbox.end({ kind: "failed", message }),
       closed: (message) => this.#inbox.end({ kind: "aborted", message }),
@@ -137,12 +154,13 @@ export class ServerDevice implements ServerBackend {
   /** MP_START_VPN: bind the UDP socket and start the engines. Returns the bound address. */
   async start(local: SockAddr): Promise<SockAddr> {
     if (this.#host.running) throw new DeviceError("the server is already started", "state");
-    this.#sockFd = udpSocket(local, local);
+    if (this.proto === "tcp") this.#listenFd = tcpListen(local);
+    else this.#sockFd = udpSocket(local, local);
     this.#local = local;
     const init = {
       tunFd: this.#tun.fd,
       sockFd: this.#sockFd,
-      proto: "udp" as const,
+      proto: this.proto,
       mode: "server" as const,
       peerSockaddr: new Uint8Array(0),
       peerId: 0,
@@ -153,7 +171,38 @@ export class ServerDevice implements ServerBackend {
     await Promise.all((["tx", "rx"] as Role[]).map((role) => this.#host.spawn({ ...init, role })));
     await this.#host.apply("tx", { t: "start" });
     this.#timer = setInterval(() => this.#tick(), 250);
+    if (this.proto === "tcp") this.#accepting = this.#acceptLoop();
     return local;
+  }
+
+  /** TCP: each connection goes to the peer whose remote address and port it comes from; others are closed. */
+  async #acceptLoop(): Promise<void> {
+    const L = libc().symbols;
+    while (!this.#closed) {
+      let c;
+      try {
+        c = await tcpAcceptNext(this.#listenFd, 1000, () => this.#closed);
+      } catch {
+        return; // closed
+      }
+      if (!c) continue;
+      const from = parseSockaddr(c.from);
+      const at = from ? { address: formatIP(from.addr), port: from.port } : null;
+      const entry = [...this.#peers.entries()].find(([, p]) =>
+        p.fd < 0 && at && p.spec.remote.port === at.port &&
+        formatIP(addrBytes(p.spec.remote.address)) === at.address
+      );
+      if (!entry || this.#closed) {
+        this.#log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
+        L.close(c.fd);
+        continue;
+      }
+      const [id, p] = entry;
+      p.fd = c.fd;
+      p.stats.lastRx = Date.now();
+      await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });
+      this.#log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
+    }
   }
 
   #peer(peerId: number): PeerState {
@@ -201,6 +250,7 @@ export class ServerDevice implements ServerBackend {
       mss: 0,
       keys: {},
       iroutes: [],
+      fd: -1,
     });
     await this.#host.apply("both", {
       t: "mp-add",
@@ -266,10 +316,11 @@ export class ServerDevice implements ServerBackend {
 
   /** MP_DEL_PEER (and expiry): the peer goes, its routes with it; subscribers hear why. */
   async delPeer(peerId: number, reason: DelPeerReason = "userspace"): Promise<void> {
-    this.#peer(peerId);
+    const p = this.#peer(peerId);
     this.#peers.delete(peerId);
     this.#routes.delPeer(peerId);
     await this.#host.apply("both", { t: "mp-del", peer: peerId });
+    if (p.fd >= 0) libc().symbols.close(p.fd);
     this.#emit({ cmd: "DEL_PEER", peerId, reason });
   }
 
@@ -361,6 +412,7 @@ export class ServerDevice implements ServerBackend {
     return {
       backend: this.backend,
       mode: this.mode,
+      proto: this.proto,
       ifname: this.ifname,
       local: this.#local,
       peers: [...this.#peers.keys()],
@@ -412,9 +464,13 @@ export class ServerDevice implements ServerBackend {
     this.#closed = true;
     clearInterval(this.#timer);
     for (const id of [...this.#peers.keys()]) this.#emit({ cmd: "DEL_PEER", peerId: id, reason: "teardown" });
-    this.#peers.clear();
     await this.#host.stop();
-    if (this.#sockFd >= 0) libc().symbols.close(this.#sockFd);
+    await this.#accepting;
+    const L = libc().symbols;
+    for (const p of this.#peers.values()) if (p.fd >= 0) L.close(p.fd);
+    this.#peers.clear();
+    if (this.#listenFd >= 0) L.close(this.#listenFd);
+    if (this.#sockFd >= 0) L.close(this.#sockFd);
     this.#tun.close();
     this.#inbox.end({ kind: "failed", message: "the device was closed" });
   }

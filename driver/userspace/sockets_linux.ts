@@ -206,6 +206,44 @@ export async function tcpConnect(
   }
 }
 
+/** A non-blocking TCP socket listening on `local`. */
+export function tcpListen(local: SockAddr, backlog = 16): number {
+  const L = libc().symbols;
+  const lfd = newSocket(familyOf(local, local), SOCK_STREAM);
+  L.setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, intOpt(1), 4);
+  try {
+    bindOrThrow(lfd, local, "TCP");
+    if (L.listen(lfd, backlog) < 0) throw new DeviceError(`listen on ${fmt(local)}: ${errnoText(errno())}`);
+  } catch (e) {
+    L.close(lfd);
+    throw e;
+  }
+  setBlocking(lfd, false);
+  return lfd;
+}
+
+/**
+ * The next connection on a listening socket, blocking and tuned, with the sockaddr it came from; null on
+ * timeout. Throws when `cancelled()` turns true.
+ */
+export async function tcpAcceptNext(
+  lfd: number,
+  timeoutMs: number,
+  cancelled: () => boolean,
+): Promise<{ fd: number; from: Uint8Array } | null> {
+  const L = libc().symbols;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!(await waitFd(lfd, POLLIN, deadline - Date.now(), cancelled))) return null;
+    const sa = new Uint8Array(28), len = new Uint32Array([28]);
+    const fd = L.accept(lfd, sa, len); // the listening socket is non-blocking
+    if (fd < 0) continue;
+    L.fcntl(fd, F_SETFL, L.fcntl(fd, F_GETFL, 0) & ~O_NONBLOCK);
+    tuneTcp(fd);
+    return { fd, from: sa.slice(0, len[0]) };
+  }
+}
+
 /** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
 export async function tcpAccept(
   local: SockAddr,
@@ -215,36 +253,26 @@ export async function tcpAccept(
   onListening?: () => void,
 ): Promise<number> {
   const L = libc().symbols;
-  const lfd = newSocket(familyOf(local, remote), SOCK_STREAM);
-  L.setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, intOpt(1), 4);
-  bindOrThrow(lfd, local, "TCP");
+  familyOf(local, remote);
+  const lfd = tcpListen(local, 4);
   try {
-    if (L.listen(lfd, 4) < 0) throw new DeviceError(`listen on ${fmt(local)}: ${errnoText(errno())}`);
-    setBlocking(lfd, false);
     onListening?.();
     const want = addrBytes(remote.address);
     const anyPeer = want.every((x) => x === 0);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (!(await waitFd(lfd, POLLIN, deadline - Date.now(), cancelled))) {
+      const c = await tcpAcceptNext(lfd, deadline - Date.now(), cancelled);
+      if (!c) {
         throw new DeviceError(
           `no TCP connection from ${remote.address} within ${timeoutMs / 1000} s on ${fmt(local)}`,
           "timeout",
         );
       }
-      const sa = new Uint8Array(28), len = new Uint32Array([28]);
-      const fd = L.accept(lfd, sa, len); // the listening socket is non-blocking
-      if (fd < 0) continue;
-      const from = parseSockaddr(sa);
+      const from = parseSockaddr(c.from);
       const ok = anyPeer ||
         (from && from.addr.length === want.length && from.addr.every((x, i) => x === want[i]));
-      if (!ok) {
-        L.close(fd); // not our peer
-        continue;
-      }
-      L.fcntl(fd, F_SETFL, L.fcntl(fd, F_GETFL, 0) & ~O_NONBLOCK);
-      tuneTcp(fd);
-      return fd;
+      if (ok) return c.fd;
+      L.close(c.fd); // not our peer
     }
   } finally {
     L.close(lfd);

@@ -19,12 +19,9 @@ import type { ProviderName } from "../../crypto/providers.ts";
 import { type DeviceEndReason, DeviceError } from "../device.ts";
 import { formatEndpoint, formatIP, type SetPeer, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
-import { MAX_CONTROL_LEN, MAX_PEER_ID } from "../datachannel/packet.ts";
-import { parsePrefix, RouteError, RouteTable } from "../datachannel/routes.ts";
 import type { Stats } from "../datachannel/stats.ts";
-import { ControlInbox } from "../tunnel_end.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
-import { SharedStats } from "./shared_stats.ts";
+import { type PeerState, ServerBase } from "./server_base.ts";
 import { addrBytes, endpointSockaddr, tcpAcceptNext, tcpListen, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
@@ -82,68 +79,43 @@ export interface ServerPeerSpec {
   vpnIps: string[];
 }
 
-interface PeerState {
-  spec: ServerPeerSpec;
-  stats: SharedStats;
-  keepalive: { interval: number; timeout: number };
-  mss: number;
-  keys: { primary?: number; secondary?: number; cipher?: string; epoch?: boolean };
-  iroutes: string[];
-  /** TCP: the peer's connection once it came (-1 before). */
-  fd: number;
-}
-
-/** The server device. */
-export class ServerDevice implements ServerBackend {
+/** The server device on a Linux tun: the engine workers in server mode. */
+export class ServerDevice extends ServerBase {
   readonly backend = "tun";
-  readonly mode = "server";
-  readonly proto: "udp" | "tcp";
-  readonly ifname: string;
-  /** What no peer owns: unknown peer ids, no route, control packets. */
-  readonly stats = new SharedStats();
-  readonly ended: Promise<DeviceEndReason>;
   #tun: TunHandle;
   #provider: ProviderName;
-  #log: (line: string) => void;
   #host: EngineHost;
-  #inbox = new ControlInbox();
   #sockFd = -1;
-  #local: SockAddr | null = null;
-  #peers = new Map<number, PeerState>();
-  #routes = new RouteTable();
-  #listeners = new Set<(e: ServerEvent) => void>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #generation = 0;
-  #closed = false;
   #listenFd = -1;
+  #fds = new Map<number, number>();
   #accepting: Promise<void> | null = null;
 
   constructor(
     tun: TunHandle,
     opts: { provider?: ProviderName; log?: (line: string) => void; proto?: "udp" | "tcp" } = {},
   ) {
-    this.proto = opts.proto ?? "udp";
+    super(tun.name, opts.proto ?? "udp", opts.log ?? ((l) => console.error(l)));
     this.#tun = tun;
-    this.ifname = tun.name;
     this.#provider = opts.provider ?? "auto";
-    this.#log = opts.log ?? ((l) => console.error(l));
-    this.ended = this.#inbox.ended;
     this.#host = new EngineHost({
       message: (m) => {
-        if (m.t === "ctl") {
-          if (!this.#inbox.push(m.bytes)) this.stats.LostInControlPackets++;
-        } else if (m.t === "epoch") {
+        if (m.t === "ctl") this.pushControl(m.bytes);
+        else if (m.t === "epoch") {
           this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch, peer: m.peer });
-        } else if (m.t === "float") this.#float(m.peer, m.sockaddr);
-        else if (m.t === "peer-closed") {
-          this.#log(`peer ${m.peer}: ${m.reason}`);
-          if (this.#peers.has(m.peer)) {
+        } else if (m.t === "float") {
+          const a = parseSockaddr(m.sockaddr);
+          if (!a || !this.peers.has(m.peer)) return;
+          this.#host.post("tx", { t: "mp-float", peer: m.peer, sockaddr: m.sockaddr });
+          this.floated(m.peer, { address: formatIP(a.addr), port: a.port });
+        } else if (m.t === "peer-closed") {
+          this.log(`peer ${m.peer}: ${m.reason}`);
+          if (this.peers.has(m.peer)) {
             this.delPeer(m.peer, m.error ? "transport-error" : "transport-disconnect").catch(() => {});
           }
         }
       },
-      failed: (message) => this.#inbox.end({ kind: "failed", message }),
-      closed: (message) => this.#inbox.end({ kind: "aborted", message }),
+      failed: (message) => this.inbox.end({ kind: "failed", message }),
+      closed: (message) => this.inbox.end({ kind: "aborted", message }),
     }, this.ended);
   }
 
@@ -151,12 +123,11 @@ export class ServerDevice implements ServerBackend {
     return this.#tun.configure(o);
   }
 
-  /** MP_START_VPN: bind the UDP socket and start the engines. Returns the bound address. */
+  /** MP_START_VPN: bind the socket (UDP) or listen (TCP) and start the engines. Returns the bound address. */
   async start(local: SockAddr): Promise<SockAddr> {
     if (this.#host.running) throw new DeviceError("the server is already started", "state");
     if (this.proto === "tcp") this.#listenFd = tcpListen(local);
     else this.#sockFd = udpSocket(local, local);
-    this.#local = local;
     const init = {
       tunFd: this.#tun.fd,
       sockFd: this.#sockFd,
@@ -170,7 +141,8 @@ export class ServerDevice implements ServerBackend {
     };
     await Promise.all((["tx", "rx"] as Role[]).map((role) => this.#host.spawn({ ...init, role })));
     await this.#host.apply("tx", { t: "start" });
-    this.#timer = setInterval(() => this.#tick(), 250);
+    this.local = local;
+    this.startTimer();
     if (this.proto === "tcp") this.#accepting = this.#acceptLoop();
     return local;
   }
@@ -178,300 +150,91 @@ export class ServerDevice implements ServerBackend {
   /** TCP: each connection goes to the peer whose remote address and port it comes from; others are closed. */
   async #acceptLoop(): Promise<void> {
     const L = libc().symbols;
-    while (!this.#closed) {
+    while (!this.closed) {
       let c;
       try {
-        c = await tcpAcceptNext(this.#listenFd, 1000, () => this.#closed);
+        c = await tcpAcceptNext(this.#listenFd, 1000, () => this.closed);
       } catch {
         return; // closed
       }
       if (!c) continue;
       const from = parseSockaddr(c.from);
       const at = from ? { address: formatIP(from.addr), port: from.port } : null;
-      const entry = [...this.#peers.entries()].find(([, p]) =>
-        p.fd < 0 && at && p.spec.remote.port === at.port &&
+      const entry = [...this.peers.entries()].find(([id, p]) =>
+        !this.#fds.has(id) && at && p.spec.remote.port === at.port &&
         formatIP(addrBytes(p.spec.remote.address)) === at.address
       );
-      if (!entry || this.#closed) {
-        this.#log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
+      if (!entry || this.closed) {
+        this.log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
         L.close(c.fd);
         continue;
       }
       const [id, p] = entry;
-      p.fd = c.fd;
+      this.#fds.set(id, c.fd);
       p.stats.lastRx = Date.now();
       await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });
-      this.#log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
+      this.log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
     }
   }
 
-  #peer(peerId: number): PeerState {
-    const p = this.#peers.get(peerId);
-    if (!p) {
-      throw new DeviceError(
-        `no peer ${peerId} on '${this.ifname}'; peers: ${[...this.#peers.keys()].join(", ") || "none"}`,
-        "state",
-      );
-    }
-    return p;
-  }
-
-  /** MP_NEW_PEER. */
-  async newPeer(spec: ServerPeerSpec): Promise<void> {
-    if (!this.#host.running) throw new DeviceError("the server is not started", "state");
-    if (!Number.isInteger(spec.peerId) || spec.peerId < 0 || spec.peerId > MAX_PEER_ID) {
-      throw new DeviceError(`peer id ${spec.peerId} is not a 24-bit number (0 to ${MAX_PEER_ID})`, "state");
-    }
-    if (this.#peers.has(spec.peerId)) {
-      throw new DeviceError(`peer id ${spec.peerId} is already in use on '${this.ifname}'`, "state");
-    }
-    if (spec.remote.address.includes(":") !== this.#local!.address.includes(":")) {
-      throw new DeviceError(
-        `peer ${spec.peerId}: ${formatEndpoint(spec.remote)} is not of the server socket's IP version (${
-          formatEndpoint(this.#local!)
-        })`,
-        "state",
-      );
-    }
-    const added: string[] = [];
-    try {
-      for (const ip of spec.vpnIps) added.push(this.#routes.add(ip, spec.peerId).text);
-    } catch (e) {
-      for (const r of added) this.#routes.del(r, spec.peerId);
-      if (e instanceof RouteError) throw new DeviceError(`peer ${spec.peerId}: ${e.message}`, "state");
-      throw e;
-    }
-    const stats = new SharedStats();
-    stats.lastRx = stats.lastTx = Date.now();
-    this.#peers.set(spec.peerId, {
-      spec: { ...spec },
-      stats,
-      keepalive: { interval: 0, timeout: 0 },
-      mss: 0,
-      keys: {},
-      iroutes: [],
-      fd: -1,
-    });
+  protected async ioAddPeer(peerId: number, p: PeerState, routes: string[]): Promise<void> {
     await this.#host.apply("both", {
       t: "mp-add",
-      peer: spec.peerId,
-      sockaddr: endpointSockaddr(spec.remote),
-      stats: stats.buffer,
-      routes: added,
+      peer: peerId,
+      sockaddr: endpointSockaddr(p.spec.remote),
+      stats: p.stats.buffer,
+      routes,
       mss: 0,
     });
   }
 
-  /** NEW_KEY for a peer. */
-  async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
-    const p = this.#peer(peerId);
-    await this.#host.apply("both", {
-      t: "key",
-      slot,
-      material: key,
-      generation: ++this.#generation,
-      peer: peerId,
-    });
-    const epoch = !!key.epoch && key.cipher.keyLen > 0;
-    if (slot === 0) [p.keys.primary, p.keys.epoch] = [key.keyId, epoch];
-    else p.keys.secondary = key.keyId;
-    p.keys.cipher = key.cipher.name;
-  }
-
-  /** MP_SWAP_KEYS. */
-  async swapKeys(peerId: number): Promise<void> {
-    const p = this.#peer(peerId);
-    await this.#host.apply("both", { t: "swap", peer: peerId });
-    [p.keys.primary, p.keys.secondary] = [p.keys.secondary, p.keys.primary];
-  }
-
-  /** Delete a key slot of a peer. */
-  async delKey(slot: KeySlotId, peerId: number): Promise<void> {
-    const p = this.#peer(peerId);
-    await this.#host.apply("both", { t: "delkey", slot, peer: peerId });
-    if (slot === 0) delete p.keys.primary;
-    else delete p.keys.secondary;
-  }
-
-  /** Move a peer's epoch key to the next epoch. */
-  async nextEpoch(peerId: number): Promise<void> {
-    const p = this.#peer(peerId);
-    if (!p.keys.epoch) {
-      throw new DeviceError(`peer ${peerId}'s primary key does not use epoch data keys`, "state");
-    }
-    await this.#host.apply("tx", { t: "epoch-next", peer: peerId });
-  }
-
-  /** MP_SET_PEER: keepalive interval/timeout and MSS of a peer (-1: unchanged). */
-  async setPeer(peerId: number, s: SetPeer): Promise<void> {
-    const p = this.#peer(peerId);
-    if (s.keepaliveInterval >= 0) p.keepalive.interval = s.keepaliveInterval;
-    if (s.keepaliveTimeout >= 0) p.keepalive.timeout = s.keepaliveTimeout;
-    if (s.mss >= 0) {
-      p.mss = s.mss;
-      await this.#host.apply("both", { t: "peer", peer: peerId, mss: s.mss });
-    }
-    p.stats.lastRx = Date.now();
-  }
-
-  /** MP_DEL_PEER (and expiry): the peer goes, its routes with it; subscribers hear why. */
-  async delPeer(peerId: number, reason: DelPeerReason = "userspace"): Promise<void> {
-    const p = this.#peer(peerId);
-    this.#peers.delete(peerId);
-    this.#routes.delPeer(peerId);
+  protected async ioDelPeer(peerId: number): Promise<void> {
     await this.#host.apply("both", { t: "mp-del", peer: peerId });
-    if (p.fd >= 0) libc().symbols.close(p.fd);
-    this.#emit({ cmd: "DEL_PEER", peerId, reason });
+    const fd = this.#fds.get(peerId);
+    if (fd !== undefined) libc().symbols.close(fd);
+    this.#fds.delete(peerId);
   }
 
-  /** MP_ADD_IROUTE / MP_DEL_IROUTE: a subnet behind a peer. */
-  async route(peerId: number, cidr: string, add: boolean): Promise<string> {
-    const p = this.#peer(peerId);
-    let text: string;
-    try {
-      if (add) text = this.#routes.add(cidr, peerId).text;
-      else {
-        text = parsePrefix(cidr).text;
-        if (!this.#routes.del(cidr, peerId)) throw new RouteError(`peer ${peerId} has no route ${text}`);
-      }
-    } catch (e) {
-      if (e instanceof RouteError) throw new DeviceError(e.message, "state");
-      throw e;
-    }
-    await this.#host.apply("tx", { t: "route", peer: peerId, cidr: text, add });
-    if (add && !p.iroutes.includes(text)) p.iroutes.push(text);
-    if (!add) p.iroutes = p.iroutes.filter((r) => r !== text);
-    return text;
+  protected ioKey(slot: KeySlotId, key: KeyMaterial, generation: number, peerId: number): Promise<void> {
+    return this.#host.apply("both", { t: "key", slot, material: key, generation, peer: peerId });
   }
 
-  /** Send one control packet to a peer. */
-  writeControl(peerId: number, p: Uint8Array): void {
-    this.#peer(peerId);
-    if (p.length === 0 || p.length > MAX_CONTROL_LEN) {
-      throw new DeviceError(
-        `a control packet must have 1 to ${MAX_CONTROL_LEN} bytes, not ${p.length}`,
-        "state",
-      );
-    }
-    this.#host.post("tx", { t: "ctl", bytes: p.slice(), peer: peerId });
+  protected ioSwap(peerId: number): Promise<void> {
+    return this.#host.apply("both", { t: "swap", peer: peerId });
   }
 
-  readControl(): Promise<Uint8Array> {
-    return this.#inbox.read();
+  protected ioDelKey(slot: KeySlotId, peerId: number): Promise<void> {
+    return this.#host.apply("both", { t: "delkey", slot, peer: peerId });
   }
 
-  /** GET_PEER_STATS of one peer. */
-  peerStats(peerId: number): Promise<Stats> {
-    try {
-      return Promise.resolve(this.#peer(peerId).stats.snapshot());
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  protected ioEpochNext(peerId: number): Promise<void> {
+    return this.#host.apply("tx", { t: "epoch-next", peer: peerId });
   }
 
-  /** The device's statistics: what no peer owns plus every peer's. */
-  getStats(): Promise<Stats> {
-    const total = this.stats.snapshot();
-    for (const p of this.#peers.values()) {
-      const s = p.stats.snapshot();
-      for (const k of Object.keys(total) as (keyof Stats)[]) total[k] += s[k];
-    }
-    return Promise.resolve(total);
+  protected ioMss(peerId: number, mss: number): Promise<void> {
+    return this.#host.apply("both", { t: "peer", peer: peerId, mss });
   }
 
-  /** Drops by reason, the device's and every peer's together. */
-  drops(): Record<string, number> {
-    const d = this.stats.drops();
-    for (const p of this.#peers.values()) {
-      for (const [k, v] of Object.entries(p.stats.drops())) d[k] = (d[k] ?? 0) + v;
-    }
-    return d;
+  protected ioRoute(peerId: number, cidr: string, add: boolean): Promise<void> {
+    return this.#host.apply("tx", { t: "route", peer: peerId, cidr, add });
   }
 
-  /** One peer's settings, keys, routes, epochs and drops. */
-  peerInfo(peerId: number): Record<string, unknown> {
-    const p = this.#peer(peerId);
-    return {
-      peerId,
-      remote: p.spec.remote,
-      vpnIps: p.spec.vpnIps,
-      iroutes: p.iroutes,
-      keepaliveInterval: p.keepalive.interval,
-      keepaliveTimeout: p.keepalive.timeout,
-      mss: p.mss,
-      cipher: p.keys.cipher ?? null,
-      primaryKeyId: p.keys.primary ?? null,
-      secondaryKeyId: p.keys.secondary ?? null,
-      epoch: p.stats.sendEpoch ? { send: p.stats.sendEpoch, recv: p.stats.recvEpoch } : null,
-      drops: p.stats.drops(),
-    };
+  protected ioPing(peerId: number): void {
+    this.#host.post("tx", { t: "ping", peer: peerId });
   }
 
-  /** The device's own settings. */
-  info(): Record<string, unknown> {
-    return {
-      backend: this.backend,
-      mode: this.mode,
-      proto: this.proto,
-      ifname: this.ifname,
-      local: this.#local,
-      peers: [...this.#peers.keys()],
-      drops: this.drops(),
-    };
+  protected ioControl(peerId: number, p: Uint8Array): void {
+    this.#host.post("tx", { t: "ctl", bytes: p, peer: peerId });
   }
 
-  /** Every peer id. */
-  peerIds(): number[] {
-    return [...this.#peers.keys()].sort((a, b) => a - b);
-  }
-
-  /** Subscribe to notifications; returns the unsubscribe function. */
-  onEvent(fn: (e: ServerEvent) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
-  }
-
-  #emit(e: ServerEvent) {
-    this.#log(eventText(e));
-    for (const l of this.#listeners) l(e);
-  }
-
-  #float(peerId: number, sa: Uint8Array) {
-    const p = this.#peers.get(peerId);
-    const a = parseSockaddr(sa);
-    if (!p || !a) return;
-    this.#host.post("tx", { t: "mp-float", peer: peerId, sockaddr: sa });
-    p.spec.remote = { address: formatIP(a.addr), port: a.port };
-    this.#emit({ cmd: "FLOAT_PEER", peerId, address: p.spec.remote });
-  }
-
-  #tick() {
-    const now = Date.now();
-    for (const [id, p] of this.#peers) {
-      const { interval, timeout } = p.keepalive;
-      if (interval > 0 && now - p.stats.lastTx >= interval * 1000) {
-        p.stats.lastTx = now; // refreshed again when the ping leaves
-        this.#host.post("tx", { t: "ping", peer: id });
-      }
-      if (timeout > 0 && now - p.stats.lastRx >= timeout * 1000) {
-        this.delPeer(id, "expired").catch((e) => this.#log(`deleting expired peer ${id}: ${e.message}`));
-      }
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    for (const id of [...this.#peers.keys()]) this.#emit({ cmd: "DEL_PEER", peerId: id, reason: "teardown" });
+  protected async ioClose(): Promise<void> {
     await this.#host.stop();
     await this.#accepting;
     const L = libc().symbols;
-    for (const p of this.#peers.values()) if (p.fd >= 0) L.close(p.fd);
-    this.#peers.clear();
+    for (const fd of this.#fds.values()) L.close(fd);
+    this.#fds.clear();
     if (this.#listenFd >= 0) L.close(this.#listenFd);
     if (this.#sockFd >= 0) L.close(this.#sockFd);
     this.#tun.close();
-    this.#inbox.end({ kind: "failed", message: "the device was closed" });
   }
 }

@@ -1,6 +1,6 @@
 /**
- * `start --mode server`: one UDP socket serving many peers (the driver's multipeer mode, in TypeScript on
- * Linux). Peers, their keys and routes come over the control socket (`peer new`, `key new`, `route add`);
+ * `start --mode server`: one socket serving many peers (the driver's multipeer mode; in TypeScript on
+ * Linux and over WinTUN). Peers, their keys and routes come over the control socket (`peer new`, `key new`, `route add`);
  * notifications go to `events` subscribers; statistics per peer and in total.
  * @module
  */
@@ -11,7 +11,7 @@ import { ControlError } from "../driver/control.ts";
 import type { KeySlotId } from "../driver/datachannel/keyslot.ts";
 import { formatStats, statsJsonLine, statsToJson } from "../driver/datachannel/stats.ts";
 import type { ProviderName } from "../crypto/providers.ts";
-import type { ServerBackend, ServerEvent } from "../driver/userspace/server_device.ts";
+import type { ServerBackend, ServerEvent } from "../driver/userspace/server_api.ts";
 
 /** What a server run needs. */
 export interface ServerConfig {
@@ -39,21 +39,48 @@ export function eventJson(e: ServerEvent): Record<string, unknown> {
     : { event: "SWAP_KEYS", peerId: e.peerId };
 }
 
+/**
+ * Windows: the ovpn-dco driver's multipeer mode (2.4+, UDP), or the event-loop server over WinTUN (UDP or
+ * TCP). `auto` tries the driver first and falls back to WinTUN when it is not installed or the transport is
+ * TCP.
+ */
+async function openWindowsServer(cfg: ServerConfig): Promise<ServerBackend> {
+  let backend = cfg.backend;
+  if (backend === "dco" && cfg.proto === "tcp") {
+    throw new CliError(
+      "the driver's multipeer mode serves UDP peers only; use --proto udp, or --backend wintun for TCP",
+      EXIT.USAGE,
+    );
+  }
+  if (backend === "auto" && cfg.proto === "tcp") backend = "wintun";
+  if (backend !== "wintun") {
+    const { DcoServerDevice } = await import("../driver/dco_server.ts");
+    const { DeviceError } = await import("../driver/device.ts");
+    try {
+      return await DcoServerDevice.open({ ifname: cfg.ifname, adapter: cfg.adapter, log });
+    } catch (e) {
+      if (backend !== "auto" || !(e instanceof DeviceError)) throw e;
+      if (e.kind === "missing") log("backend auto: the ovpn-dco driver is not installed, using wintun");
+      else if (e.message.includes("no multipeer")) log(`backend auto: ${e.message}; using wintun`);
+      else throw e;
+    }
+  }
+  const { WintunTun } = await import("../driver/wintun.ts");
+  const { LoopServerDevice } = await import("../driver/userspace/loop_server.ts");
+  const tun = WintunTun.open(cfg.ifname);
+  log(
+    `wintun: adapter '${cfg.ifname}' (Wintun driver version ${tun.driverVersion >> 16}.${
+      tun.driverVersion & 0xffff
+    })`,
+  );
+  return new LoopServerDevice(tun, { backend: "wintun", provider: cfg.provider, log, proto: cfg.proto });
+}
+
 /** Run a server until a signal. */
 export async function runServer(cfg: ServerConfig): Promise<number> {
   let dev: ServerBackend;
   if (Deno.build.os === "windows") {
-    if (cfg.proto === "tcp") {
-      throw new CliError("the driver's multipeer mode serves UDP peers only; use --proto udp", EXIT.USAGE);
-    }
-    if (cfg.backend === "wintun") {
-      throw new CliError(
-        "server mode over WinTUN is not there yet; use the ovpn-dco driver (--backend dco, driver 2.4.0 or newer)",
-        EXIT.USAGE,
-      );
-    }
-    const { DcoServerDevice } = await import("../driver/dco_server.ts");
-    dev = await DcoServerDevice.open({ ifname: cfg.ifname, adapter: cfg.adapter, log });
+    dev = await openWindowsServer(cfg);
   } else {
     const { openTun } = await import("../driver/userspace/tun_linux.ts");
     const { ServerDevice } = await import("../driver/userspace/server_device.ts");

@@ -58,8 +58,9 @@ printing statistics every second, until Ctrl-C / SIGTERM (exit 0) or until the p
 closes the connection (exit 6). Other commands (peer, key, stats) reach it by --ifname.
 
 Options:
-  --mode p2p|server         p2p (default): one peer; server: many peers on one UDP socket, added with
-                            'peer new <id> ... --vpn-ip ADDR' (Linux); needs --local, takes no peer flags
+  --mode p2p|server         p2p (default): one peer; server: many peers on one socket (UDP, or TCP on
+                            tun and wintun), added with 'peer new <id> ... --vpn-ip ADDR'; needs --local,
+                            takes no peer flags
   --proto udp|tcp           transport (default udp)
   --local ADDR:PORT         local endpoint (default 0.0.0.0:1194, or [::]:1194 for an IPv6 remote)
   --remote ADDR:PORT        the peer (ADDR may be [IPv6]); without it, add one later with 'peer new'
@@ -242,12 +243,13 @@ export async function start(args: string[]): Promise<number> {
     const { runServer, serverFlagErrors } = await import("./server.ts");
     serverFlagErrors(v);
     const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
-    const ok = Deno.build.os === "windows" ? ["auto", "dco"] : ["auto", "tun"];
+    const win = Deno.build.os === "windows";
+    const ok = win ? ["auto", "dco", "wintun"] : ["auto", "tun"];
     if (!ok.includes(common.backend)) {
       throw usage(
-        `--mode server runs on the ${
-          Deno.build.os === "windows" ? "dco" : "tun"
-        } backend here in this version, not ${common.backend}`,
+        win
+          ? `the ${common.backend} backend runs on Linux only; on Windows use --backend auto, dco or wintun`
+          : `--mode server on Linux runs on the tun backend; the ${common.backend} backend needs Windows`,
       );
     }
     return await runServer({

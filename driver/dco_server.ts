@@ -45,7 +45,7 @@ import { MAX_CONTROL_LEN, MAX_PEER_ID } from "./datachannel/packet.ts";
 import { parsePrefix, RouteError } from "./datachannel/routes.ts";
 import { newStats, type Stats } from "./datachannel/stats.ts";
 import { ControlInbox } from "./tunnel_end.ts";
-import type { DelPeerReason, ServerBackend, ServerEvent, ServerPeerSpec } from "./userspace/server_device.ts";
+import type { DelPeerReason, ServerBackend, ServerEvent, ServerPeerSpec } from "./userspace/server_api.ts";
 
 const READ_BUFFER = 2048;
 const STATUS_OBJECTID_EXISTS = 0xc000022b;

@@ -182,7 +182,7 @@ const table: [string[], string, number][] = [
   ],
   [
     [...S, "--mode", "server", "--local", "127.0.0.1:1194", "--backend", "dco"],
-    "--mode server runs on the tun backend here in this version, not dco",
+    "--mode server on Linux runs on the tun backend; the dco backend needs Windows",
     2,
   ],
   [UP(["--mode", "server"]), "the positional form is point-to-point", 2],

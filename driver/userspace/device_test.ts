@@ -1,46 +1,12 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
-import { cipherByName } from "../../crypto/aead.ts";
-import { libc, MSG_DONTWAIT } from "../../ffi/libc.ts";
+import { libc } from "../../ffi/libc.ts";
 import { UserspaceDevice } from "./device.ts";
 import { KeySlotId } from "../datachannel/keyslot.ts";
 import { memTun } from "./tun_linux.ts";
 import { boundPort } from "./sockets_linux.ts";
-import type { KeyMaterial } from "../datachannel/keyslot.ts";
+import { material, memPacketTun, packet, recvWithin } from "./test_helpers.ts";
 
 const L = libc().symbols;
-
-function material(cipher: string, dir: 0 | 1, keyId = 0, seed = 1): KeyMaterial {
-  const c = cipherByName(cipher)!;
-  const a = new Uint8Array(32).fill(seed), b = new Uint8Array(32).fill(seed + 1);
-  const t1 = new Uint8Array(8).fill(7), t2 = new Uint8Array(8).fill(8);
-  return {
-    cipher: c,
-    keyId,
-    encryptKey: (dir ? b : a).slice(0, c.keyLen),
-    decryptKey: (dir ? a : b).slice(0, c.keyLen),
-    encryptNonceTail: dir ? t2 : t1,
-    decryptNonceTail: dir ? t1 : t2,
-  };
-}
-
-/** A fake IPv4 packet of `len` bytes with a marker. */
-function packet(len: number, mark: number): Uint8Array {
-  const p = new Uint8Array(len).fill(mark);
-  p[0] = 0x45;
-  p[9] = 17;
-  return p;
-}
-
-async function recvWithin(fd: number, ms: number): Promise<Uint8Array | null> {
-  const buf = new Uint8Array(4096);
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const n = Number(L.recv(fd, buf, BigInt(buf.length), MSG_DONTWAIT));
-    if (n > 0) return buf.slice(0, n);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return null;
-}
 
 async function pairOverLoopback(proto: "udp" | "tcp", cipher = "AES-256-GCM", v6 = false) {
   const lo = v6 ? "::1" : "127.0.0.1";
@@ -151,41 +117,6 @@ Deno.test("userspace device: operations before NEW_PEER say what to do", async (
     await d.close();
   }
 });
-
-/** An in-memory PacketTun: what the test writes to `inject` comes out of `drain`; `write` lands in `out`. */
-function memPacketTun(name = "loop0") {
-  const queue: Uint8Array[] = [];
-  const out: Uint8Array[] = [];
-  let wake: (() => void) | null = null;
-  return {
-    name,
-    out,
-    inject(p: Uint8Array) {
-      queue.push(p);
-      wake?.();
-    },
-    drain(into: (p: Uint8Array) => void, max: number) {
-      let n = 0;
-      while (n < max && queue.length) {
-        into(queue.shift()!);
-        n++;
-      }
-      return n;
-    },
-    wait(ms: number) {
-      return new Promise<void>((r) => {
-        const t = setTimeout(() => ((wake = null), r()), ms);
-        wake = () => (clearTimeout(t), (wake = null), r());
-      });
-    },
-    write(p: Uint8Array) {
-      out.push(p.slice());
-      return true;
-    },
-    configure: () => Promise.resolve(),
-    close() {},
-  };
-}
 
 for (const proto of ["udp", "tcp"] as const) {
   Deno.test(`loop device (the wintun engine) ↔ userspace device over ${proto}: packets and control both ways`, async () => {

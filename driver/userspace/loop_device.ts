@@ -40,7 +40,8 @@ export interface PacketTun {
 
 const BATCH = 64;
 const addrBytes = (a: string) => parseIPv4(a) ?? parseIPv6(a.replace(/^::ffff:(\d+\.)/, "::ffff:$1"));
-const sameAddr = (a: string, b: string) => {
+/** Whether two textual addresses are the same (IPv4-mapped IPv6 and IPv4 alike). */
+export const sameAddr = (a: string, b: string): boolean => {
   const x = addrBytes(a), y = addrBytes(b);
   return !!x && !!y && x.length === y.length && x.every((v, i) => v === y[i]);
 };

@@ -13,8 +13,13 @@ import { parsePrefix, RouteError, RouteTable } from "../datachannel/routes.ts";
 import type { Stats } from "../datachannel/stats.ts";
 import { ControlInbox } from "../tunnel_end.ts";
 import { SharedStats } from "./shared_stats.ts";
-import type { DelPeerReason, ServerBackend, ServerEvent, ServerPeerSpec } from "./server_device.ts";
-import { eventText } from "./server_device.ts";
+import {
+  type DelPeerReason,
+  eventText,
+  type ServerBackend,
+  type ServerEvent,
+  type ServerPeerSpec,
+} from "./server_api.ts";
 
 /** One peer's bookkeeping. */
 export interface PeerState {

@@ -5,7 +5,7 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
 import { DcoServerDevice } from "../../driver/dco_server.ts";
 import { cipherByName } from "../../crypto/aead.ts";
-import type { ServerEvent } from "../../driver/userspace/server_device.ts";
+import type { ServerEvent } from "../../driver/userspace/server_api.ts";
 import { encodeNotifyEvent, OVPN_DEL_PEER_REASON, OVPN_NOTIFY_CMD } from "../../driver/uapi.ts";
 import { fnv, injectNotify, journal, resetDriver, setDriverVersion } from "./fake_driver.ts";
 

@@ -1,0 +1,157 @@
+/**
+ * A Windows server (start --mode server, wintun backend, the Windows build of Deno under Wine, fake
+ * wintun.dll bridged into a real Linux tun in the hub namespace) with two Linux clients (tun backend) in
+ * their own namespaces: peers, keys and keepalives set over the Windows control pipe; pings server ↔ client
+ * and client ↔ client through the Windows server, a verified transfer, per-peer statistics that add up, and
+ * `peer del`. Over UDP and TCP.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { StarLab } from "../cmd/netns.ts";
+import { parsePing } from "../cmd/demo.ts";
+import { writeNewKeyFile } from "../keys/keyfile.ts";
+import { verifiedTransfer } from "./lab.ts";
+import { runToFiles, wineEnv } from "./wine.ts";
+
+const repo = new URL("..", import.meta.url).pathname;
+const env = await wineEnv();
+const WIN_ENV = { OVPN_DCO_CLI_RUNDIR: "C:\\ovpn-run", NO_COLOR: "1" };
+const vpn4 = (i: number) => `10.78.0.${i + 1}`; // 0: the server
+const vpn6 = (i: number) => `fd78::${i + 1}`;
+
+async function quiet(cmd: string[]) {
+  await runToFiles(cmd[0], cmd.slice(1), env);
+}
+
+let labIndex = 96;
+for (const proto of ["udp", "tcp"] as const) {
+  Deno.test({
+    name:
+      `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await quiet(["wineserver", "-k"]);
+      const lab = await StarLab.create(labIndex++, 2);
+      const P = ["--proto", proto];
+      /** A command line of this tool run on the Windows side (through the control pipe). */
+      const win = async (args: string[]) => {
+        const r = await runToFiles("ip", [
+          ...["netns", "exec", lab.ns.s, "wine", env.DENO_WIN, "run", "-A", "--no-check", "main.ts"],
+          ...args,
+          ...["--ifname", "wsrv"],
+        ], { ...env, ...WIN_ENV });
+        assertEquals(r.code, 0, `windows ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        return r.stdout;
+      };
+      const ping = async (host: string, dst: string, n = 2) =>
+        parsePing(
+          await lab.run(host, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", dst], { allowFail: true }),
+        ).received;
+      try {
+        await quiet(["ip", "netns", "exec", lab.ns.s, "wineserver", "-p"]); // Windows sockets live in s
+        const bridge = lab.spawn("s", [
+          ...[Deno.execPath(), "run", "-A", "--no-check", `${repo}/tests/helpers/wintun_bridge.ts`],
+          ...["wsrv", "40011", "40012", `${vpn4(0)}/24`, `${vpn6(0)}/64`],
+        ]);
+        await lab.waitFor(() => bridge.output().includes("bridge ready"), 15000, "the wintun bridge");
+        const server = lab.spawn("s", [
+          ...["wine", env.DENO_WIN, "run", "-A", "--no-check", "main.ts"],
+          ...["start", "--mode", "server", "--backend", "wintun", "--ifname", "wsrv", ...P],
+          ...["--local", `${lab.outer4.s}:1194`, "--stats-interval", "0"],
+        ], { ...env, ...WIN_ENV, WINTUN_FAKE_PORT: "40012", WINTUN_FAKE_PEER_PORT: "40011" });
+        const fail = (what: string) => (e: Error) => {
+          throw new Error(`${what}: ${e.message}\n--- windows server:\n${server.output()}`);
+        };
+        await lab.waitFor(
+          async () => {
+            const s = await Promise.race([
+              server.status,
+              new Promise<null>((r) => setTimeout(() => r(null), 10)),
+            ]);
+            if (s) throw new Error("it exited");
+            return server.output().includes("server (wintun):");
+          },
+          60000,
+          "the Windows server",
+        ).catch(fail("start"));
+        const clients = [];
+        for (const i of [1, 2]) {
+          const c = lab.clients[i - 1];
+          const key = `${lab.runDir}/k${i}.key`;
+          await writeNewKeyFile(key);
+          await win([
+            ...["peer", "new", String(i), `${lab.outer4.s}:1194`, `${lab.outer4[c]}:1194`],
+            ...["--vpn-ip", vpn4(i), "--vpn-ip", vpn6(i), ...P],
+          ]);
+          await win([
+            "key",
+            "new",
+            String(i),
+            "AES-256-GCM",
+            "0",
+            key.replace(/^\//, "Z:/"),
+            "--slot",
+            "primary",
+          ]);
+          await win(["peer", "set", "--peer-id", String(i), "--keepalive", "1,30"]);
+          clients.push(lab.startTool(c, [
+            ...["start", "--local", `${lab.outer4[c]}:1194`, "--remote", `${lab.outer4.s}:1194`, ...P],
+            ...["--ifname", "ovpn-c", "--ifaddr", `${vpn4(i)}/24`, "--ifaddr", `${vpn6(i)}/64`, "--key", key],
+            ...[
+              "--key-direction",
+              "1",
+              "--peer-id",
+              String(i),
+              "--keepalive",
+              "1,30",
+              "--stats-interval",
+              "0",
+            ],
+          ]));
+        }
+        for (const i of [1, 2]) {
+          await lab.waitFor(
+            async () => (await ping(lab.clients[i - 1], vpn4(0), 1)) === 1,
+            30000,
+            `client ${i}`,
+          )
+            .catch(fail(`client ${i} reaching the Windows server`));
+        }
+        assertEquals(await ping("s", vpn4(1)), 2);
+        assertEquals(await ping("s", vpn6(2)), 2);
+        assertEquals(await ping("c1", vpn4(2)), 2, "client to client through the Windows server");
+        assertEquals(await ping("c2", vpn6(1)), 2);
+        await verifiedTransfer(lab, vpn4(0), 4 * 1024 * 1024, 5460, "c1", "s");
+        const all = JSON.parse(await win(["stats", "--all", "--json"]));
+        assertEquals(all.peers.length, 2);
+        for (const f of ["rcvdDataPkts", "sentDataPkts", "tunBytesReceived"]) {
+          const sum = all.peers.reduce(
+            (a: number, p: { stats: Record<string, number> }) => a + p.stats[f],
+            0,
+          );
+          assertEquals(sum, all.total[f], `${f}: peers ${sum}, device ${all.total[f]}`);
+        }
+        const byId = (id: number) => all.peers.find((p: { peerId: number }) => p.peerId === id).stats;
+        assert(byId(1).rcvdDataPkts > byId(2).rcvdDataPkts, "the transfer came from client 1");
+        assertEquals(all.total.lostInDataPkts, 0, JSON.stringify(all));
+        await win(["peer", "del", "--peer-id", "2"]);
+        await lab.waitFor(
+          () => server.output().includes("peer 2 deleted (userspace)"),
+          5000,
+          "peer 2's deletion",
+        )
+          .catch(fail("peer del"));
+        assertEquals(await ping("c2", vpn4(0), 2), 0);
+        assertEquals(await ping("c1", vpn4(0)), 2);
+        assertEquals(
+          JSON.parse(await win(["peer", "list", "--json"])).map((p: { peerId: number }) => p.peerId),
+          [1],
+        );
+      } finally {
+        await lab.destroy();
+        await quiet(["ip", "netns", "exec", lab.ns.s, "wineserver", "-k"]).catch(() => {});
+        await quiet(["wineserver", "-k"]);
+      }
+    },
+  });
+}

@@ -325,8 +325,10 @@ export async function route(args: string[]): Promise<number> {
 
 export const EVENTS_HELP = `Usage: ovpn-dco-cli events [--ifname NAME] [--json]
 
-One line per notification of the instance on NAME until Ctrl-C: a peer deleted (userspace, expired,
-transport-error, teardown) or floated to a new address (server mode).
+One line per notification of the instance on NAME until Ctrl-C or until the instance ends: a peer deleted
+(userspace: 'peer del'; expired: keepalive timeout; transport-disconnect: its TCP connection closed;
+transport-error; teardown: the instance stopped) or floated to a new address (server mode, UDP). A
+point-to-point instance reports its peer the same way (peer id 0 unless --peer-id gave one).
 
 Example:
   ovpn-dco-cli events --ifname ovpn-srv --json
@@ -343,14 +345,19 @@ export async function events(args: string[]): Promise<number> {
         if (o.ok === false) {
           throw new CliError(`the instance on '${ifname}' refused: ${o.error}`, EXIT.CONTROL);
         }
+        console.error(`listening for events of '${ifname}' (Ctrl-C to stop)`);
         return;
       }
       if (v.json) console.log(JSON.stringify({ time: new Date().toISOString(), ifname, ...o }));
       else {
         console.log(
-          o.event === "FLOAT_PEER"
-            ? `${new Date().toISOString()} peer ${o.peerId} floated to ${o.address}`
-            : `${new Date().toISOString()} peer ${o.peerId} deleted (${o.reason})`,
+          `${new Date().toISOString()} ${
+            o.event === "FLOAT_PEER"
+              ? `peer ${o.peerId} floated to ${o.address}`
+              : o.event === "SWAP_KEYS"
+              ? `peer ${o.peerId}: keys swapped`
+              : `peer ${o.peerId} deleted (${o.reason})`
+          }`,
         );
       }
     });

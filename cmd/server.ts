@@ -11,7 +11,8 @@ import { ControlError } from "../driver/control.ts";
 import type { KeySlotId } from "../driver/datachannel/keyslot.ts";
 import { formatStats, statsJsonLine, statsToJson } from "../driver/datachannel/stats.ts";
 import type { ProviderName } from "../crypto/providers.ts";
-import type { ServerBackend, ServerEvent } from "../driver/userspace/server_api.ts";
+import type { ServerBackend } from "../driver/userspace/server_api.ts";
+import { eventJson } from "./events.ts";
 
 /** What a server run needs. */
 export interface ServerConfig {
@@ -29,15 +30,6 @@ export interface ServerConfig {
 }
 
 const log = (line: string) => console.error(line);
-
-/** A notification as one JSON object (the `events` stream, `--json`). */
-export function eventJson(e: ServerEvent): Record<string, unknown> {
-  return e.cmd === "DEL_PEER"
-    ? { event: "DEL_PEER", peerId: e.peerId, reason: e.reason }
-    : e.cmd === "FLOAT_PEER"
-    ? { event: "FLOAT_PEER", peerId: e.peerId, address: formatEndpoint(e.address) }
-    : { event: "SWAP_KEYS", peerId: e.peerId };
-}
 
 /**
  * Windows: the ovpn-dco driver's multipeer mode (2.4+, UDP), or the event-loop server over WinTUN (UDP or

@@ -4,6 +4,7 @@
  * peer times out or closes the connection (exit 6). Also the engine behind the upstream positional form.
  * @module
  */
+import { endReason, EventHub } from "./events.ts";
 import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
 import { parseCidr, parseEndpoint, parseFlags, parseIntIn, parseKeepalive } from "./flags.ts";
@@ -315,6 +316,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
   });
   let control: { close(): Promise<void> } | undefined;
   const stopSignals: (() => void)[] = [];
+  const hub = new EventHub();
   try {
     const configure = async () => {
       await dev.configureInterface({ mtu: cfg.mtu, addresses: cfg.addresses });
@@ -324,14 +326,19 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
       );
     };
     if (!(cfg.peer && dev.configureAfterStart)) await configure();
-    control = await serveControl(dev.ifname, (req) => handleControl(dev, req)).catch((e) => {
+    control = await serveControl(dev.ifname, async (req) => {
+      const peerId = peerIdOf(dev);
+      const resp = await handleControl(dev, req);
+      if (req.cmd === "peer.del" && resp.ok) hub.emit({ cmd: "DEL_PEER", peerId, reason: "userspace" });
+      return resp;
+    }, hub.source).catch((e) => {
       if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
       throw e;
     });
     if (cfg.peer) await addPeer(dev, cfg, cfg.peer);
     else log("no peer yet: add one with 'ovpn-dco-cli peer new ...'");
     if (cfg.peer && dev.configureAfterStart) await configure();
-    return await runUntilDone(dev, cfg, stopSignals);
+    return await runUntilDone(dev, cfg, stopSignals, hub);
   } finally {
     for (const s of stopSignals) s();
     await control?.close();
@@ -366,7 +373,17 @@ async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
   await dev.startVpn();
 }
 
-async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => void)[]): Promise<number> {
+/** The peer id of a p2p device's peer (0 before one is added). */
+function peerIdOf(dev: Device): number {
+  return (dev.peerInfo().peer as { peerId?: number } | null)?.peerId ?? 0;
+}
+
+async function runUntilDone(
+  dev: Device,
+  cfg: TunnelConfig,
+  cleanups: (() => void)[],
+  hub: EventHub,
+): Promise<number> {
   let stopResolve!: (sig: string) => void;
   const stopped = new Promise<string>((r) => (stopResolve = r));
   // Windows: Ctrl-C and Ctrl-Break (SIGBREAK) end the tunnel cleanly; a console close is handled in
@@ -403,6 +420,11 @@ async function runUntilDone(dev: Device, cfg: TunnelConfig, cleanups: (() => voi
     return EXIT.OK;
   }
   const r = outcome.reason;
+  const reason = endReason(r);
+  if (reason) {
+    hub.emit({ cmd: "DEL_PEER", peerId: peerIdOf(dev), reason });
+    await hub.flush(); // `events` subscribers hear it before the instance goes
+  }
   if (r.kind === "expired") {
     throw new CliError(`peer timed out: ${r.message}; check that the peer runs and is reachable`, EXIT.PEER);
   }

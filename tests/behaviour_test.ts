@@ -92,6 +92,12 @@ Deno.test({
         keyFile,
         extra: ["--keepalive", "1,3"],
       });
+      const events = lab.spawn("a", [...selfCommand(), "events", "--ifname", "ovpn-a", "--json"]);
+      await lab.waitFor(
+        () => events.output().includes("listening for events"),
+        10000,
+        "the events subscriber",
+      );
       await new Promise((r) => setTimeout(r, 2500)); // pings keep the idle tunnel alive past the timeout
       assertEquals(await Promise.race([a.status.then(() => "ended"), Promise.resolve("alive")]), "alive");
       b.child.kill("SIGSTOP");
@@ -102,6 +108,13 @@ Deno.test({
         assertEquals(st.code, 6, a.output());
         assert(took <= 5, `took ${took} s`);
         assertMatch(a.output(), "peer timed out: keepalive timeout: nothing received from the peer for 3 s");
+        // the `events` subscriber heard the expiry, then saw the instance go
+        const ev = await Promise.race([
+          events.status,
+          new Promise<null>((r) => setTimeout(() => r(null), 3000)),
+        ]);
+        assertEquals(ev?.code, 0, events.output());
+        assertMatch(events.output(), '"ifname":"ovpn-a","event":"DEL_PEER","peerId":0,"reason":"expired"}');
       } finally {
         b.child.kill("SIGCONT");
       }
@@ -363,11 +376,19 @@ Deno.test({
         `a ping (${a.output()})`,
       );
       assertMatch(a.output(), /^TCP connected$/m);
+      const events = lab.spawn("a", [...selfCommand(), "events", "--ifname", "ovpn-a"]);
+      await lab.waitFor(
+        () => events.output().includes("listening for events"),
+        10000,
+        "the events subscriber",
+      );
       // the server goes away: the client reports it and exits 6
       assertEquals((await lab.stop(b)).code, 0);
       const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
       assertEquals(st?.code, 6, a.output());
       assertMatch(a.output(), "connection ended: the peer closed the TCP connection");
+      await events.status;
+      assertMatch(events.output(), "peer 0 deleted (transport-disconnect)");
     }),
 });
 

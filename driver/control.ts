@@ -4,7 +4,7 @@
  * enter (0700), the socket itself 0600; one JSON request per line, one JSON response per line.
  * The socket lives in a directory per network namespace (interface names are per namespace). `events`
  * streams notifications, one line each, until the client goes. On Windows the channel is a named pipe with
- * an owner-only DACL and a mutual token proof (control_win.ts); it carries no `events` stream.
+ * an owner-only DACL and a mutual token proof (control_win.ts), an instance per client, `events` included.
  *
  * @example
  * ```ts
@@ -15,7 +15,7 @@
  */
 import { cipherByName } from "../crypto/aead.ts";
 import type { KeyMaterial } from "./datachannel/keyslot.ts";
-import { PipeError, pipeName, pipeRequest, servePipe } from "./control_win.ts";
+import { PipeError, pipeName, pipeRequest, pipeStream, servePipe } from "./control_win.ts";
 
 /** A request of the control protocol. */
 export type ControlRequest =
@@ -211,7 +211,20 @@ export async function streamControl(
   req: ControlRequest,
   onLine: (o: Record<string, unknown>) => void,
 ): Promise<void> {
-  if (WINDOWS) throw new ControlError("events are not available on Windows in this version");
+  if (WINDOWS) {
+    let stop = false;
+    const onSig = () => (stop = true);
+    const sigs = ["SIGINT", "SIGBREAK"] as const;
+    for (const sig of sigs) Deno.addSignalListener(sig, onSig);
+    try {
+      return await pipeStream(ifname, runDir(), req, onLine, () => stop);
+    } catch (e) {
+      if (e instanceof PipeError) throw new ControlError(e.message, e.notRunning);
+      throw e;
+    } finally {
+      for (const sig of sigs) Deno.removeSignalListener(sig, onSig);
+    }
+  }
   const path = socketPath(ifname);
   let conn: Deno.Conn;
   try {
@@ -275,7 +288,7 @@ export async function serveControl(
   const dir = runDir();
   if (WINDOWS) {
     try {
-      const server = servePipe(ifname, dir, (req) => handle(req as ControlRequest));
+      const server = servePipe(ifname, dir, (req) => handle(req as ControlRequest), events);
       return { path: pipeName(ifname), close: () => server.close() };
     } catch (e) {
       if (e instanceof PipeError) throw new ControlError(e.message);

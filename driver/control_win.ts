@@ -1,9 +1,9 @@
 /**
  * The control channel on Windows: a named pipe `\\.\pipe\ovpn-dco-cli\<ifname>` that only SYSTEM,
  * Administrators and this process's owner can open (an explicit, protected DACL; for an elevated
- * administrator the owner is Administrators, so an unelevated process of the same user is kept out), one
- * instance (FILE_FLAG_FIRST_PIPE_INSTANCE: a pipe squatted by someone else makes `start` refuse), no remote
- * clients. The pipe vanishes with the process, so no endpoint outlives it.
+ * administrator the owner is Administrators, so an unelevated process of the same user is kept out), an
+ * instance per client (the first with FILE_FLAG_FIRST_PIPE_INSTANCE: a pipe squatted by someone else makes
+ * `start` refuse; later ones need the owner's access to create), no remote clients. The pipe vanishes with the process, so no endpoint outlives it.
  *
  * On top, both sides prove that they hold the instance's token before anything else is said: the client
  * sends a nonce, the server answers with its nonce and HMAC(token, server ‖ Nc ‖ Ns), and only after checking
@@ -244,7 +244,8 @@ export class PipeConn {
   #buf = "";
   #chunk = new Uint8Array(64 * 1024);
   #offset = new Uint8Array(8);
-  constructor(readonly h: Deno.PointerValue, readonly deadline: number, readonly cancelled: () => boolean) {}
+  /** `deadline`: when the conversation gives up (Infinity for a stream that waits for events). */
+  constructor(readonly h: Deno.PointerValue, public deadline: number, readonly cancelled: () => boolean) {}
 
   #left(): number {
     return Math.max(1, this.deadline - Date.now());
@@ -335,30 +336,49 @@ export interface PipeServer {
   close(): Promise<void>;
 }
 
-/**
- * Serve the control pipe of `ifname` with a fresh token written to `dir`. Refuses when the pipe name is
- * taken (another instance, or anyone squatting it).
- */
-export function servePipe(
-  ifname: string,
-  dir: string,
-  handle: (req: unknown) => Promise<unknown>,
-): PipeServer {
-  secureRunDir(dir);
-  const name = pipeName(ifname);
-  const owner = ownerSid();
+/** Subscribe `send` to notifications; returns the unsubscribe function (control.ts's EventSource). */
+export type PipeEvents = (send: (o: Record<string, unknown>) => Promise<boolean>) => () => void;
+
+/** Pipe instances at most: one per client at once (an `events` stream holds one for as long as it runs). */
+const MAX_INSTANCES = 16;
+/** A stream's write that the client does not take within this long ends the stream. */
+const STREAM_WRITE_MS = 5000;
+
+function createInstance(name: string, owner: string, first: boolean): Deno.PointerValue {
   const h = withSecurity(ownerOnlySddl(owner), (sa) =>
     k32().CreateNamedPipeW(
       wcstr(name),
-      (PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE) >>> 0,
+      (PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0)) >>> 0,
       PIPE_TYPE_BYTE | PIPE_REJECT_REMOTE_CLIENTS,
-      1,
+      MAX_INSTANCES,
       65536,
       65536,
       0,
       sa,
     ));
-  if (h === null || Deno.UnsafePointer.value(h) === 0xffffffffffffffffn) {
+  return h === null || Deno.UnsafePointer.value(h) === 0xffffffffffffffffn ? null : h;
+}
+
+/**
+ * Serve the control pipe of `ifname` with a fresh token written to `dir`. Refuses when the pipe name is
+ * taken (another instance, or anyone squatting it). Each client gets its own pipe instance, so an `events`
+ * stream (served when `events` is given) does not hold up the requests of others.
+ */
+export function servePipe(
+  ifname: string,
+  dir: string,
+  handle: (req: unknown) => Promise<unknown>,
+  events?: PipeEvents,
+): PipeServer {
+  secureRunDir(dir);
+  const name = pipeName(ifname);
+  const owner = ownerSid();
+  // FILE_FLAG_FIRST_PIPE_INSTANCE refuses a pipe that exists on Windows (Wine does not enforce it): look first
+  const probe = openHandleStatus(name, GENERIC_READ_WRITE, 0);
+  if (probe.h !== null) kernel32().CloseHandle(probe.h);
+  const exists = probe.h !== null || (probe.status >>> 0) !== STATUS_OBJECT_NAME_NOT_FOUND;
+  let h = exists ? null : createInstance(name, owner, true);
+  if (h === null) {
     throw new PipeError(
       `the control pipe ${name} is already held by another process (an instance on '${ifname}', or someone else); stop it first or pick another --ifname`,
     );
@@ -372,23 +392,42 @@ export function servePipe(
   liveTokens.add(tfile);
   watchConsole();
   let closed = false;
+  const active = new Set<Promise<void>>();
+  const serveOne = (conn: Deno.PointerValue) =>
+    converse(new PipeConn(conn, Date.now() + CONVERSATION_MS, () => closed), token, handle, events).catch(
+      () => {},
+    );
   const loop = (async () => {
     while (!closed) {
+      const cur = h;
       const r = await overlapped(
-        h,
-        (ov) => ntfs().NtFsControlFile(h, ov.event, null, null, ov.buf, FSCTL_PIPE_LISTEN, null, 0, null, 0),
+        cur,
+        (ov) =>
+          ntfs().NtFsControlFile(cur, ov.event, null, null, ov.buf, FSCTL_PIPE_LISTEN, null, 0, null, 0),
         [],
         "waiting for a control client",
         Infinity,
         () => closed,
       ).catch(() => null);
       if (closed || r === null) break;
-      if (r.status === STATUS.SUCCESS || r.status === STATUS_PIPE_CONNECTED) {
-        await converse(new PipeConn(h, Date.now() + CONVERSATION_MS, () => closed), token, handle).catch(
-          () => {},
-        );
+      if (r.status !== STATUS.SUCCESS && r.status !== STATUS_PIPE_CONNECTED) {
+        k32().DisconnectNamedPipe(cur);
+        continue;
       }
-      k32().DisconnectNamedPipe(h);
+      const next = createInstance(name, owner, false);
+      if (next === null) {
+        // every instance is busy: this client is served before the next one is listened for
+        await serveOne(cur);
+        k32().DisconnectNamedPipe(cur);
+        continue;
+      }
+      h = next;
+      const task = serveOne(cur).finally(() => {
+        k32().DisconnectNamedPipe(cur);
+        kernel32().CloseHandle(cur);
+        active.delete(task);
+      });
+      active.add(task);
     }
   })();
   return {
@@ -396,6 +435,7 @@ export function servePipe(
       if (closed) return;
       closed = true;
       await loop;
+      await Promise.allSettled([...active]);
       kernel32().CloseHandle(h);
       liveTokens.delete(tfile);
       try {
@@ -405,8 +445,16 @@ export function servePipe(
   };
 }
 
-/** The server's half of one conversation: prove the token, check the client's proof, then handle. */
-async function converse(c: PipeConn, token: Buffer, handle: (req: unknown) => Promise<unknown>) {
+/**
+ * The server's half of one conversation: prove the token, check the client's proof, then handle the request,
+ * or stream notifications until the client goes or the server closes.
+ */
+async function converse(
+  c: PipeConn,
+  token: Buffer,
+  handle: (req: unknown) => Promise<unknown>,
+  events?: PipeEvents,
+) {
   const hello = parse(await c.readLine());
   const nc = hello?.nonce;
   if (typeof nc !== "string" || !NONCE.test(nc)) return;
@@ -417,6 +465,8 @@ async function converse(c: PipeConn, token: Buffer, handle: (req: unknown) => Pr
     await c.writeLine({ ok: false, error: "the client did not prove it holds the control token" });
     return;
   }
+  const req = msg.req as Record<string, unknown> | undefined;
+  if (events && req?.cmd === "events") return await streamEvents(c, events);
   let resp: unknown;
   try {
     resp = await handle(msg.req);
@@ -426,13 +476,32 @@ async function converse(c: PipeConn, token: Buffer, handle: (req: unknown) => Pr
   await c.writeLine(resp);
 }
 
-/** One request to the instance on `ifname` through its pipe, after the mutual proof. */
-export async function pipeRequest(
+/** An ok line, then one line per notification, each write bounded; ends when the client closes its end. */
+async function streamEvents(c: PipeConn, events: PipeEvents) {
+  if (!(await c.writeLine({ ok: true, events: true }))) return;
+  let chain = Promise.resolve(true);
+  const send = (o: Record<string, unknown>) =>
+    chain = chain.then((ok) =>
+      ok && new PipeConn(c.h, Date.now() + STREAM_WRITE_MS, c.cancelled).writeLine(o).catch(() => false)
+    );
+  const stop = events(send);
+  try {
+    c.deadline = Infinity;
+    await c.readLine(); // the client says nothing more: this returns when it goes (or the server closes)
+  } finally {
+    stop();
+    await chain;
+  }
+}
+
+/** Open the pipe of `ifname`, prove both ways and send `req`; the connection, ready for the answer. */
+async function pipeSend(
   ifname: string,
   dir: string,
   req: unknown,
   timeoutMs: number,
-): Promise<unknown> {
+  cancelled: () => boolean,
+): Promise<PipeConn> {
   const name = pipeName(ifname);
   let token: Buffer;
   try {
@@ -474,7 +543,7 @@ export async function pipeRequest(
     await new Promise((r) => setTimeout(r, 30));
   }
   try {
-    const c = new PipeConn(h, deadline, () => false);
+    const c = new PipeConn(h, deadline, cancelled);
     const nc = randomBytes(16).toString("hex");
     if (!(await c.writeLine({ nonce: nc }))) {
       throw new PipeError(`the instance on '${ifname}' closed the control pipe`);
@@ -489,10 +558,51 @@ export async function pipeRequest(
     if (!(await c.writeLine({ proof: hmac(token, "client", ns, nc), req }))) {
       throw new PipeError(`the instance on '${ifname}' closed the control pipe`);
     }
+    return c;
+  } catch (e) {
+    kernel32().CloseHandle(h);
+    throw e;
+  }
+}
+
+/** One request to the instance on `ifname` through its pipe, after the mutual proof. */
+export async function pipeRequest(
+  ifname: string,
+  dir: string,
+  req: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
+  const c = await pipeSend(ifname, dir, req, timeoutMs, () => false);
+  try {
     const resp = parse(await c.readLine());
     if (!resp) throw new PipeError(`the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`);
     return resp;
   } finally {
-    kernel32().CloseHandle(h);
+    kernel32().CloseHandle(c.h);
+  }
+}
+
+/**
+ * Send `req` (`events`) and hand every line that comes back to `onLine` until the instance closes the pipe
+ * or `cancelled()` (Ctrl-C).
+ */
+export async function pipeStream(
+  ifname: string,
+  dir: string,
+  req: unknown,
+  onLine: (o: Record<string, unknown>) => void,
+  cancelled: () => boolean,
+): Promise<void> {
+  const c = await pipeSend(ifname, dir, req, 5000, cancelled);
+  try {
+    c.deadline = Infinity;
+    for (;;) {
+      const line = await c.readLine();
+      if (line === null) return;
+      const o = parse(line);
+      if (o) onLine(o);
+    }
+  } finally {
+    kernel32().CloseHandle(c.h);
   }
 }

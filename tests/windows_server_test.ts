@@ -3,7 +3,7 @@
  * wintun.dll bridged into a real Linux tun in the hub namespace) with two Linux clients (tun backend) in
  * their own namespaces: peers, keys and keepalives set over the Windows control pipe; pings server ↔ client
  * and client ↔ client through the Windows server, a verified transfer, per-peer statistics that add up, and
- * `peer del`. Over UDP and TCP.
+ * `peer del` with its notification on a Windows `events` stream. Over UDP and TCP.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { StarLab } from "../cmd/netns.ts";
@@ -26,7 +26,7 @@ let labIndex = 96;
 for (const proto of ["udp", "tcp"] as const) {
   Deno.test({
     name:
-      `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del`,
+      `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del and its event`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -74,6 +74,16 @@ for (const proto of ["udp", "tcp"] as const) {
           60000,
           "the Windows server",
         ).catch(fail("start"));
+        const events = lab.spawn("s", [
+          ...["wine", env.DENO_WIN, "run", "-A", "--no-check", "main.ts"],
+          ...["events", "--ifname", "wsrv", "--json"],
+        ], { ...env, ...WIN_ENV });
+        await lab.waitFor(
+          () => events.output().includes("listening for events"),
+          60000,
+          "the Windows events stream",
+        )
+          .catch(fail(`events (${events.output()})`));
         const clients = [];
         for (const i of [1, 2]) {
           const c = lab.clients[i - 1];
@@ -141,6 +151,11 @@ for (const proto of ["udp", "tcp"] as const) {
           "peer 2's deletion",
         )
           .catch(fail("peer del"));
+        await lab.waitFor(
+          () => events.output().includes('"event":"DEL_PEER","peerId":2,"reason":"userspace"'),
+          5000,
+          `the DEL_PEER event on the Windows events stream (${events.output()})`,
+        );
         assertEquals(await ping("c2", vpn4(0), 2), 0);
         assertEquals(await ping("c1", vpn4(0)), 2);
         assertEquals(

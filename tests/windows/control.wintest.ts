@@ -5,7 +5,13 @@
  * that do not hold the token: a foreign pipe and a client without the token.)
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
-import { ControlError, type ControlRequest, controlRequest, serveControl } from "../../driver/control.ts";
+import {
+  ControlError,
+  type ControlRequest,
+  controlRequest,
+  serveControl,
+  streamControl,
+} from "../../driver/control.ts";
 import {
   allowTrustees as trustees,
   onConsoleEvent,
@@ -175,6 +181,62 @@ Deno.test({
         assert(Deno.statSync(t).isFile);
         assertEquals(onConsoleEvent(2), 0); // CTRL_CLOSE_EVENT: cleaned up, then the default handler
         assertEquals(await Deno.stat(t).then(() => "there", () => "gone"), "gone");
+      } finally {
+        await srv.close();
+      }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "control (Windows): an events stream on its own pipe instance; requests go on beside it; it ends with the client or the instance",
+  fn: () =>
+    withRunDir(async () => {
+      const subs = new Set<(o: Record<string, unknown>) => Promise<boolean>>();
+      const srv = await serveControl(
+        "wc-ev",
+        (req) => Promise.resolve({ ok: true, echo: req.cmd }),
+        (send) => {
+          subs.add(send);
+          return () => subs.delete(send);
+        },
+      );
+      const emit = (o: Record<string, unknown>) => Promise.all([...subs].map((s) => s(o)));
+      try {
+        const got: Record<string, unknown>[] = [];
+        const stream = streamControl("wc-ev", { cmd: "events" }, (o) => got.push(o));
+        const until = async (what: string, ok: () => boolean) => {
+          const deadline = Date.now() + 5000;
+          while (!ok()) {
+            if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        };
+        await until("the subscription", () => subs.size === 1);
+        // the stream holds one instance; requests still get through, more than one at once
+        const rs = await Promise.all([1, 2, 3].map(() => controlRequest("wc-ev", { cmd: "stats" })));
+        assertEquals(rs.map((r) => (r as { echo?: string }).echo), ["stats", "stats", "stats"]);
+        assertEquals(await emit({ event: "DEL_PEER", peerId: 7, reason: "expired" }), [true]);
+        assertEquals(await emit({ event: "FLOAT_PEER", peerId: 8, address: "10.0.0.1:1194" }), [true]);
+        await until("two events", () => got.length === 3);
+        assertEquals(got, [
+          { ok: true, events: true },
+          { event: "DEL_PEER", peerId: 7, reason: "expired" },
+          { event: "FLOAT_PEER", peerId: 8, address: "10.0.0.1:1194" },
+        ]);
+        // a second subscriber, then the instance goes: both streams end
+        const got2: Record<string, unknown>[] = [];
+        const stream2 = streamControl("wc-ev", { cmd: "events" }, (o) => got2.push(o));
+        await until("the second subscription", () => subs.size === 2);
+        await emit({ event: "DEL_PEER", peerId: 9, reason: "teardown" });
+        await until("the event on both", () => got.length === 4 && got2.length === 2);
+        await srv.close();
+        await Promise.race([
+          Promise.all([stream, stream2]),
+          new Promise((_, rej) => setTimeout(() => rej(new Error("the streams did not end")), 5000)),
+        ]);
+        assertEquals(subs.size, 0, "a subscriber outlived its stream");
       } finally {
         await srv.close();
       }

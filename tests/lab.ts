@@ -199,3 +199,23 @@ export async function startOpenvpnPair(
   await waitUp(client, clientLog, "the OpenVPN client", 30000);
   return { server, client, net, clientLog, serverLog };
 }
+
+/**
+ * The `start` arguments of client `i` of a StarLab server (a point-to-point instance with peer id `i`,
+ * key direction 1, keepalive 1,30), its tun `ovpn-c` addressed `addr4`/24 and `addr6`/64.
+ */
+export function starClientArgs(o: {
+  local: string;
+  server: string;
+  peerId: number;
+  addr4: string;
+  addr6: string;
+  key: string;
+  proto: "udp" | "tcp";
+}): string[] {
+  return [
+    ...["start", "--local", o.local, "--remote", o.server, "--proto", o.proto, "--ifname", "ovpn-c"],
+    ...["--ifaddr", `${o.addr4}/24`, "--ifaddr", `${o.addr6}/64`, "--key", o.key, "--key-direction", "1"],
+    ...["--peer-id", String(o.peerId), "--keepalive", "1,30", "--stats-interval", "0"],
+  ];
+}

@@ -9,7 +9,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { selfCommand, StarLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { verifiedTransfer } from "./lab.ts";
+import { starClientArgs, verifiedTransfer } from "./lab.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const SRV = "ovpn-srv";
@@ -52,27 +52,18 @@ for (const proto of ["udp", "tcp"] as const) {
         const keys: string[] = [];
         const clients: ReturnType<typeof lab.startTool>[] = [];
         const startClient = (i: number, port: number, key: string) =>
-          lab.startTool(lab.clients[i - 1], [
-            ...[
-              "start",
-              "--local",
-              `${lab.outer4[lab.clients[i - 1]]}:${port}`,
-              "--remote",
-              `${lab.outer4.s}:1194`,
-            ],
-            ...["--ifname", "ovpn-c", "--ifaddr", `${vpn4(i)}/24`, "--ifaddr", `${vpn6(i)}/64`, "--key", key],
-            ...[
-              "--key-direction",
-              "1",
-              "--peer-id",
-              String(i),
-              "--keepalive",
-              "1,30",
-              "--stats-interval",
-              "0",
-              ...P,
-            ],
-          ]);
+          lab.startTool(
+            lab.clients[i - 1],
+            starClientArgs({
+              local: `${lab.outer4[lab.clients[i - 1]]}:${port}`,
+              server: `${lab.outer4.s}:1194`,
+              peerId: i,
+              addr4: vpn4(i),
+              addr6: vpn6(i),
+              key,
+              proto,
+            }),
+          );
         for (let i = 1; i <= 3; i++) {
           const c = lab.clients[i - 1];
           const k = `${lab.runDir}/k${i}.key`;

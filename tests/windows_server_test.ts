@@ -9,7 +9,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { StarLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { verifiedTransfer } from "./lab.ts";
+import { starClientArgs, verifiedTransfer } from "./lab.ts";
 import { runToFiles, wineEnv } from "./wine.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
@@ -104,20 +104,18 @@ for (const proto of ["udp", "tcp"] as const) {
             "primary",
           ]);
           await win(["peer", "set", "--peer-id", String(i), "--keepalive", "1,30"]);
-          clients.push(lab.startTool(c, [
-            ...["start", "--local", `${lab.outer4[c]}:1194`, "--remote", `${lab.outer4.s}:1194`, ...P],
-            ...["--ifname", "ovpn-c", "--ifaddr", `${vpn4(i)}/24`, "--ifaddr", `${vpn6(i)}/64`, "--key", key],
-            ...[
-              "--key-direction",
-              "1",
-              "--peer-id",
-              String(i),
-              "--keepalive",
-              "1,30",
-              "--stats-interval",
-              "0",
-            ],
-          ]));
+          clients.push(lab.startTool(
+            c,
+            starClientArgs({
+              local: `${lab.outer4[c]}:1194`,
+              server: `${lab.outer4.s}:1194`,
+              peerId: i,
+              addr4: vpn4(i),
+              addr6: vpn6(i),
+              key,
+              proto,
+            }),
+          ));
         }
         for (const i of [1, 2]) {
           await lab.waitFor(

@@ -90,6 +90,8 @@ NEW_PEER, SET_PEER, DEL_PEER and the peer's settings and statistics, on the inst
 NAME (default ovpn0; on Windows the ovpn-dco adapter's name). 'peer del' drops the peer and keeps the interface.
 On a server (start --mode server) every peer command names its peer: 'peer new' by its first argument and
 needs --vpn-ip (its IPv4 and/or IPv6 address in the tunnel), the others by --peer-id; 'peer list' lists them.
+A TCP server gives each connection to the peer of its remote address and port; a remote port 0 takes any port
+of that address (for clients that cannot bind theirs, such as the wintun backend).
 
 Example:
   ovpn-dco-cli peer set --ifname ovpn0 --keepalive 5,30 --mss 1360

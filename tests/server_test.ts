@@ -25,6 +25,7 @@ for (const proto of ["udp", "tcp"] as const) {
       } events`,
     async fn() {
       const lab = await StarLab.create(proto === "udp" ? 90 : 93, 3);
+      const tcpAnyPort = (i: number) => proto === "tcp" && i === 3;
       const P = ["--proto", proto];
       try {
         const srv = async (args: string[]) => {
@@ -70,7 +71,14 @@ for (const proto of ["udp", "tcp"] as const) {
           await writeNewKeyFile(k);
           keys.push(k);
           await srv([
-            ...["peer", "new", String(i), `${lab.outer4.s}:1194`, `${lab.outer4[c]}:1194`],
+            // TCP: client 3 is named without its port (0: any source port of its address)
+            ...[
+              "peer",
+              "new",
+              String(i),
+              `${lab.outer4.s}:1194`,
+              `${lab.outer4[c]}:${tcpAnyPort(i) ? 0 : 1194}`,
+            ],
             ...["--vpn-ip", vpn4(i), "--vpn-ip", vpn6(i), ...P],
           ]);
           await srv(["key", "new", String(i), "AES-256-GCM", "0", k, "--slot", "primary"]);
@@ -79,6 +87,17 @@ for (const proto of ["udp", "tcp"] as const) {
         }
         for (let i = 1; i <= 3; i++) {
           const c = lab.clients[i - 1];
+          if (tcpAnyPort(i)) {
+            // once connected, the peer shows the port it came from
+            await lab.waitFor(
+              async () =>
+                JSON.parse((await srv(["peer", "list", "--json"])).stdout).find((p: { peerId: number }) =>
+                  p.peerId === i
+                ).remote.port === 1194,
+              20000,
+              `client ${i}'s TCP connection`,
+            );
+          }
           await lab.waitFor(
             async () => (await ping(c, vpn4(0), 1)) === 1,
             20000,
@@ -237,6 +256,10 @@ Deno.test({
         [
           ["peer", "new", "3", me, c, "--vpn-ip", "10.77.0.9", "--proto", "tcp"],
           "this server serves UDP peers",
+        ],
+        [
+          ["peer", "new", "3", me, `${lab.outer4.c1}:0`, "--vpn-ip", "10.77.0.9"],
+          "a UDP peer needs its port",
         ],
         [["key", "new", "9", "AES-256-GCM", "0", key], "no peer 9"],
         [["key", "swap"], "key swap on a server needs --peer-id N"],

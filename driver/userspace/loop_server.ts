@@ -159,16 +159,19 @@ export class LoopServerDevice extends ServerBase {
       for await (const conn of listener) {
         const from = conn.remoteAddr as Deno.NetAddr;
         const at = `${from.hostname.includes(":") ? `[${from.hostname}]` : from.hostname}:${from.port}`;
-        const p = [...this.#dp.values()].find((q) =>
-          !q.conn && q.state.spec.remote.port === from.port &&
-          sameAddr(q.state.spec.remote.address, from.hostname)
+        // the peer with this address and port, else one with this address and port 0 (any source port)
+        const candidates = [...this.#dp.values()].filter((q) =>
+          !q.conn && sameAddr(q.state.spec.remote.address, from.hostname)
         );
+        const p = candidates.find((q) => q.state.spec.remote.port === from.port) ??
+          candidates.find((q) => q.state.spec.remote.port === 0);
         if (!p || this.closed) {
           this.log(`TCP connection from ${at} matches no peer: closed`);
           conn.close();
           continue;
         }
         p.conn = conn;
+        p.state.spec.remote = { address: from.hostname.replace(/^::ffff:(\d+\.)/, "$1"), port: from.port };
         p.state.stats.lastRx = Date.now();
         this.log(`peer ${p.id}: TCP connected from ${at}`);
         this.#loops.push(this.#tcpRxLoop(p, conn));

@@ -5,7 +5,7 @@
  */
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
-import { assert, assertEquals } from "../../tests/assert.ts";
+import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { libc } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
 import { HEADROOM, MAX_PLAINTEXT_LEN } from "../datachannel/packet.ts";
@@ -49,7 +49,9 @@ for (const proto of ["udp", "tcp"] as const) {
         assert(bound.port > 0);
         for (const i of [1, 2]) {
           const port = await freePort(proto);
-          await srv.newPeer({ peerId: i, remote: { address: lo, port }, vpnIps: [vpn(i)] });
+          // TCP: client 2 is registered with port 0 (any source port of its address)
+          const remotePort = proto === "tcp" && i === 2 ? 0 : port;
+          await srv.newPeer({ peerId: i, remote: { address: lo, port: remotePort }, vpnIps: [vpn(i)] });
           await srv.newKey(KeySlotId.PRIMARY, material("AES-256-GCM", 0, 0, i * 10), i);
           await srv.setPeer(i, { keepaliveInterval: 1, keepaliveTimeout: 30, mss: -1 });
           const tun = memTun(`c${i}`);
@@ -64,6 +66,18 @@ for (const proto of ["udp", "tcp"] as const) {
           await until(
             "both TCP connections",
             () => logs.filter((l) => l.includes("TCP connected")).length === 2,
+          );
+        }
+        if (proto === "tcp") {
+          assertEquals(
+            (srv.peerInfo(2).remote as { port: number }).port > 0,
+            true,
+            "the connected port is shown",
+          );
+        } else {
+          await assertRejects(
+            () => srv.newPeer({ peerId: 9, remote: { address: lo, port: 0 }, vpnIps: [] }),
+            "a UDP peer needs its port",
           );
         }
         // server → each client by destination

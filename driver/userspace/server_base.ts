@@ -107,6 +107,12 @@ export abstract class ServerBase implements ServerBackend {
     if (this.peers.has(spec.peerId)) {
       throw new DeviceError(`peer id ${spec.peerId} is already in use on '${this.ifname}'`, "state");
     }
+    if (this.proto === "udp" && spec.remote.port === 0) {
+      throw new DeviceError(
+        `peer ${spec.peerId}: a UDP peer needs its port (port 0, any source port, is for TCP peers)`,
+        "state",
+      );
+    }
     if (spec.remote.address.includes(":") !== this.local.address.includes(":")) {
       throw new DeviceError(
         `peer ${spec.peerId}: ${formatEndpoint(spec.remote)} is not of the server socket's IP version (${

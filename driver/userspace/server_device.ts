@@ -105,16 +105,19 @@ export class ServerDevice extends ServerBase {
       if (!c) continue;
       const from = parseSockaddr(c.from);
       const at = from ? { address: formatIP(from.addr), port: from.port } : null;
-      const entry = [...this.peers.entries()].find(([id, p]) =>
-        !this.#fds.has(id) && at && p.spec.remote.port === at.port &&
-        formatIP(addrBytes(p.spec.remote.address)) === at.address
+      // the peer with this address and port, else one with this address and port 0 (any source port)
+      const candidates = [...this.peers.entries()].filter(([id, p]) =>
+        !this.#fds.has(id) && at && formatIP(addrBytes(p.spec.remote.address)) === at.address
       );
+      const entry = candidates.find(([, p]) => p.spec.remote.port === at?.port) ??
+        candidates.find(([, p]) => p.spec.remote.port === 0);
       if (!entry || this.closed) {
         this.log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
         L.close(c.fd);
         continue;
       }
       const [id, p] = entry;
+      p.spec.remote = at!;
       this.#fds.set(id, c.fd);
       p.stats.lastRx = Date.now();
       await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });

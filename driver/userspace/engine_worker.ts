@@ -38,6 +38,7 @@ import {
   peerIdOf,
 } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
+import { MsgBatch, NAME_LEN } from "./mmsg.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 
 const BATCH = 64;
@@ -343,6 +344,7 @@ function makeTx(): () => number {
     }
   };
 
+  if (!tcp) return makeUdpBatchTx();
   return () => {
     let moved = 0;
     while (moved < BATCH) {
@@ -365,6 +367,60 @@ function makeTx(): () => number {
   };
 }
 
+/**
+ * UDP tun → transport in batches: up to BATCH packets read from the tun, each sealed in its own slot, then
+ * one sendmmsg for all of them (resumed after a partial send; a datagram the kernel refuses is counted lost).
+ */
+function makeUdpBatchTx(): () => number {
+  const L = libc().symbols;
+  const sock = init.sockFd;
+  const slot = HEADROOM + MAX_PLAINTEXT_LEN + 64; // [header (+ tag)][plaintext][tag of the epoch format]
+  const mb = new MsgBatch(BATCH, slot);
+  mb.sendTo(init.peerSockaddr);
+  const bufs = Array.from({ length: BATCH }, (_, i) => mb.data.subarray(i * slot, (i + 1) * slot));
+  const reads = bufs.map((b) => b.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN));
+  const readMax = BigInt(MAX_PLAINTEXT_LEN);
+  const lost: (() => void)[] = new Array(BATCH);
+  const flush = (count: number) => {
+    let i = 0;
+    while (i < count) {
+      const r = L.sendmmsg(sock, mb.hdrsFrom(i), count - i, 0);
+      if (r > 0) {
+        i += r;
+        continue;
+      }
+      if (r < 0 && errno() === EINTR) continue;
+      lost[i](); // the kernel refused this one (e.g. ECONNREFUSED after an ICMP error): the rest go on
+      i++;
+    }
+  };
+  return () => {
+    let moved = 0, filled = 0;
+    while (moved < BATCH) {
+      const n = Number(L.read(init.tunFd, reads[filled], readMax));
+      if (n <= 0) {
+        if (n < 0) {
+          const e = errno();
+          if (e === EAGAIN || e === EINTR) break;
+          throw new Error(`reading the tun device: ${errnoText(e)}`);
+        }
+        break;
+      }
+      moved++;
+      const b = bufs[filled];
+      if (mss > 0) clampMss(b, HEADROOM, n, mss);
+      const start = ch.seal(b, n);
+      if (start < 0) continue; // counted as lost by the channel
+      const len = ch.sealEnd - start;
+      lost[filled] = countSend(stats, len, false);
+      mb.setSend(filled, start, len);
+      filled++;
+    }
+    if (filled > 0) flush(filled);
+    return moved;
+  };
+}
+
 /** transport → tun. Returns the number of packets handled in this call. */
 function makeRx(): () => number {
   const L = libc().symbols;
@@ -372,26 +428,17 @@ function makeRx(): () => number {
   const sock = init.sockFd;
   const peer = init.peerSockaddr;
   const v6 = peer.length === 28;
-  const src = new Uint8Array(28);
-  const srcLen = new Uint32Array(1);
-  const buf = new Uint8Array(MAX_WIRE_LEN + 512);
-  const recvMax = BigInt(buf.length);
+  // UDP: the recvmmsg slots; plaintext views of them are cached per offset (TCP: the deframer's buffer)
+  const mb = tcp ? null : new MsgBatch(BATCH, MAX_WIRE_LEN + 512);
+  const buf = mb?.data;
   const views = new Map<number, Uint8Array>();
   const viewAt = (b: Uint8Array, off: number) => {
     if (b !== buf) return b.subarray(off);
     let v = views.get(off);
-    if (!v) views.set(off, v = buf.subarray(off));
+    if (!v) views.set(off, v = b.subarray(off));
     return v;
   };
   const deframer = tcp ? new TcpDeframer(MAX_WIRE_LEN) : undefined;
-
-  const fromPeer = (): boolean => {
-    // family, port and address must match the peer's
-    if (src[0] !== peer[0] || src[1] !== peer[1] || src[2] !== peer[2] || src[3] !== peer[3]) return false;
-    const [a, b] = v6 ? [8, 24] : [4, 8];
-    for (let i = a; i < b; i++) if (src[i] !== peer[i]) return false;
-    return true;
-  };
 
   const sinks = {
     control: (p: Uint8Array) => post({ t: "ctl", bytes: p }),
@@ -427,26 +474,41 @@ function makeRx(): () => number {
     };
   }
 
+  // UDP: up to BATCH datagrams per recvmmsg, each checked against the peer's address, then delivered
+  const rx = mb!;
+  const data = rx.data, names = rx.names, size = rx.size;
+  const fromPeerAt = (i: number): boolean => {
+    const o = i * NAME_LEN;
+    if (rx.nameLen(i) < (v6 ? 28 : 16)) return false;
+    if (
+      names[o] !== peer[0] || names[o + 1] !== peer[1] || names[o + 2] !== peer[2] || names[o + 3] !== peer[3]
+    ) {
+      return false;
+    }
+    const [a, b] = v6 ? [8, 24] : [4, 8];
+    for (let k = a; k < b; k++) if (names[o + k] !== peer[k]) return false;
+    return true;
+  };
   return () => {
-    let n = 0;
-    for (; n < BATCH; n++) {
-      srcLen[0] = src.length;
-      const len = Number(L.recvfrom(sock, buf, recvMax, MSG_DONTWAIT, src, srcLen));
-      if (len < 0) {
-        const e = errno();
-        if (e === EAGAIN || e === EINTR) break;
-        continue; // e.g. ECONNREFUSED from an ICMP error: not fatal for UDP
-      }
-      if (!fromPeer()) {
-        if (isDataV2(buf, 0, len)) stats.LostInDataPackets++;
+    rx.prepareRecv();
+    const got = L.recvmmsg(sock, rx.hdrs, BATCH, MSG_DONTWAIT, null);
+    if (got < 0) {
+      const e = errno();
+      // EAGAIN: nothing waiting; anything else (e.g. ECONNREFUSED from an ICMP error) is not fatal for UDP
+      return e === EAGAIN || e === EINTR ? 0 : 1;
+    }
+    for (let i = 0; i < got; i++) {
+      const len = rx.received(i), off = i * size;
+      if (!fromPeerAt(i)) {
+        if (isDataV2(data, off, len)) stats.LostInDataPackets++;
         else stats.LostInControlPackets++;
         stats.countDrop("wrong-source");
         continue;
       }
       if (len === 0) continue;
-      deliver(buf, 0, len);
+      deliver(data, off, len);
     }
-    return n;
+    return got;
   };
 }
 

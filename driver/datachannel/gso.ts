@@ -1,0 +1,156 @@
+/**
+ * Linux tun offload (IFF_VNET_HDR): the 10-byte `struct virtio_net_hdr` in front of every packet, the
+ * completion of a checksum the kernel left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), and the split of a TCP
+ * super-packet (GSO_TCPV4 / GSO_TCPV6, up to 64 KB) into segments of `gso_size` bytes, each with its own IP
+ * length, IPv4 id and header checksum, TCP sequence number and flags (FIN and PSH on the last one only) and
+ * TCP checksum — as wireguard-go's tun offload does (tun/offload_linux.go). Every DATA_V2 packet then still
+ * carries one IP packet no larger than the MTU, so the wire format does not change.
+ *
+ * @example
+ * ```ts
+ * import { parseVnetHdr, splitSuperPacket } from "./gso.ts";
+ * // const h = parseVnetHdr(buf); splitSuperPacket(buf, 10, n - 10, h, (seg) => send(seg));
+ * ```
+ * @module
+ */
+
+/** sizeof(struct virtio_net_hdr). */
+export const VNET_HDR_LEN = 10;
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const GSO_NONE = 0;
+export const GSO_TCPV4 = 1;
+export const GSO_TCPV6 = 4;
+
+/** A parsed virtio_net_hdr (little-endian fields). */
+export interface VnetHdr {
+  flags: number;
+  gsoType: number;
+  hdrLen: number;
+  gsoSize: number;
+  csumStart: number;
+  csumOffset: number;
+}
+
+/** A malformed offload packet (counted and dropped by the caller). */
+export class GsoError extends Error {}
+
+export function parseVnetHdr(b: Uint8Array, off = 0): VnetHdr {
+  return {
+    flags: b[off],
+    gsoType: b[off + 1],
+    hdrLen: b[off + 2] | (b[off + 3] << 8),
+    gsoSize: b[off + 4] | (b[off + 5] << 8),
+    csumStart: b[off + 6] | (b[off + 7] << 8),
+    csumOffset: b[off + 8] | (b[off + 9] << 8),
+  };
+}
+
+/** One's-complement sum (not folded, not inverted) of `b[from .. to]`, added to `initial`. */
+export function sum16(b: Uint8Array, from: number, to: number, initial = 0): number {
+  let s = initial;
+  let i = from;
+  for (; i + 1 < to; i += 2) s += (b[i] << 8) | b[i + 1];
+  if (i < to) s += b[i] << 8;
+  return s;
+}
+
+/** Fold a sum to 16 bits. */
+export function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+
+/** The sum of the TCP/UDP pseudo-header of the IP packet at `p` (v4 or v6) for `l4Len` bytes of protocol `proto`. */
+function pseudoSum(b: Uint8Array, p: number, v6: boolean, proto: number, l4Len: number): number {
+  const s = v6 ? sum16(b, p + 8, p + 40) : sum16(b, p + 12, p + 20);
+  return s + proto + l4Len;
+}
+
+/**
+ * Complete a partial checksum in place (GSO_NONE with NEEDS_CSUM): the field at csumStart + csumOffset holds
+ * the pseudo-header sum; the checksum covers `csumStart` to the end. Offsets are relative to the IP packet at
+ * `p`, `len` bytes long.
+ */
+export function completeChecksum(b: Uint8Array, p: number, len: number, h: VnetHdr): void {
+  const at = h.csumStart + h.csumOffset;
+  if (h.csumStart >= len || at + 2 > len) throw new GsoError("checksum offsets beyond the packet");
+  const initial = (b[p + at] << 8) | b[p + at + 1];
+  b[p + at] = b[p + at + 1] = 0;
+  const c = ~fold(sum16(b, p + h.csumStart, p + len, initial)) & 0xffff;
+  b[p + at] = c >> 8;
+  b[p + at + 1] = c & 0xff;
+}
+
+/**
+ * Split the TCP super-packet at `b[p .. p+len]` described by `h` into segments, each written by `out(i, size)`
+ * into the buffer `out` returns (the segment's IP packet starts at that buffer's offset `at`). Returns the
+ * number of segments. The super-packet's own bytes are not changed.
+ */
+export function splitSuperPacket(
+  b: Uint8Array,
+  p: number,
+  len: number,
+  h: VnetHdr,
+  out: (i: number) => { buf: Uint8Array; at: number },
+  done: (i: number, size: number) => void,
+): number {
+  const v6 = h.gsoType === GSO_TCPV6;
+  if (h.gsoType !== GSO_TCPV4 && h.gsoType !== GSO_TCPV6) throw new GsoError(`GSO type ${h.gsoType}`);
+  const ver = b[p] >> 4;
+  if ((v6 && ver !== 6) || (!v6 && ver !== 4)) {
+    throw new GsoError("the IP version does not match the GSO type");
+  }
+  const ipLen = h.csumStart;
+  if (ipLen < (v6 ? 40 : 20) || len < ipLen + 20) throw new GsoError("the packet is too short");
+  if (!v6 && (b[p] & 0x0f) * 4 !== ipLen) throw new GsoError("the IPv4 header length does not match");
+  if (v6 && ipLen !== 40) throw new GsoError("IPv6 extension headers are not split here");
+  if (b[p + (v6 ? 6 : 9)] !== 6) throw new GsoError("not TCP");
+  // the kernel's hdr_len may cover a whole first packet on forwarded traffic: take the TCP header's own length
+  const tcpLen = (b[p + ipLen + 12] >> 4) * 4;
+  if (tcpLen < 20) throw new GsoError("the TCP header is too short");
+  const hdrLen = ipLen + tcpLen;
+  if (hdrLen > len) throw new GsoError("the headers run past the packet");
+  if (h.gsoSize === 0) throw new GsoError("gso_size 0");
+  const seq0 =
+    ((b[p + ipLen + 4] << 24) | (b[p + ipLen + 5] << 16) | (b[p + ipLen + 6] << 8) | b[p + ipLen + 7]) >>>
+    0;
+  const id0 = (b[p + 4] << 8) | b[p + 5];
+  let data = hdrLen, i = 0;
+  do {
+    const end = Math.min(data + h.gsoSize, len);
+    const segData = end - data, total = hdrLen + segData;
+    const { buf: o, at } = out(i);
+    o.set(b.subarray(p, p + hdrLen), at);
+    o.set(b.subarray(p + data, p + end), at + hdrLen);
+    if (v6) {
+      const pl = total - 40;
+      o[at + 4] = pl >> 8;
+      o[at + 5] = pl & 0xff;
+    } else {
+      o[at + 2] = total >> 8;
+      o[at + 3] = total & 0xff;
+      const id = (id0 + i) & 0xffff;
+      o[at + 4] = id >> 8;
+      o[at + 5] = id & 0xff;
+      o[at + 10] = o[at + 11] = 0;
+      const c = ~fold(sum16(o, at, at + ipLen)) & 0xffff;
+      o[at + 10] = c >> 8;
+      o[at + 11] = c & 0xff;
+    }
+    const t = at + ipLen;
+    const seq = (seq0 + i * h.gsoSize) >>> 0;
+    o[t + 4] = seq >>> 24;
+    o[t + 5] = (seq >> 16) & 0xff;
+    o[t + 6] = (seq >> 8) & 0xff;
+    o[t + 7] = seq & 0xff;
+    if (end !== len) o[t + 13] &= ~0x09; // FIN (0x01) and PSH (0x08) only on the last segment
+    o[t + 16] = o[t + 17] = 0;
+    const c = ~fold(sum16(o, t, at + total, pseudoSum(o, at, v6, 6, total - ipLen))) & 0xffff;
+    o[t + 16] = c >> 8;
+    o[t + 17] = c & 0xff;
+    done(i, total);
+    data = end;
+    i++;
+  } while (data < len);
+  return i;
+}

@@ -1,0 +1,263 @@
+import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
+import {
+  completeChecksum,
+  GSO_TCPV4,
+  GSO_TCPV6,
+  GsoError,
+  parseVnetHdr,
+  splitSuperPacket,
+  type VnetHdr,
+} from "./gso.ts";
+
+// An independent checksum: RFC 1071 over an explicit byte list (pseudo-header built as bytes).
+function rfc1071(bytes: number[]): number {
+  let s = 0;
+  for (let i = 0; i < bytes.length; i += 2) s += (bytes[i] << 8) + (bytes[i + 1] ?? 0);
+  while (s >> 16) s = (s & 0xffff) + (s >>> 16);
+  return s; // 0xffff when the data (with its checksum) verifies
+}
+
+function tcpVerifies(pkt: Uint8Array, v6: boolean): boolean {
+  const ipLen = v6 ? 40 : (pkt[0] & 0x0f) * 4;
+  const l4 = [...pkt.subarray(ipLen)];
+  const pseudo = v6
+    ? [...pkt.subarray(8, 40), 0, 0, l4.length >> 8, l4.length & 0xff, 0, 0, 0, 6]
+    : [...pkt.subarray(12, 20), 0, 6, l4.length >> 8, l4.length & 0xff];
+  return rfc1071([...pseudo, ...l4]) === 0xffff;
+}
+
+function superPacket(o: {
+  v6: boolean;
+  ipOptions?: number;
+  tcpOptions?: number;
+  payload: Uint8Array;
+  seq: number;
+  flags: number;
+}): Uint8Array {
+  const ipLen = o.v6 ? 40 : 20 + (o.ipOptions ?? 0);
+  const tcpLen = 20 + (o.tcpOptions ?? 0);
+  const p = new Uint8Array(ipLen + tcpLen + o.payload.length);
+  const dv = new DataView(p.buffer);
+  if (o.v6) {
+    p[0] = 0x60;
+    dv.setUint16(4, tcpLen + o.payload.length);
+    p[6] = 6;
+    p[7] = 64;
+    p.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 8);
+    p.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 24);
+  } else {
+    p[0] = 0x40 | (ipLen / 4);
+    dv.setUint16(2, 0xffff); // what the kernel puts in a super-packet does not matter
+    dv.setUint16(4, 0xfffe); // id: wraps in the split
+    p[8] = 64;
+    p[9] = 6;
+    p.set([10, 1, 2, 3], 12);
+    p.set([10, 4, 5, 6], 16);
+    for (let i = 20; i < ipLen; i++) p[i] = 1; // NOP options
+  }
+  dv.setUint16(ipLen, 40000);
+  dv.setUint16(ipLen + 2, 5201);
+  dv.setUint32(ipLen + 4, o.seq);
+  dv.setUint32(ipLen + 8, 777);
+  p[ipLen + 12] = (tcpLen / 4) << 4;
+  p[ipLen + 13] = o.flags;
+  dv.setUint16(ipLen + 14, 502);
+  for (let i = 20; i < tcpLen; i++) p[ipLen + i] = i === 20 ? 8 : i === 21 ? 10 : i; // a timestamp-like option
+  p.set(o.payload, ipLen + tcpLen);
+  return p;
+}
+
+function split(sp: Uint8Array, h: VnetHdr, at = 24) {
+  const segs: Uint8Array[] = [];
+  const bufs: Uint8Array[] = [];
+  const n = splitSuperPacket(sp, 0, sp.length, h, (i) => {
+    bufs[i] = new Uint8Array(at + 2048 + 16).fill(0xee);
+    return { buf: bufs[i], at };
+  }, (i, size) => segs.push(bufs[i].slice(at, at + size)));
+  assertEquals(n, segs.length);
+  return segs;
+}
+
+const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+
+for (const v6 of [false, true]) {
+  for (const [payloadLen, mss] of [[5000, 1400], [4200, 1400], [1, 1200], [65000, 1348]]) {
+    Deno.test(`gso: a TCP${v6 ? "v6" : "v4"} super-packet of ${payloadLen} bytes split at ${mss}: lengths, ids, seq, flags, checksums`, () => {
+      const payload = random(payloadLen);
+      const ipOptions = v6 ? 0 : 4, tcpOptions = 12;
+      const seq0 = 0xffffff00; // the sequence number wraps during the split
+      const sp = superPacket({
+        v6,
+        ipOptions,
+        tcpOptions,
+        payload,
+        seq: seq0,
+        flags: 0x10 | 0x08 | 0x01 | 0x20,
+      });
+      const ipLen = v6 ? 40 : 24, hdrLen = ipLen + 32;
+      const before = sp.slice();
+      const segs = split(sp, {
+        flags: 1,
+        gsoType: v6 ? GSO_TCPV6 : GSO_TCPV4,
+        hdrLen: 9999, // not trusted: the TCP header's own length counts
+        gsoSize: mss,
+        csumStart: ipLen,
+        csumOffset: 16,
+      });
+      assertEquals(sp, before, "the super-packet was changed");
+      assertEquals(segs.length, Math.ceil(payloadLen / mss));
+      const joined: number[] = [];
+      segs.forEach((s, i) => {
+        const dv = new DataView(s.buffer, s.byteOffset);
+        const last = i === segs.length - 1;
+        assertEquals(s.length, hdrLen + (last ? payloadLen - mss * i : mss));
+        if (v6) assertEquals(dv.getUint16(4), s.length - 40);
+        else {
+          assertEquals(dv.getUint16(2), s.length);
+          assertEquals(dv.getUint16(4), (0xfffe + i) & 0xffff);
+          assertEquals(rfc1071([...s.subarray(0, ipLen)]), 0xffff, `IPv4 header checksum of segment ${i}`);
+        }
+        assertEquals(dv.getUint32(ipLen + 4), (seq0 + i * mss) >>> 0, `seq of segment ${i}`);
+        const flags = s[ipLen + 13];
+        assertEquals(flags & 0x10, 0x10, "ACK on every segment");
+        assertEquals(flags & 0x20, 0x20, "URG kept");
+        assertEquals(flags & 0x09, last ? 0x09 : 0, `FIN/PSH on the last segment only (segment ${i})`);
+        assert(tcpVerifies(s, v6), `TCP checksum of segment ${i}`);
+        assertEquals(s.subarray(ipLen + 20, hdrLen), sp.subarray(ipLen + 20, hdrLen), "TCP options copied");
+        joined.push(...s.subarray(hdrLen));
+      });
+      assertEquals(new Uint8Array(joined), payload);
+    });
+  }
+}
+
+Deno.test("gso: a partial checksum (NEEDS_CSUM, GSO_NONE) completed for UDP and TCP, v4 and v6", () => {
+  for (const v6 of [false, true]) {
+    for (const proto of [17, 6]) {
+      const ipLen = v6 ? 40 : 20, l4 = 8 + 333 + (proto === 6 ? 12 : 0);
+      const p = new Uint8Array(ipLen + l4);
+      p.set(random(p.length));
+      p[0] = v6 ? 0x60 : 0x45;
+      if (v6) p[6] = proto;
+      else p[9] = proto;
+      if (proto === 6) p[ipLen + 12] = 5 << 4;
+      const at = ipLen + (proto === 17 ? 6 : 16);
+      // what the kernel leaves: the folded pseudo-header sum, not inverted
+      const pseudo = v6
+        ? [...p.subarray(8, 40), 0, 0, l4 >> 8, l4 & 0xff, 0, 0, 0, proto]
+        : [...p.subarray(12, 20), 0, proto, l4 >> 8, l4 & 0xff];
+      const ps = rfc1071(pseudo);
+      p[at] = ps >> 8;
+      p[at + 1] = ps & 0xff;
+      completeChecksum(p, 0, p.length, {
+        flags: 1,
+        gsoType: 0,
+        hdrLen: 0,
+        gsoSize: 0,
+        csumStart: ipLen,
+        csumOffset: at - ipLen,
+      });
+      assertEquals(rfc1071([...pseudo, ...p.subarray(ipLen)]), 0xffff, `v6 ${v6} proto ${proto}`);
+    }
+  }
+});
+
+Deno.test("gso: the virtio_net_hdr is read little-endian", () => {
+  assertEquals(parseVnetHdr(new Uint8Array([1, 4, 0x4a, 0, 0x68, 0x05, 40, 0, 16, 0])), {
+    flags: 1,
+    gsoType: GSO_TCPV6,
+    hdrLen: 0x4a,
+    gsoSize: 0x568,
+    csumStart: 40,
+    csumOffset: 16,
+  });
+});
+
+Deno.test("gso: malformed super-packets are refused with a GsoError", () => {
+  const good = superPacket({ v6: false, payload: random(3000), seq: 1, flags: 0x18 });
+  const h: VnetHdr = {
+    flags: 1,
+    gsoType: GSO_TCPV4,
+    hdrLen: 40,
+    gsoSize: 1000,
+    csumStart: 20,
+    csumOffset: 16,
+  };
+  const cases: [string, Uint8Array, VnetHdr][] = [
+    ["UDP GSO", good, { ...h, gsoType: 3 }],
+    ["v6 type on a v4 packet", good, { ...h, gsoType: GSO_TCPV6, csumStart: 40 }],
+    ["csum_start short of the IP header", good, { ...h, csumStart: 16 }],
+    ["csum_start not the IPv4 header length", good, { ...h, csumStart: 24 }],
+    [
+      "csum_start past an IPv6 header",
+      superPacket({ v6: true, payload: random(3000), seq: 1, flags: 0x18 }),
+      { ...h, gsoType: GSO_TCPV6, csumStart: 48 },
+    ],
+    ["gso_size 0", good, { ...h, gsoSize: 0 }],
+    ["too short", good.subarray(0, 30), h],
+    [
+      "TCP data offset below 5",
+      (() => {
+        const b = good.slice();
+        b[32] = 0x40;
+        return b;
+      })(),
+      h,
+    ],
+    [
+      "not TCP",
+      (() => {
+        const b = good.slice();
+        b[9] = 17;
+        return b;
+      })(),
+      h,
+    ],
+  ];
+  for (const [what, b, hh] of cases) {
+    const e = assertThrows(() => split(b, hh));
+    assert(e instanceof GsoError, `${what}: ${e.message}`);
+  }
+});
+
+Deno.test("gso: fuzzed super-packets either fail with a GsoError or give segments that fit and verify", () => {
+  let good = 0;
+  for (let round = 0; round < 5000; round++) {
+    const v6 = round % 2 === 1;
+    const payload = random(Math.floor(Math.random() * 6000));
+    const sp = superPacket({
+      v6,
+      ipOptions: v6 ? 0 : 4 * Math.floor(Math.random() * 3),
+      tcpOptions: 4 * Math.floor(Math.random() * 4),
+      payload,
+      seq: Math.floor(Math.random() * 2 ** 32),
+      flags: Math.floor(Math.random() * 256),
+    });
+    // corrupt a few bytes and the header fields at random
+    for (let k = Math.floor(Math.random() * 3); k > 0; k--) {
+      sp[Math.floor(Math.random() * Math.min(80, sp.length))] ^= 0xff;
+    }
+    const cut = Math.random() < 0.2 ? sp.subarray(0, Math.floor(Math.random() * sp.length)) : sp;
+    const h: VnetHdr = {
+      flags: 1,
+      gsoType: Math.random() < 0.9 ? (v6 ? GSO_TCPV6 : GSO_TCPV4) : Math.floor(Math.random() * 8),
+      hdrLen: Math.floor(Math.random() * 200),
+      gsoSize: Math.random() < 0.05 ? 0 : 500 + Math.floor(Math.random() * 1000),
+      csumStart: Math.random() < 0.8 ? (v6 ? 40 : (sp[0] & 0x0f) * 4) : Math.floor(Math.random() * 80),
+      csumOffset: 16,
+    };
+    try {
+      const segs = split(cut, h);
+      for (const s of segs) {
+        assert(s.length <= h.csumStart + 60 + h.gsoSize, "a segment larger than headers + gso_size");
+        const isV6 = h.gsoType === GSO_TCPV6;
+        assert(tcpVerifies(s, isV6), "a segment with a wrong TCP checksum");
+        if (!isV6) assertEquals(rfc1071([...s.subarray(0, h.csumStart)]), 0xffff);
+      }
+      good++;
+    } catch (e) {
+      if (!(e instanceof GsoError)) throw e;
+    }
+  }
+  assert(good > 1500, `only ${good} of 5000 split`);
+});

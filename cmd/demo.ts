@@ -44,6 +44,8 @@ export async function startPair(
     outer6?: boolean;
     extra?: string[];
     extraFor?: { a?: string[]; b?: string[] };
+    /** Environment of both instances. */
+    env?: Record<string, string>;
   },
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
@@ -62,7 +64,7 @@ export async function startPair(
       ...["--proto", opts.proto, "--cipher", opts.cipher, "--key", opts.keyFile, "--stats-interval", "0"],
       ...(opts.extra ?? []),
       ...(opts.extraFor?.[s] ?? []),
-    ]);
+    ], opts.env);
   };
   const b = instance("b");
   if (opts.proto === "tcp") {

@@ -37,7 +37,8 @@ export async function openDevice(o: OpenOptions): Promise<Device> {
     }
     const { openTun } = await import("./userspace/tun_linux.ts");
     const { UserspaceDevice } = await import("./userspace/device.ts");
-    return new UserspaceDevice(openTun(o.ifname), { backend: "tun", provider: o.provider, log: o.log });
+    const tun = openTun(o.ifname, { offload: "on", log: o.log });
+    return new UserspaceDevice(tun, { backend: "tun", provider: o.provider, log: o.log });
   }
   if (os !== "windows") {
     throw new DeviceError(

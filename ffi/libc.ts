@@ -37,6 +37,7 @@ const SYMBOLS = {
   poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_value: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   geteuid: { parameters: [], result: "u32" },
@@ -107,6 +108,11 @@ export const EINPROGRESS = 115;
 export const TUNSETIFF = 0x400454ca;
 export const IFF_TUN = 0x0001;
 export const IFF_NO_PI = 0x1000;
+export const IFF_VNET_HDR = 0x4000;
+export const TUNSETOFFLOAD = 0x400454d0;
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
 
 const ERRNO_TEXT: Record<number, string> = {
   [EPERM]: "operation not permitted",

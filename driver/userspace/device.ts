@@ -101,6 +101,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     this.startTimer();
     const init = {
       tunFd: this.#tun.fd,
+      vnetHdr: !!this.#tun.vnetHdr,
       sockFd: fd,
       proto: p.proto,
       mode: "p2p" as const,

@@ -193,6 +193,7 @@ export abstract class EngineDeviceBase {
       secondaryKeyId: this.#keyIds.secondary ?? null,
       epoch: this.epochs(),
       drops: this.stats.drops(),
+      offload: this.stats.offload(),
     };
   }
 }

@@ -19,6 +19,8 @@ export interface EngineInit {
   peerSockaddr: Uint8Array;
   peerId: number;
   mss: number;
+  /** The tun's reads and writes carry a virtio_net_hdr (offload on). */
+  vnetHdr?: boolean;
   provider: ProviderName;
   stats: SharedArrayBuffer;
   /** Int32Array: [messages posted to tx, messages posted to rx, stop flag]. */

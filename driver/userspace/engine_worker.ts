@@ -39,6 +39,15 @@ import {
 } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
 import { MsgBatch, NAME_LEN } from "./mmsg.ts";
+import {
+  completeChecksum,
+  GSO_NONE,
+  GsoError,
+  parseVnetHdr,
+  splitSuperPacket,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VNET_HDR_LEN,
+} from "../datachannel/gso.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 
 const BATCH = 64;
@@ -345,9 +354,27 @@ function makeTx(): () => number {
   };
 
   if (!tcp) return makeUdpBatchTx();
+  const sealAndSend = (n: number) => {
+    if (mss > 0) clampMss(chBuf, HEADROOM, n, mss);
+    const start = ch.seal(chBuf, n);
+    if (start >= 0) sendSealed(start, ch.sealEnd, false); // else counted as lost by the channel
+  };
+  const readOffload = init.vnetHdr
+    ? makeOffloadReader(sealAndSend, () => ({ buf: chBuf, at: HEADROOM }), (p) => readInto.set(p))
+    : null;
   return () => {
     let moved = 0;
     while (moved < BATCH) {
+      if (readOffload) {
+        const r = readOffload();
+        if (r <= 0) {
+          const e = errno();
+          if (r === 0 || e === EAGAIN || e === EINTR) break;
+          throw new Error(`reading the tun device: ${errnoText(e)}`);
+        }
+        moved++;
+        continue;
+      }
       const n = Number(L.read(init.tunFd, readInto, readMax));
       if (n <= 0) {
         if (n < 0) {
@@ -394,10 +421,28 @@ function makeUdpBatchTx(): () => number {
       i++;
     }
   };
+  let filled = 0;
+  /** Seal the plaintext of `n` bytes at HEADROOM of the current slot and queue it; flush a full batch. */
+  const queue = (n: number) => {
+    const b = bufs[filled];
+    if (mss > 0) clampMss(b, HEADROOM, n, mss);
+    const start = ch.seal(b, n);
+    if (start < 0) return; // counted as lost by the channel
+    const len = ch.sealEnd - start;
+    lost[filled] = countSend(stats, len, false);
+    mb.setSend(filled, start, len);
+    if (++filled === BATCH) {
+      flush(filled);
+      filled = 0;
+    }
+  };
+  const slotOut = () => ({ buf: bufs[filled], at: HEADROOM });
+  const readOffload = init.vnetHdr ? makeOffloadReader(queue, slotOut, (p) => reads[filled].set(p)) : null;
   return () => {
-    let moved = 0, filled = 0;
+    let moved = 0;
+    filled = 0;
     while (moved < BATCH) {
-      const n = Number(L.read(init.tunFd, reads[filled], readMax));
+      const n = readOffload ? readOffload() : Number(L.read(init.tunFd, reads[filled], readMax));
       if (n <= 0) {
         if (n < 0) {
           const e = errno();
@@ -407,17 +452,47 @@ function makeUdpBatchTx(): () => number {
         break;
       }
       moved++;
-      const b = bufs[filled];
-      if (mss > 0) clampMss(b, HEADROOM, n, mss);
-      const start = ch.seal(b, n);
-      if (start < 0) continue; // counted as lost by the channel
-      const len = ch.sealEnd - start;
-      lost[filled] = countSend(stats, len, false);
-      mb.setSend(filled, start, len);
-      filled++;
+      if (!readOffload) queue(n);
     }
     if (filled > 0) flush(filled);
     return moved;
+  };
+}
+
+/**
+ * A tun read with its virtio_net_hdr (offload on): a plain packet (its partial checksum completed) is copied to
+ * `copy` and queued; a TCP super-packet is split into segments written where `out` says and each queued. Returns
+ * what read(2) returned (≤ 0: nothing was read, errno tells why); a malformed one is counted and dropped.
+ */
+function makeOffloadReader(
+  queue: (n: number) => void,
+  out: () => { buf: Uint8Array; at: number },
+  copy: (p: Uint8Array) => void,
+): () => number {
+  const L = libc().symbols;
+  const sup = new Uint8Array(VNET_HDR_LEN + 65536);
+  const max = BigInt(sup.length);
+  return () => {
+    const r = Number(L.read(init.tunFd, sup, max));
+    if (r <= 0) return r;
+    const n = r - VNET_HDR_LEN;
+    try {
+      if (n <= 0) throw new GsoError("no packet after the virtio_net_hdr");
+      const h = parseVnetHdr(sup);
+      if (h.gsoType === GSO_NONE) {
+        if (n > MAX_PLAINTEXT_LEN) throw new GsoError(`a ${n}-byte packet without GSO`);
+        if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) completeChecksum(sup, VNET_HDR_LEN, n, h);
+        copy(sup.subarray(VNET_HDR_LEN, r));
+        queue(n);
+      } else {
+        stats.countSplit(splitSuperPacket(sup, VNET_HDR_LEN, n, h, out, (_i, size) => queue(size)));
+      }
+    } catch (e) {
+      if (!(e instanceof GsoError)) throw e;
+      stats.LostOutDataPackets++;
+      stats.countDrop("bad-offload");
+    }
+    return r;
   };
 }
 
@@ -440,10 +515,22 @@ function makeRx(): () => number {
   };
   const deframer = tcp ? new TcpDeframer(MAX_WIRE_LEN) : undefined;
 
+  // offload on: every write starts with a virtio_net_hdr (all zero: a plain packet, checksums complete); it goes
+  // in place over the already-read packet header in front of the plaintext, or through a scratch buffer
+  const vh = init.vnetHdr ? VNET_HDR_LEN : 0;
+  const scratch = vh ? new Uint8Array(VNET_HDR_LEN + MAX_WIRE_LEN) : new Uint8Array(0);
   const sinks = {
     control: (p: Uint8Array) => post({ t: "ctl", bytes: p }),
-    tun: (b: Uint8Array, off: number, len: number) =>
-      Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len,
+    tun: (b: Uint8Array, off: number, len: number) => {
+      if (!vh) return Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len;
+      if (off >= vh) {
+        b.fill(0, off - vh, off);
+        return Number(L.write(init.tunFd, viewAt(b, off - vh), BigInt(len + vh))) === len + vh;
+      }
+      scratch.fill(0, 0, vh);
+      scratch.set(b.subarray(off, off + len), vh);
+      return Number(L.write(init.tunFd, scratch, BigInt(len + vh))) === len + vh;
+    },
   };
   const deliver = (b: Uint8Array, off: number, len: number) => receive(ch, stats, mss, b, off, len, sinks);
 

@@ -25,6 +25,7 @@ export const DROP_REASONS: readonly (
   | "send-error"
   | "unknown-peer"
   | "no-route"
+  | "bad-offload"
 )[] = [
   "no-key",
   "pktid-limit",
@@ -43,6 +44,7 @@ export const DROP_REASONS: readonly (
   "send-error",
   "unknown-peer", // server mode: a data packet for a peer id that is not there
   "no-route", // server mode: a tun packet whose destination no peer holds
+  "bad-offload", // a tun super-packet (IFF_VNET_HDR) that cannot be split or checksummed
 ];
 export type AnyDropReason = typeof DROP_REASONS[number];
 
@@ -51,7 +53,10 @@ const LAST_RX = LAST_TX + 1;
 const SEND_EPOCH = LAST_RX + 1;
 const RECV_EPOCH = SEND_EPOCH + 1;
 const DROPS = RECV_EPOCH + 1;
-const SLOTS = DROPS + DROP_REASONS.length;
+/** Tun offload: super-packets read, and the segments they were split into. */
+const GSO_SUPER = DROPS + DROP_REASONS.length;
+const GSO_SEGMENTS = GSO_SUPER + 1;
+const SLOTS = GSO_SEGMENTS + 1;
 
 /** Shared counters with the OVPN_STATS field names as properties. */
 export class SharedStats implements Stats {
@@ -164,6 +169,17 @@ export class SharedStats implements Stats {
   }
   set recvEpoch(v) {
     this.#f[RECV_EPOCH] = v;
+  }
+
+  /** Tun offload: one super-packet split into `segments` packets. */
+  countSplit(segments: number): void {
+    this.#f[GSO_SUPER]++;
+    this.#f[GSO_SEGMENTS] += segments;
+  }
+
+  /** Tun offload figures (null when no super-packet came). */
+  offload(): { superPackets: number; segments: number } | null {
+    return this.#f[GSO_SUPER] ? { superPackets: this.#f[GSO_SUPER], segments: this.#f[GSO_SEGMENTS] } : null;
   }
 
   /** Count one drop by reason (the lost counter itself is counted by the caller). */

@@ -24,13 +24,18 @@ import {
   F_SETFL,
   IFF_NO_PI,
   IFF_TUN,
+  IFF_VNET_HDR,
   libc,
   O_CLOEXEC,
   O_NONBLOCK,
   O_RDWR,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
   TUNSETIFF,
+  TUNSETOFFLOAD,
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
 
@@ -38,6 +43,8 @@ import { DeviceError } from "../device.ts";
 export interface TunHandle {
   readonly fd: number;
   readonly name: string;
+  /** Every read and write carries a 10-byte virtio_net_hdr (IFF_VNET_HDR), so TCP comes as super-packets. */
+  readonly vnetHdr?: boolean;
   /** Set MTU, addresses and bring the link up (a real tun only). */
   configure(opts: { mtu?: number; addresses?: string[] }): Promise<void>;
   close(): void;
@@ -62,8 +69,25 @@ export async function run(cmd: string[], what: string): Promise<void> {
   }
 }
 
+/**
+ * Tun offload: `on` (IFF_VNET_HDR with checksum and TSO4/TSO6 offload, the default for the p2p engine),
+ * `off` (one IP packet per read), or `refuse` (tests: ask the kernel for an offload flag it does not know, so
+ * the refusal path runs). `OVPN_DCO_CLI_TUN_OFFLOAD=off|refuse` overrides where the caller asks for `on`.
+ */
+export type TunOffload = "on" | "off" | "refuse";
+
+function offloadSetting(asked: TunOffload): TunOffload {
+  if (asked === "off") return "off"; // an engine that does not handle the header
+  const env = Deno.env.get("OVPN_DCO_CLI_TUN_OFFLOAD");
+  return env === "off" || env === "refuse" ? env : asked;
+}
+
 /** Open (create) tun interface `name`; an empty name lets the kernel pick (tun0, tun1, ...). */
-export function openTun(name: string): TunHandle {
+export function openTun(
+  name: string,
+  opts: { offload?: TunOffload; log?: (line: string) => void } = {},
+): TunHandle {
+  const offload = offloadSetting(opts.offload ?? "off");
   if (new TextEncoder().encode(name).length >= IFNAMSIZ) {
     throw new DeviceError(
       `interface name '${name}' is too long; use at most ${IFNAMSIZ - 1} characters`,
@@ -87,7 +111,7 @@ export function openTun(name: string): TunHandle {
   }
   const ifr = new Uint8Array(40);
   ifr.set(new TextEncoder().encode(name));
-  new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI, true);
+  new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI | (offload === "off" ? 0 : IFF_VNET_HDR), true);
   if (L.ioctl(fd, BigInt(TUNSETIFF), ifr) < 0) {
     const e = errno();
     L.close(fd);
@@ -109,10 +133,21 @@ export function openTun(name: string): TunHandle {
   }
   const actual = new TextDecoder().decode(ifr.subarray(0, IFNAMSIZ)).replace(/\0.*$/s, "");
   setNonblocking(fd);
+  if (offload !== "off") {
+    // TSO4/TSO6: TCP arrives as super-packets of up to 64 KB, split by the engine (gso.ts); CSUM: checksums may
+    // come partial and are completed there. A refusal leaves one packet per read (with the header still there).
+    const flags = offload === "refuse" ? 0x8000_0000 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    if (L.ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) < 0) {
+      opts.log?.(
+        `tun offload refused by the kernel (${errnoText(errno())}): one packet per read on ${actual}`,
+      );
+    }
+  }
   let open = true;
   return {
     fd,
     name: actual,
+    vnetHdr: offload !== "off",
     async configure({ mtu, addresses = [] }) {
       if (mtu !== undefined) {
         await run(

@@ -76,7 +76,8 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
   } else {
     const { openTun } = await import("../driver/userspace/tun_linux.ts");
     const { ServerDevice } = await import("../driver/userspace/server_device.ts");
-    dev = new ServerDevice(openTun(cfg.ifname), { provider: cfg.provider, log, proto: cfg.proto });
+    const tun = openTun(cfg.ifname, { offload: "on", log });
+    dev = new ServerDevice(tun, { provider: cfg.provider, log, proto: cfg.proto });
   }
   let control: { close(): Promise<void> } | undefined;
   const cleanups: (() => void)[] = [];

@@ -102,6 +102,8 @@ for (const offload of ["on", "refuse"] as const) {
             if (offload === "on") {
               assert(info.offload?.superPackets > 100, `${side}: ${JSON.stringify(info.offload)}`);
               assert(info.offload.segments > 2 * info.offload.superPackets, JSON.stringify(info.offload));
+              assert(info.offload.joinedSuperPackets > 100, `${side}: ${JSON.stringify(info.offload)}`);
+              assert(info.offload.joined > 2 * info.offload.joinedSuperPackets, JSON.stringify(info.offload));
             } else assertEquals(info.offload, null);
           }
         } finally {

@@ -154,3 +154,174 @@ export function splitSuperPacket(
   } while (data < len);
   return i;
 }
+
+/**
+ * Receive-side coalescing (GRO) for a tun with offload: consecutive in-order TCP segments of one flow, each with
+ * a valid checksum, only ACK (PSH on the last) among their flags, the same headers otherwise and all but the
+ * last of one size, are joined into one super-packet written with a GSO virtio_net_hdr (NEEDS_CSUM, the TCP
+ * checksum field holding the pseudo-header sum, as the kernel expects). Anything else goes out alone with a zero
+ * header. `write(buf, len)` gets `buf[0 .. len]` = header + IP packet; it returns false when the tun refused it.
+ */
+export class TcpCoalescer {
+  readonly #buf = new Uint8Array(VNET_HDR_LEN + 65535);
+  #len = 0; // IP bytes held (0: nothing)
+  #count = 0;
+  #bytes = 0; // the joined packets' own lengths
+  #v6 = false;
+  #ipLen = 0;
+  #hdrLen = 0;
+  #segSize = 0;
+  #lastSize = 0;
+  #nextSeq = 0;
+  #closed = false; // PSH seen: nothing may follow
+  /** Segments written so far as parts of super-packets, and the super-packets. */
+  joined = 0;
+  supers = 0;
+
+  constructor(
+    readonly write: (buf: Uint8Array, len: number) => boolean,
+    readonly lost: (packets: number, bytes: number) => void,
+  ) {}
+
+  /** Take the IP packet at `b[off .. off+len]` (copied or written now). */
+  push(b: Uint8Array, off: number, len: number): void {
+    const t = this.#tcpInfo(b, off, len);
+    if (t && this.#count > 0 && this.#fits(b, off, len, t)) {
+      this.#append(b, off, len, t);
+      return;
+    }
+    this.flush();
+    if (t) this.#start(b, off, len, t);
+    else this.#writeAlone(b, off, len);
+  }
+
+  /** Write what is held (at the end of a batch). */
+  flush(): void {
+    if (this.#count === 0) return;
+    const n = this.#count, len = this.#len, bytes = this.#bytes, o = VNET_HDR_LEN, buf = this.#buf;
+    this.#count = 0;
+    this.#len = 0;
+    buf.fill(0, 0, VNET_HDR_LEN);
+    if (n > 1) {
+      const ipLen = this.#ipLen;
+      if (this.#v6) {
+        const pl = len - 40;
+        buf[o + 4] = pl >> 8;
+        buf[o + 5] = pl & 0xff;
+      } else {
+        buf[o + 2] = len >> 8;
+        buf[o + 3] = len & 0xff;
+        buf[o + 10] = buf[o + 11] = 0;
+        const c = ~fold(sum16(buf, o, o + ipLen)) & 0xffff;
+        buf[o + 10] = c >> 8;
+        buf[o + 11] = c & 0xff;
+      }
+      const ps = fold(pseudoSum(buf, o, this.#v6, 6, len - ipLen));
+      buf[o + ipLen + 16] = ps >> 8;
+      buf[o + ipLen + 17] = ps & 0xff;
+      buf[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      buf[1] = this.#v6 ? GSO_TCPV6 : GSO_TCPV4;
+      buf[2] = this.#hdrLen & 0xff;
+      buf[3] = this.#hdrLen >> 8;
+      buf[4] = this.#segSize & 0xff;
+      buf[5] = this.#segSize >> 8;
+      buf[6] = ipLen & 0xff;
+      buf[7] = ipLen >> 8;
+      buf[8] = 16;
+      this.joined += n;
+      this.supers++;
+    }
+    if (!this.write(buf, VNET_HDR_LEN + len)) this.lost(n, bytes);
+  }
+
+  /** A TCP segment that may be joined: its header lengths and payload size; else null. */
+  #tcpInfo(b: Uint8Array, off: number, len: number): { v6: boolean; ipLen: number; hdrLen: number } | null {
+    const ver = b[off] >> 4;
+    let ipLen: number;
+    if (ver === 4) {
+      ipLen = (b[off] & 0x0f) * 4;
+      if (ipLen < 20 || b[off + 9] !== 6 || ((b[off + 6] & 0x3f) | b[off + 7]) !== 0) return null; // TCP, unfragmented
+      if (((b[off + 2] << 8) | b[off + 3]) !== len) return null;
+      if (fold(sum16(b, off, off + ipLen)) !== 0xffff) return null; // a bad header checksum stays as it came
+    } else if (ver === 6) {
+      ipLen = 40;
+      if (b[off + 6] !== 6 || ((b[off + 4] << 8) | b[off + 5]) !== len - 40) return null;
+    } else return null;
+    if (len < ipLen + 20) return null;
+    const hdrLen = ipLen + (b[off + ipLen + 12] >> 4) * 4;
+    if (hdrLen - ipLen < 20 || hdrLen >= len) return null; // no payload: not joined
+    if ((b[off + ipLen + 13] & ~0x08) !== 0x10) return null; // ACK, maybe PSH; nothing else
+    // only segments whose checksum holds are joined (the kernel will trust the super-packet's)
+    if (fold(sum16(b, off + ipLen, off + len, pseudoSum(b, off, ver === 6, 6, len - ipLen))) !== 0xffff) {
+      return null;
+    }
+    return { v6: ver === 6, ipLen, hdrLen };
+  }
+
+  #fits(b: Uint8Array, off: number, len: number, t: { v6: boolean; ipLen: number; hdrLen: number }): boolean {
+    if (this.#closed || t.v6 !== this.#v6 || t.ipLen !== this.#ipLen || t.hdrLen !== this.#hdrLen) {
+      return false;
+    }
+    const size = len - t.hdrLen;
+    if (size > this.#segSize || this.#lastSize !== this.#segSize || this.#len + size > 65535) return false;
+    const h = this.#buf, o = VNET_HDR_LEN, ip = t.ipLen;
+    // the IP header: everything but the lengths, id and checksum
+    if (h[o] !== b[off] || h[o + 1] !== b[off + 1]) return false;
+    if (t.v6) {
+      if (h[o + 2] !== b[off + 2] || h[o + 3] !== b[off + 3]) return false;
+      for (let i = 6; i < 40; i++) if (h[o + i] !== b[off + i]) return false;
+    } else {
+      for (let i = 6; i < 10; i++) if (h[o + i] !== b[off + i]) return false;
+      for (let i = 12; i < ip; i++) if (h[o + i] !== b[off + i]) return false;
+      // consecutive ids, as the kernel's own split of the super-packet will write them
+      if (((b[off + 4] << 8) | b[off + 5]) !== ((((h[o + 4] << 8) | h[o + 5]) + this.#count) & 0xffff)) {
+        return false;
+      }
+    }
+    // the TCP header: everything but the sequence number, PSH and the checksum
+    for (let i = 0; i < t.hdrLen - ip; i++) {
+      if ((i >= 4 && i < 8) || i === 16 || i === 17) continue;
+      const x = h[o + ip + i], y = b[off + ip + i];
+      if (i === 13 ? (x & ~0x08) !== (y & ~0x08) : x !== y) return false;
+    }
+    const seq =
+      ((b[off + ip + 4] << 24) | (b[off + ip + 5] << 16) | (b[off + ip + 6] << 8) | b[off + ip + 7]) >>> 0;
+    return seq === this.#nextSeq;
+  }
+
+  #start(b: Uint8Array, off: number, len: number, t: { v6: boolean; ipLen: number; hdrLen: number }) {
+    this.#buf.set(b.subarray(off, off + len), VNET_HDR_LEN);
+    this.#len = len;
+    this.#bytes = len;
+    this.#count = 1;
+    this.#v6 = t.v6;
+    this.#ipLen = t.ipLen;
+    this.#hdrLen = t.hdrLen;
+    this.#segSize = this.#lastSize = len - t.hdrLen;
+    const ip = t.ipLen;
+    const seq =
+      ((b[off + ip + 4] << 24) | (b[off + ip + 5] << 16) | (b[off + ip + 6] << 8) | b[off + ip + 7]) >>> 0;
+    this.#nextSeq = (seq + this.#segSize) >>> 0;
+    this.#closed = (b[off + ip + 13] & 0x08) !== 0;
+  }
+
+  #append(b: Uint8Array, off: number, len: number, t: { hdrLen: number; ipLen: number }) {
+    const size = len - t.hdrLen;
+    this.#buf.set(b.subarray(off + t.hdrLen, off + len), VNET_HDR_LEN + this.#len);
+    this.#len += size;
+    this.#bytes += len;
+    this.#count++;
+    this.#lastSize = size;
+    this.#nextSeq = (this.#nextSeq + size) >>> 0;
+    if (b[off + t.ipLen + 13] & 0x08) {
+      this.#buf[VNET_HDR_LEN + t.ipLen + 13] |= 0x08; // PSH ends the super-packet
+      this.#closed = true;
+    }
+  }
+
+  #writeAlone(b: Uint8Array, off: number, len: number) {
+    this.#buf.fill(0, 0, VNET_HDR_LEN);
+    this.#buf.set(b.subarray(off, off + len), VNET_HDR_LEN);
+    if (!this.write(this.#buf, VNET_HDR_LEN + len)) this.lost(1, len);
+  }
+}

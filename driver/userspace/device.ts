@@ -102,6 +102,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     const init = {
       tunFd: this.#tun.fd,
       vnetHdr: !!this.#tun.vnetHdr,
+      gro: !!this.#tun.offloaded,
       sockFd: fd,
       proto: p.proto,
       mode: "p2p" as const,

@@ -21,6 +21,8 @@ export interface EngineInit {
   mss: number;
   /** The tun's reads and writes carry a virtio_net_hdr (offload on). */
   vnetHdr?: boolean;
+  /** The kernel took the offload flags: received TCP segments are joined into super-packets (GRO). */
+  gro?: boolean;
   provider: ProviderName;
   stats: SharedArrayBuffer;
   /** Int32Array: [messages posted to tx, messages posted to rx, stop flag]. */

@@ -45,6 +45,7 @@ import {
   GsoError,
   parseVnetHdr,
   splitSuperPacket,
+  TcpCoalescer,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VNET_HDR_LEN,
 } from "../datachannel/gso.ts";
@@ -515,22 +516,11 @@ function makeRx(): () => number {
   };
   const deframer = tcp ? new TcpDeframer(MAX_WIRE_LEN) : undefined;
 
-  // offload on: every write starts with a virtio_net_hdr (all zero: a plain packet, checksums complete); it goes
-  // in place over the already-read packet header in front of the plaintext, or through a scratch buffer
-  const vh = init.vnetHdr ? VNET_HDR_LEN : 0;
-  const scratch = vh ? new Uint8Array(VNET_HDR_LEN + MAX_WIRE_LEN) : new Uint8Array(0);
+  const tunSink = makeTunSink(stats, viewAt);
+  const flushGro = tunSink.flush;
   const sinks = {
     control: (p: Uint8Array) => post({ t: "ctl", bytes: p }),
-    tun: (b: Uint8Array, off: number, len: number) => {
-      if (!vh) return Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len;
-      if (off >= vh) {
-        b.fill(0, off - vh, off);
-        return Number(L.write(init.tunFd, viewAt(b, off - vh), BigInt(len + vh))) === len + vh;
-      }
-      scratch.fill(0, 0, vh);
-      scratch.set(b.subarray(off, off + len), vh);
-      return Number(L.write(init.tunFd, scratch, BigInt(len + vh))) === len + vh;
-    },
+    tun: tunSink.tun,
   };
   const deliver = (b: Uint8Array, off: number, len: number) => receive(ch, stats, mss, b, off, len, sinks);
 
@@ -557,6 +547,7 @@ function makeRx(): () => number {
           throw e;
         }
       }
+      flushGro();
       return handledNow;
     };
   }
@@ -595,6 +586,7 @@ function makeRx(): () => number {
       if (len === 0) continue;
       deliver(data, off, len);
     }
+    flushGro();
     return got;
   };
 }
@@ -605,6 +597,52 @@ function sameAddress(a: Uint8Array, alen: number, b: Uint8Array): boolean {
   const [from, to] = alen === 28 ? [8, 24] : [4, 8];
   for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * Writing decrypted packets to the tun. Offload on: every write starts with a virtio_net_hdr — with GRO (the
+ * kernel took the offload flags) TCP segments are joined into super-packets until `flush` (end of a batch);
+ * otherwise a zero header goes in place over the spent packet header in front of the plaintext, or through a
+ * scratch buffer. `st` gets the GRO figures and the packets a failed write lost.
+ */
+function makeTunSink(
+  st: SharedStats,
+  viewAt: (b: Uint8Array, off: number) => Uint8Array,
+): { tun: (b: Uint8Array, off: number, len: number) => boolean; flush: () => void } {
+  const L = libc().symbols;
+  const vh = init.vnetHdr ? VNET_HDR_LEN : 0;
+  const scratch = vh ? new Uint8Array(VNET_HDR_LEN + MAX_WIRE_LEN) : new Uint8Array(0);
+  const gro = init.gro
+    ? new TcpCoalescer(
+      (w, n) => Number(L.write(init.tunFd, w, BigInt(n))) === n,
+      (packets, bytes) => {
+        st.LostInDataPackets += packets;
+        st.TunBytesReceived -= bytes;
+        for (let i = 0; i < packets; i++) st.countDrop("queue-full");
+      },
+    )
+    : null;
+  return {
+    flush() {
+      if (!gro) return;
+      gro.flush();
+      st.setJoined(gro.supers, gro.joined);
+    },
+    tun(b: Uint8Array, off: number, len: number): boolean {
+      if (gro) {
+        gro.push(b, off, len); // written at the end of this batch, or before a packet it cannot join
+        return true;
+      }
+      if (!vh) return Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len;
+      if (off >= vh) {
+        b.fill(0, off - vh, off);
+        return Number(L.write(init.tunFd, viewAt(b, off - vh), BigInt(len + vh))) === len + vh;
+      }
+      scratch.fill(0, 0, vh);
+      scratch.set(b.subarray(off, off + len), vh);
+      return Number(L.write(init.tunFd, scratch, BigInt(len + vh))) === len + vh;
+    },
+  };
 }
 
 /** Server mode, tun → transport: each packet to the peer that holds its destination. */
@@ -669,10 +707,26 @@ function makeServerTx(): () => number {
       sendTo(p, HEADROOM, HEADROOM + c.bytes.length, true);
     }
   };
+  /** The plaintext of `n` bytes at HEADROOM: to the peer of its destination. */
+  const route = (n: number) => {
+    const p = peers.get(routes.lookup(buf, HEADROOM, n));
+    if (!p) {
+      stats.LostOutDataPackets++;
+      stats.countDrop("no-route");
+      return;
+    }
+    if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
+    const start = p.ch.seal(buf, n);
+    if (start < 0) return; // counted by the peer's channel
+    sendTo(p, start, p.ch.sealEnd, false);
+  };
+  const readOffload = init.vnetHdr
+    ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
+    : null;
   return () => {
     let moved = 0;
     while (moved < BATCH) {
-      const n = Number(L.read(init.tunFd, readInto, readMax));
+      const n = readOffload ? readOffload() : Number(L.read(init.tunFd, readInto, readMax));
       if (n <= 0) {
         if (n < 0) {
           const e = errno();
@@ -682,16 +736,7 @@ function makeServerTx(): () => number {
         break;
       }
       moved++;
-      const p = peers.get(routes.lookup(buf, HEADROOM, n));
-      if (!p) {
-        stats.LostOutDataPackets++;
-        stats.countDrop("no-route");
-        continue;
-      }
-      if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
-      const start = p.ch.seal(buf, n);
-      if (start < 0) continue; // counted by the peer's channel
-      sendTo(p, start, p.ch.sealEnd, false);
+      if (!readOffload) route(n);
     }
     return moved;
   };
@@ -704,62 +749,56 @@ function makeServerTx(): () => number {
 function makeServerRx(): () => number {
   const L = libc().symbols;
   const sock = init.sockFd;
-  const src = new Uint8Array(28);
-  const srcLen = new Uint32Array(1);
-  const buf = new Uint8Array(MAX_WIRE_LEN + 512);
-  const recvMax = BigInt(buf.length);
+  // up to BATCH datagrams per recvmmsg; plaintext views of the slots cached per offset
+  const mb = new MsgBatch(BATCH, MAX_WIRE_LEN + 512);
+  const buf = mb.data, names = mb.names, size = mb.size;
   const views = new Map<number, Uint8Array>();
   const viewAt = (off: number) => {
     let v = views.get(off);
     if (!v) views.set(off, v = buf.subarray(off));
     return v;
   };
-  const sinks = {
-    control: (_p: Uint8Array) => {},
-    tun: (b: Uint8Array, off: number, len: number) =>
-      Number(L.write(init.tunFd, b === buf ? viewAt(off) : b.subarray(off), BigInt(len))) === len,
-  };
+  const tunSink = makeTunSink(stats, (b, off) => b === buf ? viewAt(off) : b.subarray(off));
+  const sinks = { control: (_p: Uint8Array) => {}, tun: tunSink.tun };
   return () => {
-    let n = 0;
-    for (; n < BATCH; n++) {
-      srcLen[0] = src.length;
-      const len = Number(L.recvfrom(sock, buf, recvMax, MSG_DONTWAIT, src, srcLen));
-      if (len < 0) {
-        const e = errno();
-        if (e === EAGAIN || e === EINTR) break;
-        continue;
-      }
+    mb.prepareRecv();
+    const got = L.recvmmsg(sock, mb.hdrs, BATCH, MSG_DONTWAIT, null);
+    if (got < 0) {
+      const e = errno();
+      return e === EAGAIN || e === EINTR ? 0 : 1; // anything else (an ICMP error) is not fatal for UDP
+    }
+    for (let i = 0; i < got; i++) {
+      const len = mb.received(i), off = i * size;
+      const src = names.subarray(i * NAME_LEN, i * NAME_LEN + mb.nameLen(i));
       if (len === 0) continue;
-      if (!isDataV2(buf, 0, len)) {
+      if (!isDataV2(buf, off, len)) {
         stats.ReceivedControlPackets++;
         stats.TransportBytesReceived += len;
-        post({ t: "ctl", bytes: buf.slice(0, len), from: src.slice(0, srcLen[0]) });
+        post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
         continue;
       }
-      const p = len >= 4 ? peers.get(peerIdOf(buf, 0)) : undefined;
+      const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
       if (!p) {
         stats.TransportBytesReceived += len;
         stats.LostInDataPackets++;
         stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
         continue;
       }
-      if (receive(p.ch, p.stats, p.mss, buf, 0, len, sinks) && !sameAddress(src, srcLen[0], p.sa)) {
-        p.sa = src.slice(0, srcLen[0]);
+      if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
+        p.sa = src.slice();
         post({ t: "float", peer: p.id, sockaddr: p.sa });
       }
     }
-    return n;
+    tunSink.flush();
+    return got;
   };
 }
 
 /** TCP server, transport → tun: each peer's connection, reassembled and opened with its channel. */
 function makeServerTcpRx(): () => number {
   const L = libc().symbols;
-  const sinks = {
-    control: (b: Uint8Array) => post({ t: "ctl", bytes: b }),
-    tun: (b: Uint8Array, off: number, len: number) =>
-      Number(L.write(init.tunFd, off === 0 ? b : b.subarray(off), BigInt(len))) === len,
-  };
+  const tunSink = makeTunSink(stats, (b, off) => off === 0 ? b : b.subarray(off));
+  const sinks = { control: (b: Uint8Array) => post({ t: "ctl", bytes: b }), tun: tunSink.tun };
   const end = (p: Peer, error: boolean, reason: string) => {
     p.fd = -1; // the main thread closes it
     post({ t: "peer-closed", peer: p.id, error, reason });
@@ -793,6 +832,7 @@ function makeServerTcpRx(): () => number {
         }
       }
     }
+    tunSink.flush();
     return handledNow;
   };
 }

@@ -75,6 +75,8 @@ export class ServerDevice extends ServerBase {
     else this.#sockFd = udpSocket(local, local);
     const init = {
       tunFd: this.#tun.fd,
+      vnetHdr: !!this.#tun.vnetHdr,
+      gro: !!this.#tun.offloaded,
       sockFd: this.#sockFd,
       proto: this.proto,
       mode: "server" as const,

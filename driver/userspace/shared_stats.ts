@@ -56,7 +56,10 @@ const DROPS = RECV_EPOCH + 1;
 /** Tun offload: super-packets read, and the segments they were split into. */
 const GSO_SUPER = DROPS + DROP_REASONS.length;
 const GSO_SEGMENTS = GSO_SUPER + 1;
-const SLOTS = GSO_SEGMENTS + 1;
+/** GRO: super-packets written to the tun, and the received packets joined into them. */
+const GRO_SUPER = GSO_SEGMENTS + 1;
+const GRO_JOINED = GRO_SUPER + 1;
+const SLOTS = GRO_JOINED + 1;
 
 /** Shared counters with the OVPN_STATS field names as properties. */
 export class SharedStats implements Stats {
@@ -177,9 +180,25 @@ export class SharedStats implements Stats {
     this.#f[GSO_SEGMENTS] += segments;
   }
 
-  /** Tun offload figures (null when no super-packet came). */
-  offload(): { superPackets: number; segments: number } | null {
-    return this.#f[GSO_SUPER] ? { superPackets: this.#f[GSO_SUPER], segments: this.#f[GSO_SEGMENTS] } : null;
+  /** GRO totals so far (written by the receive side). */
+  setJoined(superPackets: number, packets: number): void {
+    this.#f[GRO_SUPER] = superPackets;
+    this.#f[GRO_JOINED] = packets;
+  }
+
+  /**
+   * Tun offload figures (null when nothing was split or joined): super-packets read and the segments they
+   * were split into; super-packets written and the received packets joined into them.
+   */
+  offload(): { superPackets: number; segments: number; joinedSuperPackets: number; joined: number } | null {
+    const f = this.#f;
+    if (!f[GSO_SUPER] && !f[GRO_SUPER]) return null;
+    return {
+      superPackets: f[GSO_SUPER],
+      segments: f[GSO_SEGMENTS],
+      joinedSuperPackets: f[GRO_SUPER],
+      joined: f[GRO_JOINED],
+    };
   }
 
   /** Count one drop by reason (the lost counter itself is counted by the caller). */

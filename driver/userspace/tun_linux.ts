@@ -45,6 +45,8 @@ export interface TunHandle {
   readonly name: string;
   /** Every read and write carries a 10-byte virtio_net_hdr (IFF_VNET_HDR), so TCP comes as super-packets. */
   readonly vnetHdr?: boolean;
+  /** The kernel took the offload flags: super-packets may be read and written (GRO on receive). */
+  readonly offloaded?: boolean;
   /** Set MTU, addresses and bring the link up (a real tun only). */
   configure(opts: { mtu?: number; addresses?: string[] }): Promise<void>;
   close(): void;
@@ -133,11 +135,13 @@ export function openTun(
   }
   const actual = new TextDecoder().decode(ifr.subarray(0, IFNAMSIZ)).replace(/\0.*$/s, "");
   setNonblocking(fd);
+  let offloaded = false;
   if (offload !== "off") {
     // TSO4/TSO6: TCP arrives as super-packets of up to 64 KB, split by the engine (gso.ts); CSUM: checksums may
     // come partial and are completed there. A refusal leaves one packet per read (with the header still there).
     const flags = offload === "refuse" ? 0x8000_0000 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
-    if (L.ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) < 0) {
+    offloaded = L.ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) >= 0;
+    if (!offloaded) {
       opts.log?.(
         `tun offload refused by the kernel (${errnoText(errno())}): one packet per read on ${actual}`,
       );
@@ -148,6 +152,7 @@ export function openTun(
     fd,
     name: actual,
     vnetHdr: offload !== "off",
+    offloaded,
     async configure({ mtu, addresses = [] }) {
       if (mtu !== undefined) {
         await run(

@@ -66,6 +66,24 @@ function pseudoSum(b: Uint8Array, p: number, v6: boolean, proto: number, l4Len: 
   return s + proto + l4Len;
 }
 
+/** Set the length of the IP packet at `b[at ..]` to `total` (IPv4: also its id and header checksum). */
+function setIpLength(b: Uint8Array, at: number, v6: boolean, ipLen: number, total: number, id: number): void {
+  if (v6) {
+    const pl = total - 40;
+    b[at + 4] = pl >> 8;
+    b[at + 5] = pl & 0xff;
+    return;
+  }
+  b[at + 2] = total >> 8;
+  b[at + 3] = total & 0xff;
+  b[at + 4] = id >> 8;
+  b[at + 5] = id & 0xff;
+  b[at + 10] = b[at + 11] = 0;
+  const c = ~fold(sum16(b, at, at + ipLen)) & 0xffff;
+  b[at + 10] = c >> 8;
+  b[at + 11] = c & 0xff;
+}
+
 /**
  * Complete a partial checksum in place (GSO_NONE with NEEDS_CSUM): the field at csumStart + csumOffset holds
  * the pseudo-header sum; the checksum covers `csumStart` to the end. Offsets are relative to the IP packet at
@@ -122,21 +140,7 @@ export function splitSuperPacket(
     const { buf: o, at } = out(i);
     o.set(b.subarray(p, p + hdrLen), at);
     o.set(b.subarray(p + data, p + end), at + hdrLen);
-    if (v6) {
-      const pl = total - 40;
-      o[at + 4] = pl >> 8;
-      o[at + 5] = pl & 0xff;
-    } else {
-      o[at + 2] = total >> 8;
-      o[at + 3] = total & 0xff;
-      const id = (id0 + i) & 0xffff;
-      o[at + 4] = id >> 8;
-      o[at + 5] = id & 0xff;
-      o[at + 10] = o[at + 11] = 0;
-      const c = ~fold(sum16(o, at, at + ipLen)) & 0xffff;
-      o[at + 10] = c >> 8;
-      o[at + 11] = c & 0xff;
-    }
+    setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
     const t = at + ipLen;
     const seq = (seq0 + i * h.gsoSize) >>> 0;
     o[t + 4] = seq >>> 24;
@@ -204,18 +208,7 @@ export class TcpCoalescer {
     buf.fill(0, 0, VNET_HDR_LEN);
     if (n > 1) {
       const ipLen = this.#ipLen;
-      if (this.#v6) {
-        const pl = len - 40;
-        buf[o + 4] = pl >> 8;
-        buf[o + 5] = pl & 0xff;
-      } else {
-        buf[o + 2] = len >> 8;
-        buf[o + 3] = len & 0xff;
-        buf[o + 10] = buf[o + 11] = 0;
-        const c = ~fold(sum16(buf, o, o + ipLen)) & 0xffff;
-        buf[o + 10] = c >> 8;
-        buf[o + 11] = c & 0xff;
-      }
+      setIpLength(buf, o, this.#v6, ipLen, len, (buf[o + 4] << 8) | buf[o + 5]);
       const ps = fold(pseudoSum(buf, o, this.#v6, 6, len - ipLen));
       buf[o + ipLen + 16] = ps >> 8;
       buf[o + ipLen + 17] = ps & 0xff;

@@ -363,36 +363,33 @@ function makeTx(): () => number {
   const readOffload = init.vnetHdr
     ? makeOffloadReader(sealAndSend, () => ({ buf: chBuf, at: HEADROOM }), (p) => readInto.set(p))
     : null;
-  return () => {
-    let moved = 0;
-    while (moved < BATCH) {
-      if (readOffload) {
-        const r = readOffload();
-        if (r <= 0) {
-          const e = errno();
-          if (r === 0 || e === EAGAIN || e === EINTR) break;
-          throw new Error(`reading the tun device: ${errnoText(e)}`);
-        }
-        moved++;
-        continue;
+  return () =>
+    readBatch(
+      readOffload ?? (() => Number(L.read(init.tunFd, readInto, readMax))),
+      readOffload ? null : sealAndSend,
+    );
+}
+
+/**
+ * Up to BATCH tun reads: `read` returns what read(2) did; `handle` takes each packet read (null: the offload
+ * reader already did). Returns how many reads brought a packet.
+ */
+function readBatch(read: () => number, handle: ((n: number) => void) | null): number {
+  let moved = 0;
+  while (moved < BATCH) {
+    const n = read();
+    if (n <= 0) {
+      if (n < 0) {
+        const e = errno();
+        if (e === EAGAIN || e === EINTR) break;
+        throw new Error(`reading the tun device: ${errnoText(e)}`);
       }
-      const n = Number(L.read(init.tunFd, readInto, readMax));
-      if (n <= 0) {
-        if (n < 0) {
-          const e = errno();
-          if (e === EAGAIN || e === EINTR) break;
-          throw new Error(`reading the tun device: ${errnoText(e)}`);
-        }
-        break;
-      }
-      moved++;
-      if (mss > 0) clampMss(chBuf, HEADROOM, n, mss);
-      const start = ch.seal(chBuf, n);
-      if (start < 0) continue; // counted as lost by the channel
-      sendSealed(start, ch.sealEnd, false);
+      break;
     }
-    return moved;
-  };
+    moved++;
+    handle?.(n);
+  }
+  return moved;
 }
 
 /**
@@ -439,22 +436,10 @@ function makeUdpBatchTx(): () => number {
   };
   const slotOut = () => ({ buf: bufs[filled], at: HEADROOM });
   const readOffload = init.vnetHdr ? makeOffloadReader(queue, slotOut, (p) => reads[filled].set(p)) : null;
+  const readPlain = () => Number(L.read(init.tunFd, reads[filled], readMax));
   return () => {
-    let moved = 0;
     filled = 0;
-    while (moved < BATCH) {
-      const n = readOffload ? readOffload() : Number(L.read(init.tunFd, reads[filled], readMax));
-      if (n <= 0) {
-        if (n < 0) {
-          const e = errno();
-          if (e === EAGAIN || e === EINTR) break;
-          throw new Error(`reading the tun device: ${errnoText(e)}`);
-        }
-        break;
-      }
-      moved++;
-      if (!readOffload) queue(n);
-    }
+    const moved = readBatch(readOffload ?? readPlain, readOffload ? null : queue);
     if (filled > 0) flush(filled);
     return moved;
   };
@@ -723,23 +708,11 @@ function makeServerTx(): () => number {
   const readOffload = init.vnetHdr
     ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
     : null;
-  return () => {
-    let moved = 0;
-    while (moved < BATCH) {
-      const n = readOffload ? readOffload() : Number(L.read(init.tunFd, readInto, readMax));
-      if (n <= 0) {
-        if (n < 0) {
-          const e = errno();
-          if (e === EAGAIN || e === EINTR) break;
-          throw new Error(`reading the tun device: ${errnoText(e)}`);
-        }
-        break;
-      }
-      moved++;
-      if (!readOffload) route(n);
-    }
-    return moved;
-  };
+  return () =>
+    readBatch(
+      readOffload ?? (() => Number(L.read(init.tunFd, readInto, readMax))),
+      readOffload ? null : route,
+    );
 }
 
 /**

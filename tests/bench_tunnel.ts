@@ -3,7 +3,9 @@
  * same cipher, same namespace set-up, same run:
  *   - iperf3 TCP, one stream, 10 s (BENCH_TCP_SECONDS)
  *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive
- * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p.
+ * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p; the raw veth
+ * (the ceiling) and wireguard-go (Debian's, installed with apt when missing). Results also go to
+ * bench-results/tunnel.json and tunnel.svg (BENCH_OUT overrides).
  * Prints a table; the last line is `tunnel-aes-256-gcm-udp: <ratio> of openvpn` (TCP throughput ratio).
  * @module
  */
@@ -94,6 +96,91 @@ async function measureServer(): Promise<Result> {
   }
 }
 
+/** The ceiling: the same iperf3 runs straight over the veth, no tunnel. */
+async function measureRaw(): Promise<Result> {
+  const lab = await NetnsLab.create(93);
+  try {
+    return await iperf(lab, lab.outer4.b);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+/** Install a Debian package when its command is missing (as the test script does). */
+async function ensure(cmd: string, pkg: string): Promise<void> {
+  const have = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" }).output();
+  if (have.success) return;
+  console.error(`installing ${pkg} with apt`);
+  const r = await new Deno.Command("apt-get", {
+    args: ["install", "-y", "-qq", "--no-install-recommends", pkg],
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    stdout: "null",
+  }).output();
+  if (!r.success) throw new Error(`apt-get install ${pkg} failed`);
+}
+
+/** wireguard-go (Debian's) between the same two namespaces, one tunnel. */
+async function measureWireguardGo(): Promise<Result> {
+  await ensure("wireguard-go", "wireguard-go");
+  await ensure("wg", "wireguard-tools");
+  const lab = await NetnsLab.create(94);
+  try {
+    const key = async (side: "a" | "b") => {
+      const priv = (await lab.run(side, ["wg", "genkey"])).trim();
+      const file = `${lab.runDir}/wg-${side}.key`;
+      await Deno.writeTextFile(file, priv + "\n", { mode: 0o600 });
+      const pub = await new Deno.Command("wg", { args: ["pubkey"], stdin: "piped", stdout: "piped" }).spawn();
+      const w = pub.stdin.getWriter();
+      await w.write(new TextEncoder().encode(priv + "\n"));
+      await w.close();
+      return { file, pub: new TextDecoder().decode((await pub.output()).stdout).trim() };
+    };
+    const keys = { a: await key("a"), b: await key("b") };
+    // wireguard-go's control socket is /var/run/wireguard/<ifname>.sock, shared by all namespaces: one name each
+    const dev = { a: `wg${lab.index}a`, b: `wg${lab.index}b` };
+    for (const side of ["a", "b"] as const) {
+      const other = side === "a" ? "b" : "a";
+      const proc = lab.spawn(side, ["wireguard-go", "-f", dev[side]]);
+      await lab.waitFor(
+        async () => {
+          try {
+            await Deno.stat(`/var/run/wireguard/${dev[side]}.sock`);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        10000,
+        `wireguard-go in ${side} (${proc.output()})`,
+      );
+      await lab.run(side, [
+        ...["wg", "set", dev[side], "private-key", keys[side].file, "listen-port", "51820"],
+        ...[
+          "peer",
+          keys[other].pub,
+          "endpoint",
+          `${lab.outer4[other]}:51820`,
+          "allowed-ips",
+          `${lab.inner4[other]}/32`,
+        ],
+      ]);
+      await lab.run(side, ["ip", "addr", "add", `${lab.inner4[side]}/24`, "dev", dev[side]]);
+      await lab.run(side, ["ip", "link", "set", dev[side], "mtu", "1420", "up"]);
+    }
+    await lab.waitFor(
+      async () =>
+        (await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true })).includes(
+          " 0% packet loss",
+        ),
+      20000,
+      "a ping through wireguard-go",
+    );
+    return await iperf(lab, lab.inner4.b);
+  } finally {
+    await lab.destroy();
+  }
+}
+
 async function measureOpenvpn(): Promise<Result> {
   const lab = await NetnsLab.create(91);
   try {
@@ -111,23 +198,88 @@ if (Deno.uid() !== 0) {
 console.log(
   `tunnel benchmark: ${CIPHER} over UDP, two namespaces joined by a veth; iperf3 TCP ${TCP_SECONDS} s, UDP 64-byte ${UDP_SECONDS} s`,
 );
+const raw = await measureRaw();
 const ovpn = await measureOpenvpn();
+const wg = await measureWireguardGo();
 const ours = await measureOurs();
 const server = await measureServer();
-const row = (name: string, r: Result) =>
+const rows: [string, Result][] = [
+  ["raw veth (the ceiling)", raw],
+  ["openvpn 2.6 (userspace)", ovpn],
+  ["wireguard-go (Debian)", wg],
+  ["ovpn-dco-cli (tun)", ours],
+  ["ovpn-dco-cli server, 1 peer", server],
+];
+console.log(`${"".padEnd(30)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
+for (const [name, r] of rows) {
   console.log(
     `${name.padEnd(30)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
       r.udpPps.toFixed(0).padStart(12)
     } pkt/s`,
   );
-console.log(`${"".padEnd(30)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
-row("openvpn 2.6 (userspace)", ovpn);
-row("ovpn-dco-cli (tun)", ours);
-row("ovpn-dco-cli server, 1 peer", server);
+}
+const ratios = {
+  serverTcpOfP2p: server.tcpGbit / ours.tcpGbit,
+  serverPpsOfP2p: server.udpPps / ours.udpPps,
+  tcpOfWireguardGo: ours.tcpGbit / wg.tcpGbit,
+  ppsOfOpenvpn: ours.udpPps / ovpn.udpPps,
+  tcpOfOpenvpn: ours.tcpGbit / ovpn.tcpGbit,
+};
+await writeResults(rows, ratios);
 console.log(
-  `server-1-peer: ${(server.tcpGbit / ours.tcpGbit).toFixed(2)} of p2p (TCP), ${
-    (server.udpPps / ours.udpPps).toFixed(2)
+  `server-1-peer: ${ratios.serverTcpOfP2p.toFixed(2)} of p2p (TCP), ${
+    ratios.serverPpsOfP2p.toFixed(2)
   } of p2p (64 B)`,
 );
-console.log(`udp-64-pps: ${(ours.udpPps / ovpn.udpPps).toFixed(2)} of openvpn`);
-console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${(ours.tcpGbit / ovpn.tcpGbit).toFixed(2)} of openvpn`);
+console.log(`tcp-of-wireguard-go: ${ratios.tcpOfWireguardGo.toFixed(2)}`);
+console.log(`udp-64-pps: ${ratios.ppsOfOpenvpn.toFixed(2)} of openvpn`);
+console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${ratios.tcpOfOpenvpn.toFixed(2)} of openvpn`);
+
+/** The results as JSON and as an SVG bar chart (TCP Mbit/s and 64-byte k pkt/s), in BENCH_OUT (bench-results/). */
+async function writeResults(rows: [string, Result][], ratios: Record<string, number>) {
+  const dir = Deno.env.get("BENCH_OUT") ?? "bench-results";
+  await Deno.mkdir(dir, { recursive: true });
+  const when = new Date().toISOString();
+  await Deno.writeTextFile(
+    `${dir}/tunnel.json`,
+    JSON.stringify(
+      {
+        when,
+        cipher: CIPHER,
+        tcpSeconds: TCP_SECONDS,
+        udpSeconds: UDP_SECONDS,
+        results: rows.map(([name, r]) => ({ name, tcpMbit: r.tcpGbit * 1000, udp64Pps: r.udpPps })),
+        ratios,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  const W = 720, rowH = 26, top = 40, left = 230, barW = (W - left - 90) / 2;
+  const maxTcp = Math.max(...rows.map(([, r]) => r.tcpGbit)),
+    maxPps = Math.max(...rows.map(([, r]) => r.udpPps));
+  const esc = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  const bars = rows.map(([name, r], i) => {
+    const y = top + i * rowH;
+    const tw = (r.tcpGbit / maxTcp) * (barW - 10), pw = (r.udpPps / maxPps) * (barW - 10);
+    return [
+      `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(name)}</text>`,
+      `<rect x="${left}" y="${y + 3}" width="${tw.toFixed(1)}" height="16" fill="#3b7dd8"/>`,
+      `<text x="${(left + tw + 4).toFixed(1)}" y="${y + 15}">${(r.tcpGbit * 1000).toFixed(0)}</text>`,
+      `<rect x="${left + barW + 40}" y="${y + 3}" width="${pw.toFixed(1)}" height="16" fill="#d8823b"/>`,
+      `<text x="${(left + barW + 44 + pw).toFixed(1)}" y="${y + 15}">${(r.udpPps / 1000).toFixed(1)}k</text>`,
+    ].join("");
+  }).join("\n");
+  const H = top + rows.length * rowH + 20;
+  await Deno.writeTextFile(
+    `${dir}/tunnel.svg`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
+<text x="${left}" y="22" font-weight="bold">TCP, 1 stream (Mbit/s)</text>
+<text x="${left + barW + 40}" y="22" font-weight="bold">UDP 64 B (packets/s)</text>
+${bars}
+<text x="8" y="${H - 6}" fill="#666">${esc(`${CIPHER} over UDP, two namespaces on one veth, ${when}`)}</text>
+</svg>
+`,
+  );
+  console.error(`results: ${dir}/tunnel.json, ${dir}/tunnel.svg`);
+}

@@ -1,7 +1,8 @@
 /**
  * `deno task bench:tunnel` (Linux, root): throughput through this tool versus OpenVPN 2.6 in userspace,
  * same cipher, same namespace set-up, same run:
- *   - iperf3 TCP, one stream, 10 s (BENCH_TCP_SECONDS)
+ *   - iperf3 TCP, one stream, 10 s (BENCH_TCP_SECONDS), with the CPU seconds of both tunnel processes per GB
+ *   - iperf3 TCP, four streams, 10 s
  *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive
  * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p; the raw veth
  * (the ceiling) and wireguard-go (Debian's, installed with apt when missing). Results also go to
@@ -20,21 +21,40 @@ const UDP_SECONDS = Number(Deno.env.get("BENCH_UDP_SECONDS") ?? "5");
 
 interface Result {
   tcpGbit: number;
+  /** Four TCP streams at once. */
+  tcp4Gbit: number;
   udpPps: number;
+  /** CPU seconds (user + system, both tunnel processes) per GB of the one-stream TCP run; null: no processes. */
+  cpuPerGB: number | null;
 }
 
-async function iperf(lab: NetnsLab, dst: string): Promise<Result> {
+/** user + system CPU seconds of a process so far (Linux /proc, clock ticks of 1/100 s). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 (utime, stime)
+}
+
+async function iperf(lab: NetnsLab, dst: string, pids: number[] = []): Promise<Result> {
   const server = lab.spawn("b", ["iperf3", "-s", "--forceflush", "-B", dst]);
   try {
     await lab.waitFor(() => server.output().includes("listening"), 10000, "the iperf3 server");
+    const cpu0 = await Promise.all(pids.map(cpuSeconds));
     const tcp = JSON.parse(await lab.run("a", ["iperf3", "-c", dst, "-t", String(TCP_SECONDS), "-J"]));
+    const cpu1 = await Promise.all(pids.map(cpuSeconds));
+    const tcp4 = JSON.parse(
+      await lab.run("a", ["iperf3", "-c", dst, "-P", "4", "-t", String(TCP_SECONDS), "-J"]),
+    );
     const udp = JSON.parse(
       await lab.run("a", ["iperf3", "-c", dst, "-u", "-l", "64", "-b", "0", "-t", String(UDP_SECONDS), "-J"]),
     );
     const s = udp.end.sum;
+    const cpu = cpu1.reduce((a, v) => a + v, 0) - cpu0.reduce((a, v) => a + v, 0);
     return {
       tcpGbit: tcp.end.sum_received.bits_per_second / 1e9,
+      tcp4Gbit: tcp4.end.sum_received.bits_per_second / 1e9,
       udpPps: (s.packets - s.lost_packets) / s.seconds,
+      cpuPerGB: pids.length ? cpu / (tcp.end.sum_received.bytes / 1e9) : null,
     };
   } finally {
     await lab.stop(server);
@@ -46,8 +66,8 @@ async function measureOurs(): Promise<Result> {
   try {
     const keyFile = `${lab.runDir}/k.key`;
     await writeNewKeyFile(keyFile);
-    await startPair(lab, { proto: "udp", cipher: CIPHER, keyFile });
-    return await iperf(lab, lab.inner4.b);
+    const { a, b } = await startPair(lab, { proto: "udp", cipher: CIPHER, keyFile });
+    return await iperf(lab, lab.inner4.b, [a.pid, b.pid]);
   } finally {
     await lab.destroy();
   }
@@ -77,7 +97,7 @@ async function measureServer(): Promise<Result> {
       const r = await lab.tool("b", [...args, "--ifname", "ovpn-b"]);
       if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
     }
-    lab.startTool("a", [
+    const client = lab.startTool("a", [
       ...["start", "--local", `${lab.outer4.a}:1194`, "--remote", `${lab.outer4.b}:1194`, "--peer-id", "1"],
       ...["--ifname", "ovpn-a", "--ifaddr", `${lab.inner4.a}/24`, "--key", keyFile, "--key-direction", "0"],
       ...["--cipher", CIPHER, "--stats-interval", "0"],
@@ -90,7 +110,7 @@ async function measureServer(): Promise<Result> {
       20000,
       "a ping through the server",
     );
-    return await iperf(lab, lab.inner4.b);
+    return await iperf(lab, lab.inner4.b, [srv.pid, client.pid]);
   } finally {
     await lab.destroy();
   }
@@ -138,9 +158,11 @@ async function measureWireguardGo(): Promise<Result> {
     const keys = { a: await key("a"), b: await key("b") };
     // wireguard-go's control socket is /var/run/wireguard/<ifname>.sock, shared by all namespaces: one name each
     const dev = { a: `wg${lab.index}a`, b: `wg${lab.index}b` };
+    const pids: number[] = [];
     for (const side of ["a", "b"] as const) {
       const other = side === "a" ? "b" : "a";
       const proc = lab.spawn(side, ["wireguard-go", "-f", dev[side]]);
+      pids.push(proc.pid);
       await lab.waitFor(
         async () => {
           try {
@@ -175,7 +197,7 @@ async function measureWireguardGo(): Promise<Result> {
       20000,
       "a ping through wireguard-go",
     );
-    return await iperf(lab, lab.inner4.b);
+    return await iperf(lab, lab.inner4.b, pids);
   } finally {
     await lab.destroy();
   }
@@ -184,8 +206,8 @@ async function measureWireguardGo(): Promise<Result> {
 async function measureOpenvpn(): Promise<Result> {
   const lab = await NetnsLab.create(91);
   try {
-    const { net } = await startOpenvpnPair(lab, CIPHER);
-    return await iperf(lab, `${net}.1`);
+    const { net, server, client } = await startOpenvpnPair(lab, CIPHER);
+    return await iperf(lab, `${net}.1`, [server.pid, client.pid]);
   } finally {
     await lab.destroy();
   }
@@ -210,12 +232,18 @@ const rows: [string, Result][] = [
   ["ovpn-dco-cli (tun)", ours],
   ["ovpn-dco-cli server, 1 peer", server],
 ];
-console.log(`${"".padEnd(30)}${"TCP".padStart(17)}${"UDP 64 B".padStart(18)}`);
+console.log(
+  `${"".padEnd(30)}${"TCP".padStart(17)}${"TCP ×4".padStart(18)}${"UDP 64 B".padStart(18)}${
+    "CPU s/GB".padStart(10)
+  }`,
+);
 for (const [name, r] of rows) {
   console.log(
     `${name.padEnd(30)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
-      r.udpPps.toFixed(0).padStart(12)
-    } pkt/s`,
+      (r.tcp4Gbit * 1000).toFixed(0).padStart(11)
+    } Mbit/s${r.udpPps.toFixed(0).padStart(12)} pkt/s${
+      (r.cpuPerGB === null ? "-" : r.cpuPerGB.toFixed(2)).padStart(10)
+    }`,
   );
 }
 const ratios = {
@@ -223,6 +251,8 @@ const ratios = {
   serverPpsOfP2p: server.udpPps / ours.udpPps,
   tcpOfWireguardGo: ours.tcpGbit / wg.tcpGbit,
   ppsOfOpenvpn: ours.udpPps / ovpn.udpPps,
+  tcp4OfOpenvpn: ours.tcp4Gbit / ovpn.tcp4Gbit,
+  cpuPerGBOfOpenvpn: (ours.cpuPerGB ?? 0) / (ovpn.cpuPerGB ?? 1),
   tcpOfOpenvpn: ours.tcpGbit / ovpn.tcpGbit,
 };
 await writeResults(rows, ratios);
@@ -232,6 +262,11 @@ console.log(
   } of p2p (64 B)`,
 );
 console.log(`tcp-of-wireguard-go: ${ratios.tcpOfWireguardGo.toFixed(2)}`);
+console.log(
+  `tcp-4-streams: ${ratios.tcp4OfOpenvpn.toFixed(2)} of openvpn; cpu-per-gb: ${
+    ratios.cpuPerGBOfOpenvpn.toFixed(2)
+  } of openvpn's`,
+);
 console.log(`udp-64-pps: ${ratios.ppsOfOpenvpn.toFixed(2)} of openvpn`);
 console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${ratios.tcpOfOpenvpn.toFixed(2)} of openvpn`);
 
@@ -248,7 +283,13 @@ async function writeResults(rows: [string, Result][], ratios: Record<string, num
         cipher: CIPHER,
         tcpSeconds: TCP_SECONDS,
         udpSeconds: UDP_SECONDS,
-        results: rows.map(([name, r]) => ({ name, tcpMbit: r.tcpGbit * 1000, udp64Pps: r.udpPps })),
+        results: rows.map(([name, r]) => ({
+          name,
+          tcpMbit: r.tcpGbit * 1000,
+          tcp4Mbit: r.tcp4Gbit * 1000,
+          udp64Pps: r.udpPps,
+          cpuSecondsPerGB: r.cpuPerGB,
+        })),
         ratios,
       },
       null,

@@ -5,7 +5,9 @@
  *   - iperf3 TCP, four streams, 10 s
  *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive
  * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p; the raw veth
- * (the ceiling) and wireguard-go (Debian's, installed with apt when missing). Results also go to
+ * (the ceiling), wireguard-go (Debian's, installed with apt when missing) and the Windows instance (wintun
+ * under Wine, fake wintun.dll bridged into a tun; BENCH_WINE=0 skips it; its CPU figure is the Linux side's
+ * only). Results also go to
  * bench-results/tunnel.json and tunnel.svg (BENCH_OUT overrides).
  * Prints a table; the last line is `tunnel-aes-256-gcm-udp: <ratio> of openvpn` (TCP throughput ratio).
  * @module
@@ -203,6 +205,68 @@ async function measureWireguardGo(): Promise<Result> {
   }
 }
 
+/**
+ * The Windows instance (wintun backend, the Windows build of Deno under Wine, fake wintun.dll bridged into a
+ * tun) in a against a Linux instance in b, as tests/windows_tunnel_test.ts sets it up.
+ */
+async function measureWine(): Promise<Result> {
+  const { runToFiles, wineEnv } = await import("./wine.ts");
+  const env = await wineEnv();
+  const quiet = (cmd: string[]) => runToFiles(cmd[0], cmd.slice(1), env);
+  await quiet(["wineserver", "-k"]);
+  const lab = await NetnsLab.create(95);
+  try {
+    await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-p"]);
+    const keyFile = `${lab.runDir}/k.key`;
+    await writeNewKeyFile(keyFile);
+    const repo = new URL("..", import.meta.url).pathname;
+    const bridge = lab.spawn("a", [
+      ...[Deno.execPath(), "run", "-A", "--no-check", `${repo}tests/helpers/wintun_bridge.ts`, "wtun"],
+      ...["40021", "40022", `${lab.inner4.a}/24`],
+    ]);
+    await lab.waitFor(() => bridge.output().includes("bridge ready"), 15000, "the wintun bridge");
+    const ep = (a: string) => `${a}:1194`;
+    const linux = lab.startTool("b", [
+      ...["start", "--ifname", "ovpn-b", "--local", ep(lab.outer4.b), "--remote", ep(lab.outer4.a)],
+      ...[
+        "--ifaddr",
+        `${lab.inner4.b}/24`,
+        "--key",
+        keyFile,
+        "--key-direction",
+        "1",
+        "--stats-interval",
+        "0",
+      ],
+    ]);
+    const windows = lab.spawn("a", [
+      ...["wine", env.DENO_WIN, "run", "-A", "--no-check", `Z:${repo}main.ts`, "start", "--backend", "wintun"],
+      ...["--ifname", "wtun", "--local", ep(lab.outer4.a), "--remote", ep(lab.outer4.b)],
+      ...["--key", keyFile.replace(/^\//, "Z:/"), "--key-direction", "0", "--stats-interval", "0"],
+    ], {
+      ...env,
+      WINTUN_FAKE_PORT: "40022",
+      WINTUN_FAKE_PEER_PORT: "40021",
+      OVPN_DCO_CLI_RUNDIR: "C:\\ovpn-run",
+    });
+    await lab.waitFor(
+      async () =>
+        (await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true })).includes(
+          " 0% packet loss",
+        ),
+      60000,
+      "a ping from the Windows instance",
+    ).catch((e) => {
+      throw new Error(`${e.message}\n${windows.output()}\n${linux.output()}`);
+    });
+    return await iperf(lab, lab.inner4.b, [linux.pid]);
+  } finally {
+    await lab.destroy();
+    await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-k"]).catch(() => {});
+    await quiet(["wineserver", "-k"]);
+  }
+}
+
 async function measureOpenvpn(): Promise<Result> {
   const lab = await NetnsLab.create(91);
   try {
@@ -225,12 +289,14 @@ const ovpn = await measureOpenvpn();
 const wg = await measureWireguardGo();
 const ours = await measureOurs();
 const server = await measureServer();
+const wine = Deno.env.get("BENCH_WINE") === "0" ? null : await measureWine();
 const rows: [string, Result][] = [
   ["raw veth (the ceiling)", raw],
   ["openvpn 2.6 (userspace)", ovpn],
   ["wireguard-go (Debian)", wg],
   ["ovpn-dco-cli (tun)", ours],
   ["ovpn-dco-cli server, 1 peer", server],
+  ...(wine ? [["Windows wintun (Wine) → Linux", wine] as [string, Result]] : []),
 ];
 console.log(
   `${"".padEnd(30)}${"TCP".padStart(17)}${"TCP ×4".padStart(18)}${"UDP 64 B".padStart(18)}${
@@ -253,6 +319,7 @@ const ratios = {
   ppsOfOpenvpn: ours.udpPps / ovpn.udpPps,
   tcp4OfOpenvpn: ours.tcp4Gbit / ovpn.tcp4Gbit,
   cpuPerGBOfOpenvpn: (ours.cpuPerGB ?? 0) / (ovpn.cpuPerGB ?? 1),
+  ...(wine ? { wineTcpOfLinux: wine.tcpGbit / ours.tcpGbit } : {}),
   tcpOfOpenvpn: ours.tcpGbit / ovpn.tcpGbit,
 };
 await writeResults(rows, ratios);

@@ -240,7 +240,8 @@ async function measureWine(): Promise<Result> {
       ],
     ]);
     const windows = lab.spawn("a", [
-      ...["wine", env.DENO_WIN, "run", "-A", "--no-check", `Z:${repo}main.ts`, "start", "--backend", "wintun"],
+      ...["wine", env.DENO_WIN, "run", "-A", "--no-check", `Z:${repo}main.ts`],
+      ...["start", "--backend", "wintun"],
       ...["--ifname", "wtun", "--local", ep(lab.outer4.a), "--remote", ep(lab.outer4.b)],
       ...["--key", keyFile.replace(/^\//, "Z:/"), "--key-direction", "0", "--stats-interval", "0"],
     ], {

@@ -13,6 +13,7 @@ import { formatStats, statsJsonLine, statsToJson } from "../driver/datachannel/s
 import type { ProviderName } from "../crypto/providers.ts";
 import type { ServerBackend } from "../driver/userspace/server_api.ts";
 import { eventJson } from "./events.ts";
+import { logControlPackets, stopSignal } from "./run.ts";
 
 /** What a server run needs. */
 export interface ServerConfig {
@@ -101,13 +102,7 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
         formatEndpoint(bound)
       }; add peers with 'ovpn-dco-cli peer new <id> ... --vpn-ip ADDR'`,
     );
-    let stopResolve!: (sig: string) => void;
-    const stopped = new Promise<string>((r) => (stopResolve = r));
-    for (const sig of ["SIGINT", "SIGTERM"] as const) {
-      const h = () => stopResolve(sig);
-      Deno.addSignalListener(sig, h);
-      cleanups.push(() => Deno.removeSignalListener(sig, h));
-    }
+    const stopped = stopSignal(cleanups);
     if (cfg.statsInterval > 0) {
       const t = setInterval(async () => {
         const s = await dev.getStats();
@@ -116,12 +111,7 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
       }, cfg.statsInterval * 1000);
       cleanups.push(() => clearInterval(t));
     }
-    (async () => {
-      for (;;) {
-        const p = await dev.readControl();
-        log(`control packet received: ${p.length} bytes, opcode ${p[0] >> 3}`);
-      }
-    })().catch(() => {});
+    logControlPackets(dev, log);
     const outcome = await Promise.race([stopped.then((sig) => ({ sig })), dev.ended.then((r) => ({ r }))]);
     if ("sig" in outcome) {
       log(`${outcome.sig}: shutting down`);

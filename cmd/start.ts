@@ -4,6 +4,7 @@
  * peer times out or closes the connection (exit 6). Also the engine behind the upstream positional form.
  * @module
  */
+import { logControlPackets, stopSignal } from "./run.ts";
 import { endReason, EventHub } from "./events.ts";
 import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
@@ -384,18 +385,7 @@ async function runUntilDone(
   cleanups: (() => void)[],
   hub: EventHub,
 ): Promise<number> {
-  let stopResolve!: (sig: string) => void;
-  const stopped = new Promise<string>((r) => (stopResolve = r));
-  // Windows: Ctrl-C and Ctrl-Break (SIGBREAK) end the tunnel cleanly; a console close is handled in
-  // control_win.ts (Windows ends the process right after the handler returns)
-  const signals = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"] as const
-    : ["SIGINT", "SIGTERM"] as const;
-  for (const sig of signals) {
-    const h = () => stopResolve(sig);
-    Deno.addSignalListener(sig, h);
-    cleanups.push(() => Deno.removeSignalListener(sig, h));
-  }
+  const stopped = stopSignal(cleanups);
   let ticker: ReturnType<typeof setInterval> | undefined;
   if (cfg.statsInterval > 0 || cfg.hello) {
     ticker = setInterval(async () => {
@@ -404,13 +394,7 @@ async function runUntilDone(
     }, (cfg.statsInterval || 1) * 1000);
     cleanups.push(() => clearInterval(ticker));
   }
-  // keep one control read pending, as the driver wants; control packets are shown on stderr
-  (async () => {
-    for (;;) {
-      const p = await dev.readControl();
-      log(`control packet received: ${p.length} bytes, opcode ${p[0] >> 3}`);
-    }
-  })().catch(() => {});
+  logControlPackets(dev, log);
   const outcome = await Promise.race([
     stopped.then((sig) => ({ sig })),
     dev.ended.then((reason) => ({ reason })),

@@ -150,24 +150,21 @@ async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse>
   return JSON.parse(text) as ControlResponse;
 }
 
-/** Send one request to the instance that owns `ifname`. */
-export async function controlRequest(
-  ifname: string,
-  req: ControlRequest,
-  timeoutMs = 10_000,
-): Promise<ControlResponse> {
-  if (WINDOWS) {
-    try {
-      return await pipeRequest(ifname, runDir(), req, timeoutMs) as ControlResponse;
-    } catch (e) {
-      if (e instanceof PipeError) throw new ControlError(e.message, e.notRunning);
-      throw e;
-    }
-  }
-  const path = socketPath(ifname);
-  let conn: Deno.Conn;
+/** A pipe failure (Windows) as the ControlError the commands report. */
+async function fromPipe<T>(call: () => Promise<T>): Promise<T> {
   try {
-    conn = await connectControl(path);
+    return await call();
+  } catch (e) {
+    if (e instanceof PipeError) throw new ControlError(e.message, e.notRunning);
+    throw e;
+  }
+}
+
+/** Connect to the control socket of `ifname`, or throw one ControlError saying why not and what to do. */
+async function openControl(ifname: string): Promise<Deno.Conn> {
+  const path = socketPath(ifname);
+  try {
+    return await connectControl(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
       throw new ControlError(
@@ -182,6 +179,16 @@ export async function controlRequest(
     }
     throw new ControlError(`cannot reach the instance on '${ifname}': ${(e as Error).message}`);
   }
+}
+
+/** Send one request to the instance that owns `ifname`. */
+export async function controlRequest(
+  ifname: string,
+  req: ControlRequest,
+  timeoutMs = 10_000,
+): Promise<ControlResponse> {
+  if (WINDOWS) return await fromPipe(() => pipeRequest(ifname, runDir(), req, timeoutMs)) as ControlResponse;
+  const conn = await openControl(ifname);
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
@@ -217,27 +224,12 @@ export async function streamControl(
     const sigs = ["SIGINT", "SIGBREAK"] as const;
     for (const sig of sigs) Deno.addSignalListener(sig, onSig);
     try {
-      return await pipeStream(ifname, runDir(), req, onLine, () => stop);
-    } catch (e) {
-      if (e instanceof PipeError) throw new ControlError(e.message, e.notRunning);
-      throw e;
+      return await fromPipe(() => pipeStream(ifname, runDir(), req, onLine, () => stop));
     } finally {
       for (const sig of sigs) Deno.removeSignalListener(sig, onSig);
     }
   }
-  const path = socketPath(ifname);
-  let conn: Deno.Conn;
-  try {
-    conn = await connectControl(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
-      throw new ControlError(
-        `no instance is running on interface '${ifname}' (no control socket at ${path})`,
-        true,
-      );
-    }
-    throw new ControlError(`cannot reach the instance on '${ifname}': ${(e as Error).message}`);
-  }
+  const conn = await openControl(ifname);
   const stop = () => {
     try {
       conn.close();

@@ -45,7 +45,7 @@ import { MAX_CONTROL_LEN } from "./datachannel/packet.ts";
 import { configureWindowsInterface } from "./netsh.ts";
 import { indexOfAlias } from "./ifindex.ts";
 import { ControlInbox } from "./tunnel_end.ts";
-import { FILE_SHARE_READ_WRITE, openHandle, overlapped } from "./win_io.ts";
+import { type Completion, FILE_SHARE_READ_WRITE, openHandle, overlapped } from "./win_io.ts";
 
 /** Where the driver lives. */
 export const DCO_PATH = "\\\\.\\ovpn-dco";
@@ -91,17 +91,19 @@ export function dcoError(code: number, what: string): DeviceError {
   return new DeviceError(`${what}: ${dcoErrorText(code)} [${win32ErrorName(code)}]`, kind);
 }
 
-/** Run one DeviceIoControl on an overlapped handle and wait for it (timeout: cancel, wait, throw). */
-export async function ioctl(
+/**
+ * Issue one DeviceIoControl (NtDeviceIoControlFile) on an overlapped handle and wait for its completion, whatever
+ * its status: the caller reads it (ERROR_MORE_DATA, a notification, a cancel...). Buffers are kept until done.
+ */
+export function ioctlStatus(
   h: Deno.PointerValue,
   code: number,
   input: Uint8Array | null,
-  outLen: number,
-  timeoutMs = 10_000,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(Math.max(outLen, 1));
-  const name = ioctlName(code);
-  const r = await overlapped(
+  out: Uint8Array | null,
+  timeoutMs: number,
+  cancelled?: () => boolean,
+): Promise<Completion> {
+  return overlapped(
     h,
     (ov) =>
       ntdll().NtDeviceIoControlFile(
@@ -113,13 +115,27 @@ export async function ioctl(
         code,
         input,
         input?.length ?? 0,
-        outLen ? out : null,
-        outLen,
+        out,
+        out?.length ?? 0,
       ),
     [input, out],
-    name,
+    ioctlName(code),
     timeoutMs,
+    cancelled,
   );
+}
+
+/** Run one DeviceIoControl on an overlapped handle and wait for it (timeout: cancel, wait, throw). */
+export async function ioctl(
+  h: Deno.PointerValue,
+  code: number,
+  input: Uint8Array | null,
+  outLen: number,
+  timeoutMs = 10_000,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(Math.max(outLen, 1));
+  const name = ioctlName(code);
+  const r = await ioctlStatus(h, code, input, outLen ? out : null, timeoutMs);
   if (r.timedOut && r.status === STATUS.CANCELLED) {
     throw new DeviceError(`${name} did not complete within ${timeoutMs / 1000} s`, "timeout");
   }

@@ -16,7 +16,15 @@
  */
 import { kernel32, ntdll, ntStatusToWin32, ntSuccess, STATUS } from "../ffi/kernel32.ts";
 import { type DeviceEndReason, DeviceError } from "./device.ts";
-import { DcoDevice, dcoError, installKey, ioctl, readDriverVersion, versionText } from "./dco.ts";
+import {
+  DcoDevice,
+  dcoError,
+  installKey,
+  ioctl,
+  ioctlStatus,
+  readDriverVersion,
+  versionText,
+} from "./dco.ts";
 import { overlapped } from "./win_io.ts";
 import {
   decodeNotifyEvent,
@@ -306,28 +314,8 @@ export class DcoServerDevice implements ServerBackend {
   }
 
   async #statsCall(outLen: number): Promise<{ status: number; info: number; out: Uint8Array }> {
-    const h = this.#h;
-    const input = encodePeerId(-1);
     const out = new Uint8Array(outLen);
-    const r = await overlapped(
-      h,
-      (ov) =>
-        ntdll().NtDeviceIoControlFile(
-          h,
-          ov.event,
-          null,
-          null,
-          ov.buf,
-          IOCTL.GET_PEER_STATS,
-          input,
-          4,
-          out,
-          outLen,
-        ),
-      [input, out],
-      "GET_PEER_STATS",
-      10_000,
-    );
+    const r = await ioctlStatus(this.#h, IOCTL.GET_PEER_STATS, encodePeerId(-1), out, 10_000);
     return { status: r.status, info: r.info, out };
   }
 
@@ -437,29 +425,10 @@ export class DcoServerDevice implements ServerBackend {
 
   /** One NOTIFY_EVENT always pending; each completion is one notification, then it is re-armed. */
   async #notifyLoop(): Promise<void> {
-    const h = this.#h;
     const out = new Uint8Array(SIZE.NOTIFY_EVENT);
     while (!this.#closed) {
-      const r = await overlapped(
-        h,
-        (ov) =>
-          ntdll().NtDeviceIoControlFile(
-            h,
-            ov.event,
-            null,
-            null,
-            ov.buf,
-            IOCTL.NOTIFY_EVENT,
-            null,
-            0,
-            out,
-            out.length,
-          ),
-        [out],
-        "NOTIFY_EVENT",
-        Infinity,
-        () => this.#closed,
-      ).catch(() => null);
+      const r = await ioctlStatus(this.#h, IOCTL.NOTIFY_EVENT, null, out, Infinity, () => this.#closed)
+        .catch(() => null);
       if (!r || this.#closed) return;
       if (!ntSuccess(r.status)) {
         if (r.status === STATUS.CANCELLED) return;

@@ -144,6 +144,26 @@ export function parseIPv6(s: string): Uint8Array | null {
   return out;
 }
 
+/** An address's bytes, an IPv4-mapped IPv6 address as its IPv4 (null: not an address). */
+function canonicalIP(a: string): Uint8Array | null {
+  const b = parseIPv4(a) ?? parseIPv6(a);
+  const mapped = b?.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff &&
+    b[11] === 0xff;
+  return mapped ? b.slice(12) : b;
+}
+
+/** Whether two textual addresses name the same host (an IPv4-mapped IPv6 address and its IPv4 alike). */
+export function sameIP(a: string, b: string): boolean {
+  const x = canonicalIP(a), y = canonicalIP(b);
+  return !!x && !!y && x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** An address as plain text: an IPv4-mapped IPv6 address as its IPv4. */
+export function plainIP(a: string): string {
+  const b = canonicalIP(a);
+  return b ? formatIP(b) : a;
+}
+
 /** Address bytes (4 or 16) as text. */
 export function formatIP(b: Uint8Array): string {
   return b.length === 4 ? [...b].join(".") : formatIPv6(b);

@@ -276,3 +276,14 @@ Deno.test("uapi: endpoints print as users type them", () => {
   assertEquals(u.formatEndpoint({ address: "192.0.2.1", port: 1194 }), "192.0.2.1:1194");
   assertEquals(u.formatEndpoint({ address: "fd00::1", port: 1 }), "[fd00::1]:1");
 });
+
+Deno.test("sameIP and plainIP: an IPv4-mapped IPv6 address is its IPv4; other spellings of one address match", () => {
+  assertEquals(u.sameIP("::ffff:10.0.0.1", "10.0.0.1"), true);
+  assertEquals(u.sameIP("::FFFF:a00:1", "10.0.0.1"), true);
+  assertEquals(u.sameIP("fd00::1", "fd00:0::0:1"), true);
+  assertEquals(u.sameIP("10.0.0.1", "10.0.0.2"), false);
+  assertEquals(u.sameIP("::1", "0.0.0.1"), false);
+  assertEquals(u.sameIP("nonsense", "nonsense"), false);
+  assertEquals(u.plainIP("::ffff:192.0.2.7"), "192.0.2.7");
+  assertEquals(u.plainIP("fd00::1"), "fd00::1");
+});

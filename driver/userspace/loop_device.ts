@@ -15,7 +15,7 @@ import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
-import { formatEndpoint, parseIPv4, parseIPv6, type SetPeer } from "../uapi.ts";
+import { formatEndpoint, sameIP, type SetPeer } from "../uapi.ts";
 import { DataChannel } from "../datachannel/channel.ts";
 import { countSend, receive } from "./datapath.ts";
 import { EngineDeviceBase } from "./device_base.ts";
@@ -39,12 +39,6 @@ export interface PacketTun {
 }
 
 const BATCH = 64;
-const addrBytes = (a: string) => parseIPv4(a) ?? parseIPv6(a.replace(/^::ffff:(\d+\.)/, "::ffff:$1"));
-/** Whether two textual addresses are the same (IPv4-mapped IPv6 and IPv4 alike). */
-export const sameAddr = (a: string, b: string): boolean => {
-  const x = addrBytes(a), y = addrBytes(b);
-  return !!x && !!y && x.length === y.length && x.every((v, i) => v === y[i]);
-};
 const yieldToLoop = () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** The data channel on the main event loop. */
@@ -114,7 +108,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
     sock.on("message", (buf: Uint8Array, rinfo: { address: string; port: number }) => {
       // a plain Uint8Array view: Buffer's slice() would not copy
       const msg = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
-      if (rinfo.port !== p.remote.port || !sameAddr(rinfo.address, p.remote.address)) {
+      if (rinfo.port !== p.remote.port || !sameIP(rinfo.address, p.remote.address)) {
         if (isDataV2(msg)) this.stats.LostInDataPackets++;
         else this.stats.LostInControlPackets++;
         this.stats.countDrop("wrong-source");
@@ -172,7 +166,10 @@ export class LoopDevice extends EngineDeviceBase implements Device {
     try {
       for await (const conn of listener) {
         const from = (conn.remoteAddr as Deno.NetAddr).hostname;
-        if (sameAddr(from, p.remote.address) || addrBytes(p.remote.address)?.every((x) => x === 0)) {
+        if (
+          sameIP(from, p.remote.address) || sameIP(p.remote.address, "0.0.0.0") ||
+          sameIP(p.remote.address, "::")
+        ) {
           return conn;
         }
         conn.close(); // not our peer

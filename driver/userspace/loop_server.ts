@@ -18,7 +18,7 @@ import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { DeviceError } from "../device.ts";
-import { formatEndpoint, type SockAddr } from "../uapi.ts";
+import { formatEndpoint, plainIP, sameIP, type SockAddr } from "../uapi.ts";
 import { DataChannel } from "../datachannel/channel.ts";
 import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
@@ -33,7 +33,7 @@ import {
 } from "../datachannel/packet.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 import { countSend, receive } from "./datapath.ts";
-import { type PacketTun, sameAddr } from "./loop_device.ts";
+import type { PacketTun } from "./loop_device.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
 
 const BATCH = 64;
@@ -141,10 +141,9 @@ export class LoopServerDevice extends ServerBase {
     const s = p.state;
     if (
       receive(p.ch, s.stats, s.mss, msg, 0, msg.length, this.#sinks) &&
-      (rinfo.port !== s.spec.remote.port || !sameAddr(rinfo.address, s.spec.remote.address))
+      (rinfo.port !== s.spec.remote.port || !sameIP(rinfo.address, s.spec.remote.address))
     ) {
-      const address = rinfo.address.replace(/^::ffff:(\d+\.)/, "$1");
-      this.floated(p.id, { address, port: rinfo.port });
+      this.floated(p.id, { address: plainIP(rinfo.address), port: rinfo.port });
     }
   }
 
@@ -158,21 +157,18 @@ export class LoopServerDevice extends ServerBase {
     try {
       for await (const conn of listener) {
         const from = conn.remoteAddr as Deno.NetAddr;
-        const at = `${from.hostname.includes(":") ? `[${from.hostname}]` : from.hostname}:${from.port}`;
-        // the peer with this address and port, else one with this address and port 0 (any source port)
-        const candidates = [...this.#dp.values()].filter((q) =>
-          !q.conn && sameAddr(q.state.spec.remote.address, from.hostname)
-        );
-        const p = candidates.find((q) => q.state.spec.remote.port === from.port) ??
-          candidates.find((q) => q.state.spec.remote.port === 0);
-        if (!p || this.closed) {
+        const at = formatEndpoint({ address: plainIP(from.hostname), port: from.port });
+        const id = this.closed
+          ? undefined
+          : this.claimTcpPeer({ address: from.hostname, port: from.port }, (peerId) =>
+            !!this.#dp.get(peerId)?.conn);
+        const p = id === undefined ? undefined : this.#dp.get(id);
+        if (!p) {
           this.log(`TCP connection from ${at} matches no peer: closed`);
           conn.close();
           continue;
         }
         p.conn = conn;
-        p.state.spec.remote = { address: from.hostname.replace(/^::ffff:(\d+\.)/, "$1"), port: from.port };
-        p.state.stats.lastRx = Date.now();
         this.log(`peer ${p.id}: TCP connected from ${at}`);
         this.#loops.push(this.#tcpRxLoop(p, conn));
       }

@@ -6,7 +6,7 @@
  * @module
  */
 import { type DeviceEndReason, DeviceError } from "../device.ts";
-import { formatEndpoint, type SetPeer, type SockAddr } from "../uapi.ts";
+import { formatEndpoint, plainIP, sameIP, type SetPeer, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { MAX_CONTROL_LEN, MAX_PEER_ID } from "../datachannel/packet.ts";
 import { parsePrefix, RouteError, RouteTable } from "../datachannel/routes.ts";
@@ -313,6 +313,23 @@ export abstract class ServerBase implements ServerBackend {
   protected emit(e: ServerEvent): void {
     this.log(eventText(e));
     for (const l of this.#listeners) l(e);
+  }
+
+  /**
+   * TCP: the peer a connection from `from` belongs to — the one with that remote address and port, else one with
+   * that address and port 0 (any source port) — among those not `connected` yet; it now shows `from` as its
+   * remote. Undefined: no such peer.
+   */
+  protected claimTcpPeer(from: SockAddr, connected: (peerId: number) => boolean): number | undefined {
+    const candidates = [...this.peers.entries()].filter(([id, p]) =>
+      !connected(id) && sameIP(p.spec.remote.address, from.address)
+    );
+    const hit = candidates.find(([, p]) => p.spec.remote.port === from.port) ??
+      candidates.find(([, p]) => p.spec.remote.port === 0);
+    if (!hit) return undefined;
+    hit[1].spec.remote = { address: plainIP(from.address), port: from.port };
+    hit[1].stats.lastRx = Date.now();
+    return hit[0];
   }
 
   /** An authentic packet of `peerId` came from `address`: the peer moves there (the subclass told its I/O). */

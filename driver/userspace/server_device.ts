@@ -21,7 +21,7 @@ import { formatEndpoint, formatIP, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
-import { addrBytes, endpointSockaddr, tcpAcceptNext, tcpListen, udpSocket } from "./sockets_linux.ts";
+import { endpointSockaddr, tcpAcceptNext, tcpListen, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** The server device on a Linux tun: the engine workers in server mode. */
@@ -107,21 +107,13 @@ export class ServerDevice extends ServerBase {
       if (!c) continue;
       const from = parseSockaddr(c.from);
       const at = from ? { address: formatIP(from.addr), port: from.port } : null;
-      // the peer with this address and port, else one with this address and port 0 (any source port)
-      const candidates = [...this.peers.entries()].filter(([id, p]) =>
-        !this.#fds.has(id) && at && formatIP(addrBytes(p.spec.remote.address)) === at.address
-      );
-      const entry = candidates.find(([, p]) => p.spec.remote.port === at?.port) ??
-        candidates.find(([, p]) => p.spec.remote.port === 0);
-      if (!entry || this.closed) {
+      const id = at && !this.closed ? this.claimTcpPeer(at, (peerId) => this.#fds.has(peerId)) : undefined;
+      if (id === undefined) {
         this.log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
         L.close(c.fd);
         continue;
       }
-      const [id, p] = entry;
-      p.spec.remote = at!;
       this.#fds.set(id, c.fd);
-      p.stats.lastRx = Date.now();
       await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });
       this.log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
     }

@@ -53,7 +53,14 @@ import { MAX_CONTROL_LEN, MAX_PEER_ID } from "./datachannel/packet.ts";
 import { parsePrefix, RouteError } from "./datachannel/routes.ts";
 import { newStats, type Stats } from "./datachannel/stats.ts";
 import { ControlInbox } from "./tunnel_end.ts";
-import type { DelPeerReason, ServerBackend, ServerEvent, ServerPeerSpec } from "./userspace/server_api.ts";
+import {
+  type DelPeerReason,
+  type PeerSettings,
+  peerSettings,
+  type ServerBackend,
+  type ServerEvent,
+  type ServerPeerSpec,
+} from "./userspace/server_api.ts";
 
 const READ_BUFFER = 2048;
 const STATUS_OBJECTID_EXISTS = 0xc000022b;
@@ -66,13 +73,7 @@ const REASONS: Record<number, DelPeerReason> = {
   [OVPN_DEL_PEER_REASON.TRANSPORT_DISCONNECT]: "transport-disconnect",
 };
 
-interface DcoPeer {
-  spec: ServerPeerSpec;
-  keepalive: { interval: number; timeout: number };
-  mss: number;
-  keys: { primary?: number; secondary?: number; cipher?: string };
-  iroutes: string[];
-}
+type DcoPeer = PeerSettings;
 
 /** A Windows sockaddr of an endpoint, as the driver reads it: SOCKADDR_IN (16) or SOCKADDR_IN6 (28). */
 function winSockaddr(e: SockAddr): Uint8Array {
@@ -328,21 +329,7 @@ export class DcoServerDevice implements ServerBackend {
   }
 
   peerInfo(peerId: number): Record<string, unknown> {
-    const p = this.#peer(peerId);
-    return {
-      peerId,
-      remote: p.spec.remote,
-      vpnIps: p.spec.vpnIps,
-      iroutes: p.iroutes,
-      keepaliveInterval: p.keepalive.interval,
-      keepaliveTimeout: p.keepalive.timeout,
-      mss: p.mss,
-      cipher: p.keys.cipher ?? null,
-      primaryKeyId: p.keys.primary ?? null,
-      secondaryKeyId: p.keys.secondary ?? null,
-      epoch: null,
-      drops: {},
-    };
+    return { ...peerSettings(peerId, this.#peer(peerId)), epoch: null, drops: {} };
   }
 
   info(): Record<string, unknown> {

@@ -61,3 +61,28 @@ export interface ServerPeerSpec {
   /** Its VPN addresses (IPv4 and/or IPv6): routed to it as /32 and /128. */
   vpnIps: string[];
 }
+
+/** What every server backend keeps of a peer's settings. */
+export interface PeerSettings {
+  spec: ServerPeerSpec;
+  keepalive: { interval: number; timeout: number };
+  mss: number;
+  keys: { primary?: number; secondary?: number; cipher?: string };
+  iroutes: string[];
+}
+
+/** A peer's settings as `peer list` and `peer get` show them (the backend adds its epochs and drops). */
+export function peerSettings(peerId: number, p: PeerSettings): Record<string, unknown> {
+  return {
+    peerId,
+    remote: p.spec.remote,
+    vpnIps: p.spec.vpnIps,
+    iroutes: p.iroutes,
+    keepaliveInterval: p.keepalive.interval,
+    keepaliveTimeout: p.keepalive.timeout,
+    mss: p.mss,
+    cipher: p.keys.cipher ?? null,
+    primaryKeyId: p.keys.primary ?? null,
+    secondaryKeyId: p.keys.secondary ?? null,
+  };
+}

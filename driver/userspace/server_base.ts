@@ -16,19 +16,17 @@ import { SharedStats } from "./shared_stats.ts";
 import {
   type DelPeerReason,
   eventText,
+  type PeerSettings,
+  peerSettings,
   type ServerBackend,
   type ServerEvent,
   type ServerPeerSpec,
 } from "./server_api.ts";
 
 /** One peer's bookkeeping. */
-export interface PeerState {
-  spec: ServerPeerSpec;
+export interface PeerState extends PeerSettings {
   stats: SharedStats;
-  keepalive: { interval: number; timeout: number };
-  mss: number;
   keys: { primary?: number; secondary?: number; cipher?: string; epoch?: boolean };
-  iroutes: string[];
 }
 
 /** The shared half of the userspace servers. */
@@ -271,16 +269,7 @@ export abstract class ServerBase implements ServerBackend {
   peerInfo(peerId: number): Record<string, unknown> {
     const p = this.peer(peerId);
     return {
-      peerId,
-      remote: p.spec.remote,
-      vpnIps: p.spec.vpnIps,
-      iroutes: p.iroutes,
-      keepaliveInterval: p.keepalive.interval,
-      keepaliveTimeout: p.keepalive.timeout,
-      mss: p.mss,
-      cipher: p.keys.cipher ?? null,
-      primaryKeyId: p.keys.primary ?? null,
-      secondaryKeyId: p.keys.secondary ?? null,
+      ...peerSettings(peerId, p),
       epoch: p.stats.sendEpoch ? { send: p.stats.sendEpoch, recv: p.stats.recvEpoch } : null,
       drops: p.stats.drops(),
     };

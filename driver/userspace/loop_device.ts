@@ -15,7 +15,7 @@ import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
-import { formatEndpoint, sameIP, type SetPeer } from "../uapi.ts";
+import { formatEndpoint, sameIP, type SetPeer, type SockAddr } from "../uapi.ts";
 import { DataChannel } from "../datachannel/channel.ts";
 import { countSend, receive } from "./datapath.ts";
 import { EngineDeviceBase } from "./device_base.ts";
@@ -40,6 +40,48 @@ export interface PacketTun {
 
 const BATCH = 64;
 const yieldToLoop = () => new Promise<void>((r) => setTimeout(r, 0));
+
+/**
+ * A UDP socket bound to `local` (IPv6: v6 only) handing each datagram to `onMessage` as a plain Uint8Array view
+ * (Buffer's slice() would not copy); a port in use is one clear error.
+ */
+export async function bindUdp(
+  local: SockAddr,
+  onMessage: (msg: Uint8Array, from: { address: string; port: number }) => void,
+  log: (line: string) => void,
+): Promise<dgram.Socket> {
+  const v6 = local.address.includes(":");
+  const sock = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: v6 });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("error", (e: Error & { code?: string }) => {
+      const where = formatEndpoint(local);
+      reject(
+        e.code === "EADDRINUSE"
+          ? new DeviceError(`local UDP port ${where} is already in use; pick another --local port`, "busy")
+          : new DeviceError(`binding UDP ${where}: ${e.message}`),
+      );
+    });
+    sock.bind(local.port, local.address, () => resolve());
+  });
+  sock.on("error", (e: Error) => log(`UDP socket error: ${e.message}`));
+  sock.on("message", (buf: Uint8Array, rinfo: { address: string; port: number }) => {
+    onMessage(new Uint8Array(buf.buffer, buf.byteOffset, buf.length), rinfo);
+  });
+  return sock;
+}
+
+/** A TCP listener on `local`; a port in use is one clear error. */
+export function listenTcp(local: SockAddr): Deno.Listener {
+  try {
+    return Deno.listen({ hostname: local.address, port: local.port });
+  } catch (e) {
+    const where = formatEndpoint(local);
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new DeviceError(`local TCP port ${where} is already in use; pick another --local port`, "busy");
+    }
+    throw new DeviceError(`listening on ${where}: ${(e as Error).message}`);
+  }
+}
 
 /** The data channel on the main event loop. */
 export class LoopDevice extends EngineDeviceBase implements Device {
@@ -91,23 +133,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
   }
 
   async #bindUdp(p: PeerConfig): Promise<dgram.Socket> {
-    const v6 = p.local.address.includes(":");
-    const sock = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: v6 });
-    await new Promise<void>((resolve, reject) => {
-      sock.once("error", (e: Error & { code?: string }) => {
-        const where = formatEndpoint(p.local);
-        reject(
-          e.code === "EADDRINUSE"
-            ? new DeviceError(`local UDP port ${where} is already in use; pick another --local port`, "busy")
-            : new DeviceError(`binding UDP ${where}: ${e.message}`),
-        );
-      });
-      sock.bind(p.local.port, p.local.address, () => resolve());
-    });
-    sock.on("error", (e: Error) => this.#log(`UDP socket error: ${e.message}`));
-    sock.on("message", (buf: Uint8Array, rinfo: { address: string; port: number }) => {
-      // a plain Uint8Array view: Buffer's slice() would not copy
-      const msg = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+    return await bindUdp(p.local, (msg, rinfo) => {
       if (rinfo.port !== p.remote.port || !sameIP(rinfo.address, p.remote.address)) {
         if (isDataV2(msg)) this.stats.LostInDataPackets++;
         else this.stats.LostInControlPackets++;
@@ -115,8 +141,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
         return;
       }
       this.#fromNet(msg, 0, msg.length);
-    });
-    return sock;
+    }, this.#log);
   }
 
   async #connect(p: PeerConfig, timeoutMs: number): Promise<Deno.Conn> {
@@ -149,18 +174,7 @@ export class LoopDevice extends EngineDeviceBase implements Device {
   }
 
   async #accept(p: PeerConfig, timeoutMs: number): Promise<Deno.Conn> {
-    let listener: Deno.Listener;
-    try {
-      listener = Deno.listen({ hostname: p.local.address, port: p.local.port });
-    } catch (e) {
-      if (e instanceof Deno.errors.AddrInUse) {
-        throw new DeviceError(
-          `local TCP port ${p.local.address}:${p.local.port} is already in use; pick another --local port`,
-          "busy",
-        );
-      }
-      throw new DeviceError(`listening on ${p.local.address}:${p.local.port}: ${(e as Error).message}`);
-    }
+    const listener = listenTcp(p.local);
     this.#log(`waiting for a TCP connection on ${p.local.address}:${p.local.port}`);
     const timer = setTimeout(() => listener.close(), timeoutMs);
     try {

@@ -33,7 +33,7 @@ import {
 } from "../datachannel/packet.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 import { countSend, receive } from "./datapath.ts";
-import type { PacketTun } from "./loop_device.ts";
+import { bindUdp, listenTcp, type PacketTun } from "./loop_device.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
 
 const BATCH = 64;
@@ -80,40 +80,11 @@ export class LoopServerDevice extends ServerBase {
   /** MP_START_VPN: bind (UDP) or listen (TCP), then move packets. Returns the bound address. */
   async start(local: SockAddr): Promise<SockAddr> {
     if (this.started) throw new DeviceError("the server is already started", "state");
-    const where = formatEndpoint(local);
     if (this.proto === "udp") {
-      const v6 = local.address.includes(":");
-      const sock = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: v6 });
-      await new Promise<void>((resolve, reject) => {
-        sock.once("error", (e: Error & { code?: string }) =>
-          reject(
-            e.code === "EADDRINUSE"
-              ? new DeviceError(
-                `local UDP port ${where} is already in use; pick another --local port`,
-                "busy",
-              )
-              : new DeviceError(`binding UDP ${where}: ${e.message}`),
-          ));
-        sock.bind(local.port, local.address, () => resolve());
-      });
-      sock.on("error", (e: Error) => this.log(`UDP socket error: ${e.message}`));
-      sock.on("message", (buf: Uint8Array, rinfo: { address: string; port: number }) => {
-        this.#fromUdp(new Uint8Array(buf.buffer, buf.byteOffset, buf.length), rinfo);
-      });
-      this.#udp = sock;
-      local = { address: local.address, port: sock.address().port };
+      this.#udp = await bindUdp(local, (msg, rinfo) => this.#fromUdp(msg, rinfo), this.log);
+      local = { address: local.address, port: this.#udp.address().port };
     } else {
-      try {
-        this.#listener = Deno.listen({ hostname: local.address, port: local.port });
-      } catch (e) {
-        if (e instanceof Deno.errors.AddrInUse) {
-          throw new DeviceError(
-            `local TCP port ${where} is already in use; pick another --local port`,
-            "busy",
-          );
-        }
-        throw new DeviceError(`listening on ${where}: ${(e as Error).message}`);
-      }
+      this.#listener = listenTcp(local);
       local = { address: local.address, port: (this.#listener.addr as Deno.NetAddr).port };
       this.#loops.push(this.#acceptLoop(this.#listener));
     }

@@ -98,6 +98,16 @@ function pointerAt(b: Uint8Array): Deno.PointerValue {
   return Deno.UnsafePointer.create(new DataView(b.buffer).getBigUint64(0, true));
 }
 
+/** The LocalAlloc'ed UTF-16 string whose pointer an API wrote to `out`, read and freed. */
+function takeWide(out: Uint8Array): string {
+  const str = pointerAt(out);
+  try {
+    return readWide(str);
+  } finally {
+    k32().LocalFree(str);
+  }
+}
+
 /** The string SID of this process's default owner (an elevated administrator's is Administrators). */
 export function ownerSid(): string {
   return tokenSid(TOKEN_OWNER);
@@ -123,12 +133,7 @@ function tokenSid(which: number): string {
     }
     const out = new Uint8Array(8);
     if (!a.ConvertSidToStringSidW(pointerAt(buf), out)) throw new PipeError("ConvertSidToStringSidW failed");
-    const str = pointerAt(out);
-    try {
-      return readWide(str);
-    } finally {
-      k32().LocalFree(str);
-    }
+    return takeWide(out);
   } finally {
     kernel32().CloseHandle(token);
   }
@@ -181,12 +186,7 @@ export function securityOf(target: string | Deno.PointerValue): string {
     if (!a.ConvertSecurityDescriptorToStringSecurityDescriptorW(sd, SDDL_REVISION_1, info, out, null)) {
       throw new PipeError("ConvertSecurityDescriptorToStringSecurityDescriptorW failed");
     }
-    const str = pointerAt(out);
-    try {
-      return readWide(str);
-    } finally {
-      k32().LocalFree(str);
-    }
+    return takeWide(out);
   } finally {
     k32().LocalFree(sd);
   }

@@ -66,6 +66,10 @@ export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0o2000000;
 export const SOL_SOCKET = 1;
+/** Socket options of UDP (level IPPROTO_UDP): segmentation offload on send, GRO on receive. */
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
+export const UDP_GRO = 104;
 export const SO_REUSEADDR = 2;
 export const SO_ERROR = 4;
 export const SO_SNDBUF = 7;
@@ -89,6 +93,7 @@ export const POLLOUT = 0x4;
 export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
 export const EINTR = 4;
+export const EIO = 5;
 export const EAGAIN = 11;
 export const ENOBUFS = 105;
 export const ECONNREFUSED = 111;
@@ -113,6 +118,9 @@ export const TUNSETOFFLOAD = 0x400454d0;
 export const TUN_F_CSUM = 0x01;
 export const TUN_F_TSO4 = 0x02;
 export const TUN_F_TSO6 = 0x04;
+/** UDP segmentation offload on a tun (Linux 6.2+). */
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
 
 const ERRNO_TEXT: Record<number, string> = {
   [EPERM]: "operation not permitted",

@@ -3,8 +3,10 @@
  * completion of a checksum the kernel left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), and the split of a TCP
  * super-packet (GSO_TCPV4 / GSO_TCPV6, up to 64 KB) into segments of `gso_size` bytes, each with its own IP
  * length, IPv4 id and header checksum, TCP sequence number and flags (FIN and PSH on the last one only) and
- * TCP checksum — as wireguard-go's tun offload does (tun/offload_linux.go). Every DATA_V2 packet then still
- * carries one IP packet no larger than the MTU, so the wire format does not change.
+ * TCP checksum — as wireguard-go's tun offload does (tun/offload_linux.go); a UDP one (GSO_UDP_L4, the tun's
+ * USO) likewise into datagrams with their own UDP length and checksum. Every DATA_V2 packet then still
+ * carries one IP packet no larger than the MTU, so the wire format does not change. The other way,
+ * {@linkcode Coalescer} joins received TCP segments (and, with USO, UDP datagrams) of one flow into one write.
  *
  * @example
  * ```ts
@@ -20,6 +22,9 @@ export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const GSO_NONE = 0;
 export const GSO_TCPV4 = 1;
 export const GSO_TCPV6 = 4;
+export const GSO_UDP_L4 = 5;
+/** Datagrams joined into one GSO_UDP_L4 write at most (the kernel's UDP_MAX_SEGMENTS before Linux 6.9). */
+const UDP_MAX_JOIN = 64;
 
 /** A parsed virtio_net_hdr (little-endian fields). */
 export interface VnetHdr {
@@ -100,9 +105,9 @@ export function completeChecksum(b: Uint8Array, p: number, len: number, h: VnetH
 }
 
 /**
- * Split the TCP super-packet at `b[p .. p+len]` described by `h` into segments, each written by `out(i, size)`
- * into the buffer `out` returns (the segment's IP packet starts at that buffer's offset `at`). Returns the
- * number of segments. The super-packet's own bytes are not changed.
+ * Split the TCP (or UDP) super-packet at `b[p .. p+len]` described by `h` into segments, each written by
+ * `out(i, size)` into the buffer `out` returns (the segment's IP packet starts at that buffer's offset `at`).
+ * Returns the number of segments. The super-packet's own bytes are not changed.
  */
 export function splitSuperPacket(
   b: Uint8Array,
@@ -112,6 +117,7 @@ export function splitSuperPacket(
   out: (i: number) => { buf: Uint8Array; at: number },
   done: (i: number, size: number) => void,
 ): number {
+  if (h.gsoType === GSO_UDP_L4) return splitUdp(b, p, len, h, out, done);
   const v6 = h.gsoType === GSO_TCPV6;
   if (h.gsoType !== GSO_TCPV4 && h.gsoType !== GSO_TCPV6) throw new GsoError(`GSO type ${h.gsoType}`);
   const ver = b[p] >> 4;
@@ -159,14 +165,68 @@ export function splitSuperPacket(
   return i;
 }
 
+/** GSO_UDP_L4: the UDP super-packet (IPv4 or IPv6) split into datagrams of `gso_size` payload bytes. */
+function splitUdp(
+  b: Uint8Array,
+  p: number,
+  len: number,
+  h: VnetHdr,
+  out: (i: number) => { buf: Uint8Array; at: number },
+  done: (i: number, size: number) => void,
+): number {
+  const ver = b[p] >> 4;
+  if (ver !== 4 && ver !== 6) throw new GsoError("not an IP packet");
+  const v6 = ver === 6;
+  const ipLen = h.csumStart;
+  if (v6 ? ipLen !== 40 : (b[p] & 0x0f) * 4 !== ipLen || ipLen < 20) {
+    throw new GsoError("the IP header length does not match");
+  }
+  if (b[p + (v6 ? 6 : 9)] !== 17) throw new GsoError("not UDP");
+  const hdrLen = ipLen + 8;
+  if (hdrLen > len) throw new GsoError("the headers run past the packet");
+  if (h.gsoSize === 0) throw new GsoError("gso_size 0");
+  const id0 = (b[p + 4] << 8) | b[p + 5];
+  let data = hdrLen, i = 0;
+  do {
+    const end = Math.min(data + h.gsoSize, len);
+    const total = hdrLen + end - data;
+    const { buf: o, at } = out(i);
+    o.set(b.subarray(p, p + hdrLen), at);
+    o.set(b.subarray(p + data, p + end), at + hdrLen);
+    setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
+    const u = at + ipLen, ul = total - ipLen;
+    o[u + 4] = ul >> 8;
+    o[u + 5] = ul & 0xff;
+    o[u + 6] = o[u + 7] = 0;
+    const c = (~fold(sum16(o, u, at + total, pseudoSum(o, at, v6, 17, ul))) & 0xffff) || 0xffff;
+    o[u + 6] = c >> 8;
+    o[u + 7] = c & 0xff;
+    done(i, total);
+    data = end;
+    i++;
+  } while (data < len);
+  return i;
+}
+
+/** What the coalescer knows of a packet it may join: protocol (6 TCP, 17 UDP), IP version and header lengths. */
+interface JoinInfo {
+  proto: number;
+  v6: boolean;
+  ipLen: number;
+  hdrLen: number;
+}
+
 /**
  * Receive-side coalescing (GRO) for a tun with offload: consecutive in-order TCP segments of one flow, each with
  * a valid checksum, only ACK (PSH on the last) among their flags, the same headers otherwise and all but the
  * last of one size, are joined into one super-packet written with a GSO virtio_net_hdr (NEEDS_CSUM, the TCP
- * checksum field holding the pseudo-header sum, as the kernel expects). Anything else goes out alone with a zero
- * header. `write(buf, len)` gets `buf[0 .. len]` = header + IP packet; it returns false when the tun refused it.
+ * checksum field holding the pseudo-header sum, as the kernel expects). With `udp` (the kernel took USO4/USO6),
+ * consecutive UDP datagrams of one flow with valid checksums, the same IP header but for length, id and checksum
+ * (IPv4 ids consecutive) and all but the last of one size are joined alike (GSO_UDP_L4), at most 64; the
+ * kernel hands them to the receiving socket one by one again. Anything else goes out alone with a zero header.
+ * `write(buf, len)` gets `buf[0 .. len]` = header + IP packet; it returns false when the tun refused it.
  */
-export class TcpCoalescer {
+export class Coalescer {
   readonly #buf = new Uint8Array(VNET_HDR_LEN + 65535);
   #len = 0; // IP bytes held (0: nothing)
   #count = 0;
@@ -177,6 +237,7 @@ export class TcpCoalescer {
   #segSize = 0;
   #lastSize = 0;
   #nextSeq = 0;
+  #proto = 6;
   #closed = false; // PSH seen: nothing may follow
   /** Segments written so far as parts of super-packets, and the super-packets. */
   joined = 0;
@@ -185,11 +246,12 @@ export class TcpCoalescer {
   constructor(
     readonly write: (buf: Uint8Array, len: number) => boolean,
     readonly lost: (packets: number, bytes: number) => void,
+    readonly opts: { udp?: boolean } = {},
   ) {}
 
   /** Take the IP packet at `b[off .. off+len]` (copied or written now). */
   push(b: Uint8Array, off: number, len: number): void {
-    const t = this.#tcpInfo(b, off, len);
+    const t = this.#info(b, off, len);
     if (t && this.#count > 0 && this.#fits(b, off, len, t)) {
       this.#append(b, off, len, t);
       return;
@@ -207,40 +269,48 @@ export class TcpCoalescer {
     this.#len = 0;
     buf.fill(0, 0, VNET_HDR_LEN);
     if (n > 1) {
-      const ipLen = this.#ipLen;
+      const ipLen = this.#ipLen, udp = this.#proto === 17;
       setIpLength(buf, o, this.#v6, ipLen, len, (buf[o + 4] << 8) | buf[o + 5]);
-      const ps = fold(pseudoSum(buf, o, this.#v6, 6, len - ipLen));
-      buf[o + ipLen + 16] = ps >> 8;
-      buf[o + ipLen + 17] = ps & 0xff;
+      const ps = fold(pseudoSum(buf, o, this.#v6, this.#proto, len - ipLen));
+      const at = o + ipLen + (udp ? 6 : 16);
+      if (udp) {
+        buf[o + ipLen + 4] = (len - ipLen) >> 8;
+        buf[o + ipLen + 5] = (len - ipLen) & 0xff;
+      }
+      buf[at] = ps >> 8;
+      buf[at + 1] = ps & 0xff;
       buf[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      buf[1] = this.#v6 ? GSO_TCPV6 : GSO_TCPV4;
+      buf[1] = udp ? GSO_UDP_L4 : this.#v6 ? GSO_TCPV6 : GSO_TCPV4;
       buf[2] = this.#hdrLen & 0xff;
       buf[3] = this.#hdrLen >> 8;
       buf[4] = this.#segSize & 0xff;
       buf[5] = this.#segSize >> 8;
       buf[6] = ipLen & 0xff;
       buf[7] = ipLen >> 8;
-      buf[8] = 16;
+      buf[8] = udp ? 6 : 16;
       this.joined += n;
       this.supers++;
     }
     if (!this.write(buf, VNET_HDR_LEN + len)) this.lost(n, bytes);
   }
 
-  /** A TCP segment that may be joined: its header lengths and payload size; else null. */
-  #tcpInfo(b: Uint8Array, off: number, len: number): { v6: boolean; ipLen: number; hdrLen: number } | null {
+  /** A TCP segment (or UDP datagram) that may be joined: its protocol and header lengths; else null. */
+  #info(b: Uint8Array, off: number, len: number): JoinInfo | null {
     const ver = b[off] >> 4;
-    let ipLen: number;
+    let ipLen: number, proto: number;
     if (ver === 4) {
       ipLen = (b[off] & 0x0f) * 4;
-      if (ipLen < 20 || b[off + 9] !== 6 || ((b[off + 6] & 0x3f) | b[off + 7]) !== 0) return null; // TCP, unfragmented
+      proto = b[off + 9];
+      if (ipLen < 20 || ((b[off + 6] & 0x3f) | b[off + 7]) !== 0) return null; // unfragmented
       if (((b[off + 2] << 8) | b[off + 3]) !== len) return null;
       if (fold(sum16(b, off, off + ipLen)) !== 0xffff) return null; // a bad header checksum stays as it came
     } else if (ver === 6) {
       ipLen = 40;
-      if (b[off + 6] !== 6 || ((b[off + 4] << 8) | b[off + 5]) !== len - 40) return null;
+      proto = b[off + 6];
+      if (((b[off + 4] << 8) | b[off + 5]) !== len - 40) return null;
     } else return null;
-    if (len < ipLen + 20) return null;
+    if (proto === 17 && this.opts.udp) return this.#udpInfo(b, off, len, ver === 6, ipLen);
+    if (proto !== 6 || len < ipLen + 20) return null;
     const hdrLen = ipLen + (b[off + ipLen + 12] >> 4) * 4;
     if (hdrLen - ipLen < 20 || hdrLen >= len) return null; // no payload: not joined
     if ((b[off + ipLen + 13] & ~0x08) !== 0x10) return null; // ACK, maybe PSH; nothing else
@@ -248,15 +318,28 @@ export class TcpCoalescer {
     if (fold(sum16(b, off + ipLen, off + len, pseudoSum(b, off, ver === 6, 6, len - ipLen))) !== 0xffff) {
       return null;
     }
-    return { v6: ver === 6, ipLen, hdrLen };
+    return { proto: 6, v6: ver === 6, ipLen, hdrLen };
   }
 
-  #fits(b: Uint8Array, off: number, len: number, t: { v6: boolean; ipLen: number; hdrLen: number }): boolean {
-    if (this.#closed || t.v6 !== this.#v6 || t.ipLen !== this.#ipLen || t.hdrLen !== this.#hdrLen) {
+  /** A UDP datagram with a payload, its UDP length right and its checksum present and valid. */
+  #udpInfo(b: Uint8Array, off: number, len: number, v6: boolean, ipLen: number): JoinInfo | null {
+    const u = off + ipLen;
+    if (len <= ipLen + 8 || ((b[u + 4] << 8) | b[u + 5]) !== len - ipLen) return null;
+    if ((b[u + 6] | b[u + 7]) === 0) return null; // IPv4 without a checksum: written as it came
+    if (fold(sum16(b, u, off + len, pseudoSum(b, off, v6, 17, len - ipLen))) !== 0xffff) return null;
+    return { proto: 17, v6, ipLen, hdrLen: ipLen + 8 };
+  }
+
+  #fits(b: Uint8Array, off: number, len: number, t: JoinInfo): boolean {
+    if (
+      this.#closed || t.proto !== this.#proto || t.v6 !== this.#v6 || t.ipLen !== this.#ipLen ||
+      t.hdrLen !== this.#hdrLen
+    ) {
       return false;
     }
     const size = len - t.hdrLen;
     if (size > this.#segSize || this.#lastSize !== this.#segSize || this.#len + size > 65535) return false;
+    if (t.proto === 17 && this.#count >= UDP_MAX_JOIN) return false;
     const h = this.#buf, o = VNET_HDR_LEN, ip = t.ipLen;
     // the IP header: everything but the lengths, id and checksum
     if (h[o] !== b[off] || h[o + 1] !== b[off + 1]) return false;
@@ -271,6 +354,11 @@ export class TcpCoalescer {
         return false;
       }
     }
+    if (t.proto === 17) {
+      // the UDP ports (length and checksum are per datagram)
+      for (let i = 0; i < 4; i++) if (h[o + ip + i] !== b[off + ip + i]) return false;
+      return true;
+    }
     // the TCP header: everything but the sequence number, PSH and the checksum
     for (let i = 0; i < t.hdrLen - ip; i++) {
       if ((i >= 4 && i < 8) || i === 16 || i === 17) continue;
@@ -282,15 +370,18 @@ export class TcpCoalescer {
     return seq === this.#nextSeq;
   }
 
-  #start(b: Uint8Array, off: number, len: number, t: { v6: boolean; ipLen: number; hdrLen: number }) {
+  #start(b: Uint8Array, off: number, len: number, t: JoinInfo) {
     this.#buf.set(b.subarray(off, off + len), VNET_HDR_LEN);
     this.#len = len;
     this.#bytes = len;
     this.#count = 1;
+    this.#proto = t.proto;
     this.#v6 = t.v6;
     this.#ipLen = t.ipLen;
     this.#hdrLen = t.hdrLen;
     this.#segSize = this.#lastSize = len - t.hdrLen;
+    this.#closed = false;
+    if (t.proto === 17) return;
     const ip = t.ipLen;
     const seq =
       ((b[off + ip + 4] << 24) | (b[off + ip + 5] << 16) | (b[off + ip + 6] << 8) | b[off + ip + 7]) >>> 0;
@@ -298,13 +389,14 @@ export class TcpCoalescer {
     this.#closed = (b[off + ip + 13] & 0x08) !== 0;
   }
 
-  #append(b: Uint8Array, off: number, len: number, t: { hdrLen: number; ipLen: number }) {
+  #append(b: Uint8Array, off: number, len: number, t: JoinInfo) {
     const size = len - t.hdrLen;
     this.#buf.set(b.subarray(off + t.hdrLen, off + len), VNET_HDR_LEN + this.#len);
     this.#len += size;
     this.#bytes += len;
     this.#count++;
     this.#lastSize = size;
+    if (t.proto === 17) return;
     this.#nextSeq = (this.#nextSeq + size) >>> 0;
     if (b[off + t.ipLen + 13] & 0x08) {
       this.#buf[VNET_HDR_LEN + t.ipLen + 13] |= 0x08; // PSH ends the super-packet

@@ -1,12 +1,12 @@
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
+  Coalescer,
   completeChecksum,
   GSO_TCPV4,
   GSO_TCPV6,
   GsoError,
   parseVnetHdr,
   splitSuperPacket,
-  TcpCoalescer,
   type VnetHdr,
 } from "./gso.ts";
 
@@ -285,7 +285,7 @@ function kernelView(written: Uint8Array[]): Uint8Array[] {
 
 function coalesce(pkts: Uint8Array[]) {
   const written: Uint8Array[] = [];
-  const c = new TcpCoalescer((b, len) => (written.push(b.slice(0, len)), true), () => {});
+  const c = new Coalescer((b, len) => (written.push(b.slice(0, len)), true), () => {});
   for (const p of pkts) c.push(p, 0, p.length);
   c.flush();
   return { written, c };

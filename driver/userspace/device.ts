@@ -20,7 +20,14 @@ import { EngineDeviceBase } from "./device_base.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
-import { endpointSockaddr, peerSockaddrOf, tcpAccept, tcpConnect, udpSocket } from "./sockets_linux.ts";
+import {
+  endpointSockaddr,
+  peerSockaddrOf,
+  tcpAccept,
+  tcpConnect,
+  udpOffloadWanted,
+  udpSocket,
+} from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** Options of a userspace device. */
@@ -61,6 +68,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       },
       failed: (message) => this.end({ kind: "failed", message }),
       closed: (message) => this.end({ kind: "aborted", message }),
+      log: (line) => this.#log(line),
     }, this.ended);
   }
 
@@ -103,6 +111,8 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       tunFd: this.#tun.fd,
       vnetHdr: !!this.#tun.vnetHdr,
       gro: !!this.#tun.offloaded,
+      groUdp: !!this.#tun.uso,
+      udpOffload: p.proto === "udp" && udpOffloadWanted(),
       sockFd: fd,
       proto: p.proto,
       mode: "p2p" as const,

@@ -194,6 +194,7 @@ export abstract class EngineDeviceBase {
       epoch: this.epochs(),
       drops: this.stats.drops(),
       offload: this.stats.offload(),
+      udpOffload: this.stats.udpOffload(),
     };
   }
 }

@@ -26,6 +26,8 @@ export interface EngineEvents {
   failed(message: string): void;
   /** A worker ended the tunnel (TCP closed). */
   closed(reason: string): void;
+  /** A line for the log (e.g. an offload the kernel refused). */
+  log(line: string): void;
 }
 
 /** Two engine workers and their wake-up pipes. */
@@ -70,6 +72,9 @@ export class EngineHost {
           break;
         case "stopped":
           stoppedResolve();
+          break;
+        case "log":
+          this.#events.log(m.line);
           break;
         case "closed":
           stoppedResolve();

@@ -23,6 +23,10 @@ export interface EngineInit {
   vnetHdr?: boolean;
   /** The kernel took the offload flags: received TCP segments are joined into super-packets (GRO). */
   gro?: boolean;
+  /** The tun took USO as well: received UDP datagrams of one flow are joined too. */
+  groUdp?: boolean;
+  /** UDP transport: join equal-sized datagrams with UDP_SEGMENT on send and take UDP_GRO trains on receive. */
+  udpOffload?: boolean;
   provider: ProviderName;
   stats: SharedArrayBuffer;
   /** Int32Array: [messages posted to tx, messages posted to rx, stop flag]. */
@@ -69,6 +73,7 @@ export type ToEngine =
 /** Worker → main. */
 export type FromEngine =
   | { t: "ready"; role: "tx" | "rx" }
+  | { t: "log"; line: string }
   | { t: "ack"; ack: number }
   // a control packet; in server mode with the sockaddr it came from
   | { t: "ctl"; bytes: Uint8Array; from?: Uint8Array }

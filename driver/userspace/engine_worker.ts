@@ -38,20 +38,24 @@ import {
   peerIdOf,
 } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
-import { MsgBatch, NAME_LEN } from "./mmsg.ts";
+import { enableUdpGro, MsgBatch, NAME_LEN, UdpBatchTx } from "./mmsg.ts";
 import {
+  Coalescer,
   completeChecksum,
   GSO_NONE,
   GsoError,
   parseVnetHdr,
   splitSuperPacket,
-  TcpCoalescer,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VNET_HDR_LEN,
 } from "../datachannel/gso.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 
 const BATCH = 64;
+/** A receive slot with UDP_GRO on: a whole train of coalesced datagrams (at most one IP datagram's payload). */
+const GRO_SLOT = 65536;
+/** Views of receive buffers cached per offset, at most this many (GRO trains give many offsets). */
+const MAX_VIEWS = 4096;
 const IDLE_POLL_MS = 200;
 
 let init: EngineInit;
@@ -409,57 +413,61 @@ function readBatch(read: () => number, handle: ((n: number) => void) | null): nu
   return moved;
 }
 
+/** The UDP send batch of a tx worker: BATCH slots, GSO joins unless the kernel or the settings refuse it. */
+function newUdpTx(): UdpBatchTx {
+  const tx = new UdpBatchTx(libc().symbols, init.sockFd, BATCH, HEADROOM + MAX_PLAINTEXT_LEN + 64, {
+    gso: !!init.udpOffload,
+    onGsoOff: (why) => post({ t: "log", line: `${why}; datagrams are sent one by one from now on` }),
+  });
+  udpTx = tx;
+  return tx;
+}
+let udpTx: UdpBatchTx | null = null;
+
 /**
- * UDP tun → transport in batches: up to BATCH packets read from the tun, each sealed in its own slot, then
- * one sendmmsg for all of them (resumed after a partial send; a datagram the kernel refuses is counted lost).
+ * UDP tun → transport in batches: up to BATCH packets read from the tun, each sealed in its own slot of `tx`
+ * (`seal` returns the sealed packet's start and sets `sealed` to its length and destination, or -1), then all of
+ * them sent at once ({@linkcode UdpBatchTx}: sendmmsg, runs of one size joined with UDP_SEGMENT).
  */
-function makeUdpBatchTx(): () => number {
+function makeUdpBatchReader(
+  tx: UdpBatchTx,
+  seal: (
+    b: Uint8Array,
+    n: number,
+  ) => { start: number; len: number; to: Uint8Array; stats: SharedStats } | null,
+): () => number {
   const L = libc().symbols;
-  const sock = init.sockFd;
-  const slot = HEADROOM + MAX_PLAINTEXT_LEN + 64; // [header (+ tag)][plaintext][tag of the epoch format]
-  const mb = new MsgBatch(BATCH, slot);
-  mb.sendTo(init.peerSockaddr);
-  const bufs = Array.from({ length: BATCH }, (_, i) => mb.data.subarray(i * slot, (i + 1) * slot));
-  const reads = bufs.map((b) => b.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN));
+  const reads = tx.bufs.map((b) => b.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN));
   const readMax = BigInt(MAX_PLAINTEXT_LEN);
-  const lost: (() => void)[] = new Array(BATCH);
-  const flush = (count: number) => {
-    let i = 0;
-    while (i < count) {
-      const r = L.sendmmsg(sock, mb.hdrsFrom(i), count - i, 0);
-      if (r > 0) {
-        i += r;
-        continue;
-      }
-      if (r < 0 && errno() === EINTR) continue;
-      lost[i](); // the kernel refused this one (e.g. ECONNREFUSED after an ICMP error): the rest go on
-      i++;
-    }
-  };
-  let filled = 0;
   /** Seal the plaintext of `n` bytes at HEADROOM of the current slot and queue it; flush a full batch. */
   const queue = (n: number) => {
-    const b = bufs[filled];
-    if (mss > 0) clampMss(b, HEADROOM, n, mss);
-    const start = ch.seal(b, n);
-    if (start < 0) return; // counted as lost by the channel
-    const len = ch.sealEnd - start;
-    lost[filled] = countSend(stats, len, false);
-    mb.setSend(filled, start, len);
-    if (++filled === BATCH) {
-      flush(filled);
-      filled = 0;
-    }
+    const s = seal(tx.bufs[tx.filled], n);
+    if (s === null) return; // counted by the channel, or as no route
+    if (tx.add(s.start, s.len, s.to, countSend(s.stats, s.len, false))) tx.flush();
   };
-  const slotOut = () => ({ buf: bufs[filled], at: HEADROOM });
-  const readOffload = init.vnetHdr ? makeOffloadReader(queue, slotOut, (p) => reads[filled].set(p)) : null;
-  const readPlain = () => Number(L.read(init.tunFd, reads[filled], readMax));
+  const slotOut = () => ({ buf: tx.bufs[tx.filled], at: HEADROOM });
+  const readOffload = init.vnetHdr ? makeOffloadReader(queue, slotOut, (p) => reads[tx.filled].set(p)) : null;
+  const readPlain = () => Number(L.read(init.tunFd, reads[tx.filled], readMax));
   return () => {
-    filled = 0;
     const moved = readBatch(readOffload ?? readPlain, readOffload ? null : queue);
-    if (filled > 0) flush(filled);
+    tx.flush();
+    stats.setUdpGso(tx.gsoSends, tx.gsoDatagrams);
     return moved;
   };
+}
+
+/** p2p UDP tun → transport: every packet sealed with the one channel, to the one peer. */
+function makeUdpBatchTx(): () => number {
+  const to = init.peerSockaddr;
+  const sealed = { start: 0, len: 0, to, stats };
+  return makeUdpBatchReader(newUdpTx(), (b, n) => {
+    if (mss > 0) clampMss(b, HEADROOM, n, mss);
+    const start = ch.seal(b, n);
+    if (start < 0) return null;
+    sealed.start = start;
+    sealed.len = ch.sealEnd - start;
+    return sealed;
+  });
 }
 
 /**
@@ -507,15 +515,11 @@ function makeRx(): () => number {
   const peer = init.peerSockaddr;
   const v6 = peer.length === 28;
   // UDP: the recvmmsg slots; plaintext views of them are cached per offset (TCP: the deframer's buffer)
-  const mb = tcp ? null : new MsgBatch(BATCH, MAX_WIRE_LEN + 512);
+  const gro = !tcp && !!init.udpOffload && enableUdpGro(L.setsockopt, sock);
+  const mb = tcp ? null : new MsgBatch(BATCH, gro ? GRO_SLOT : MAX_WIRE_LEN + 512, { gro });
   const buf = mb?.data;
-  const views = new Map<number, Uint8Array>();
-  const viewAt = (b: Uint8Array, off: number) => {
-    if (b !== buf) return b.subarray(off);
-    let v = views.get(off);
-    if (!v) views.set(off, v = b.subarray(off));
-    return v;
-  };
+  const cached = viewCache(buf ?? new Uint8Array(0));
+  const viewAt = (b: Uint8Array, off: number) => b === buf ? cached(off) : b.subarray(off);
   const deframer = tcp ? new TcpDeframer(MAX_WIRE_LEN) : undefined;
 
   const tunSink = makeTunSink(stats, viewAt);
@@ -577,19 +581,48 @@ function makeRx(): () => number {
       // EAGAIN: nothing waiting; anything else (e.g. ECONNREFUSED from an ICMP error) is not fatal for UDP
       return e === EAGAIN || e === EINTR ? 0 : 1;
     }
+    let datagrams = 0;
     for (let i = 0; i < got; i++) {
       const len = rx.received(i), off = i * size;
-      if (!fromPeerAt(i)) {
-        if (isDataV2(data, off, len)) stats.LostInDataPackets++;
-        else stats.LostInControlPackets++;
-        stats.countDrop("wrong-source");
-        continue;
-      }
-      if (len === 0) continue;
-      deliver(data, off, len);
+      const seg = trainOf(rx, i, len), end = off + len, fromPeer = fromPeerAt(i);
+      let o = off;
+      do {
+        const n = Math.min(seg, end - o);
+        datagrams++;
+        if (!fromPeer) {
+          if (isDataV2(data, o, n)) stats.LostInDataPackets++;
+          else stats.LostInControlPackets++;
+          stats.countDrop("wrong-source");
+        } else if (n > 0) deliver(data, o, n);
+        o += seg;
+      } while (o < end);
     }
     flushGro();
-    return got;
+    return datagrams;
+  };
+}
+
+/**
+ * The size of the datagrams slot `i` of a receive batch holds (`len` bytes in all): the UDP_GRO segment size of
+ * a coalesced train (counted in the statistics), else `len` itself (one datagram).
+ */
+function trainOf(mb: MsgBatch, i: number, len: number): number {
+  const seg = mb.groSize(i);
+  if (seg <= 0 || seg >= len) return len;
+  stats.countUdpGro(Math.ceil(len / seg));
+  return seg;
+}
+
+/** Views of `buf` from an offset, cached (at most MAX_VIEWS, then the cache starts afresh). */
+function viewCache(buf: Uint8Array): (off: number) => Uint8Array {
+  const views = new Map<number, Uint8Array>();
+  return (off) => {
+    let v = views.get(off);
+    if (!v) {
+      if (views.size >= MAX_VIEWS) views.clear();
+      views.set(off, v = buf.subarray(off));
+    }
+    return v;
   };
 }
 
@@ -615,13 +648,14 @@ function makeTunSink(
   const vh = init.vnetHdr ? VNET_HDR_LEN : 0;
   const scratch = vh ? new Uint8Array(VNET_HDR_LEN + MAX_WIRE_LEN) : new Uint8Array(0);
   const gro = init.gro
-    ? new TcpCoalescer(
+    ? new Coalescer(
       (w, n) => Number(L.write(init.tunFd, w, BigInt(n))) === n,
       (packets, bytes) => {
         st.LostInDataPackets += packets;
         st.TunBytesReceived -= bytes;
         for (let i = 0; i < packets; i++) st.countDrop("queue-full");
       },
+      { udp: !!init.groUdp },
     )
     : null;
   return {
@@ -722,6 +756,30 @@ function makeServerTx(): () => number {
     if (start < 0) return; // counted by the peer's channel
     sendTo(p, start, p.ch.sealEnd, false);
   };
+  if (!tcp) {
+    const sealed: { start: number; len: number; to: Uint8Array; stats: SharedStats } = {
+      start: 0,
+      len: 0,
+      to: new Uint8Array(0),
+      stats,
+    };
+    return makeUdpBatchReader(newUdpTx(), (b, n) => {
+      const p = peers.get(routes.lookup(b, HEADROOM, n));
+      if (!p) {
+        stats.LostOutDataPackets++;
+        stats.countDrop("no-route");
+        return null;
+      }
+      if (p.mss > 0) clampMss(b, HEADROOM, n, p.mss);
+      const start = p.ch.seal(b, n);
+      if (start < 0) return null; // counted by the peer's channel
+      sealed.start = start;
+      sealed.len = p.ch.sealEnd - start;
+      sealed.to = p.sa;
+      sealed.stats = p.stats;
+      return sealed;
+    });
+  }
   const readOffload = init.vnetHdr
     ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
     : null;
@@ -739,15 +797,11 @@ function makeServerTx(): () => number {
 function makeServerRx(): () => number {
   const L = libc().symbols;
   const sock = init.sockFd;
-  // up to BATCH datagrams per recvmmsg; plaintext views of the slots cached per offset
-  const mb = new MsgBatch(BATCH, MAX_WIRE_LEN + 512);
+  // up to BATCH datagrams (or UDP_GRO trains) per recvmmsg; plaintext views of the slots cached per offset
+  const gro = !!init.udpOffload && enableUdpGro(L.setsockopt, sock);
+  const mb = new MsgBatch(BATCH, gro ? GRO_SLOT : MAX_WIRE_LEN + 512, { gro });
   const buf = mb.data, names = mb.names, size = mb.size;
-  const views = new Map<number, Uint8Array>();
-  const viewAt = (off: number) => {
-    let v = views.get(off);
-    if (!v) views.set(off, v = buf.subarray(off));
-    return v;
-  };
+  const viewAt = viewCache(buf);
   const tunSink = makeTunSink(stats, (b, off) => b === buf ? viewAt(off) : b.subarray(off));
   const sinks = { control: (_p: Uint8Array) => {}, tun: tunSink.tun };
   return () => {
@@ -757,31 +811,42 @@ function makeServerRx(): () => number {
       const e = errno();
       return e === EAGAIN || e === EINTR ? 0 : 1; // anything else (an ICMP error) is not fatal for UDP
     }
+    let datagrams = 0;
     for (let i = 0; i < got; i++) {
-      const len = mb.received(i), off = i * size;
+      const len = mb.received(i), off = i * size, end = off + len;
       const src = names.subarray(i * NAME_LEN, i * NAME_LEN + mb.nameLen(i));
-      if (len === 0) continue;
-      if (!isDataV2(buf, off, len)) {
-        stats.ReceivedControlPackets++;
-        stats.TransportBytesReceived += len;
-        post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
-        continue;
-      }
-      const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
-      if (!p) {
-        stats.TransportBytesReceived += len;
-        stats.LostInDataPackets++;
-        stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
-        continue;
-      }
-      if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
-        p.sa = src.slice();
-        post({ t: "float", peer: p.id, sockaddr: p.sa });
-      }
+      const seg = trainOf(mb, i, len);
+      let o = off;
+      do {
+        const n = Math.min(seg, end - o);
+        datagrams++;
+        if (n > 0) one(o, n, src);
+        o += seg;
+      } while (o < end);
     }
     tunSink.flush();
-    return got;
+    return datagrams;
   };
+  /** One datagram from `src`: control up to the main thread, data to the peer its id names. */
+  function one(off: number, len: number, src: Uint8Array) {
+    if (!isDataV2(buf, off, len)) {
+      stats.ReceivedControlPackets++;
+      stats.TransportBytesReceived += len;
+      post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
+      return;
+    }
+    const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
+    if (!p) {
+      stats.TransportBytesReceived += len;
+      stats.LostInDataPackets++;
+      stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
+      return;
+    }
+    if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
+      p.sa = src.slice();
+      post({ t: "float", peer: p.id, sockaddr: p.sa });
+    }
+  }
 }
 
 /** TCP server, transport → tun: each peer's connection, reassembled and opened with its channel. */

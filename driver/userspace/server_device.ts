@@ -21,7 +21,7 @@ import { formatEndpoint, formatIP, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
-import { endpointSockaddr, tcpAcceptNext, tcpListen, udpSocket } from "./sockets_linux.ts";
+import { endpointSockaddr, tcpAcceptNext, tcpListen, udpOffloadWanted, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** The server device on a Linux tun: the engine workers in server mode. */
@@ -61,6 +61,7 @@ export class ServerDevice extends ServerBase {
       },
       failed: (message) => this.inbox.end({ kind: "failed", message }),
       closed: (message) => this.inbox.end({ kind: "aborted", message }),
+      log: (line) => this.log(line),
     }, this.ended);
   }
 
@@ -77,6 +78,8 @@ export class ServerDevice extends ServerBase {
       tunFd: this.#tun.fd,
       vnetHdr: !!this.#tun.vnetHdr,
       gro: !!this.#tun.offloaded,
+      groUdp: !!this.#tun.uso,
+      udpOffload: this.proto === "udp" && udpOffloadWanted(),
       sockFd: this.#sockFd,
       proto: this.proto,
       mode: "server" as const,

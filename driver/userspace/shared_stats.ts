@@ -59,7 +59,12 @@ const GSO_SEGMENTS = GSO_SUPER + 1;
 /** GRO: super-packets written to the tun, and the received packets joined into them. */
 const GRO_SUPER = GSO_SEGMENTS + 1;
 const GRO_JOINED = GRO_SUPER + 1;
-const SLOTS = GRO_JOINED + 1;
+/** UDP transport offload: UDP_SEGMENT sends and their datagrams; UDP_GRO trains received and theirs. */
+const UDP_GSO_SENDS = GRO_JOINED + 1;
+const UDP_GSO_DGRAMS = UDP_GSO_SENDS + 1;
+const UDP_GRO_RECVS = UDP_GSO_DGRAMS + 1;
+const UDP_GRO_DGRAMS = UDP_GRO_RECVS + 1;
+const SLOTS = UDP_GRO_DGRAMS + 1;
 
 /** Shared counters with the OVPN_STATS field names as properties. */
 export class SharedStats implements Stats {
@@ -198,6 +203,33 @@ export class SharedStats implements Stats {
       segments: f[GSO_SEGMENTS],
       joinedSuperPackets: f[GRO_SUPER],
       joined: f[GRO_JOINED],
+    };
+  }
+
+  /** UDP_SEGMENT totals so far (written by the sending side). */
+  setUdpGso(sends: number, datagrams: number): void {
+    this.#f[UDP_GSO_SENDS] = sends;
+    this.#f[UDP_GSO_DGRAMS] = datagrams;
+  }
+
+  /** One UDP_GRO train of `datagrams` received. */
+  countUdpGro(datagrams: number): void {
+    this.#f[UDP_GRO_RECVS]++;
+    this.#f[UDP_GRO_DGRAMS] += datagrams;
+  }
+
+  /**
+   * UDP transport offload figures (null when none was used): joined sends (UDP_SEGMENT) and the datagrams
+   * they carried; coalesced receives (UDP_GRO) and theirs.
+   */
+  udpOffload(): { gsoSends: number; gsoDatagrams: number; groReceives: number; groDatagrams: number } | null {
+    const f = this.#f;
+    if (!f[UDP_GSO_SENDS] && !f[UDP_GRO_RECVS]) return null;
+    return {
+      gsoSends: f[UDP_GSO_SENDS],
+      gsoDatagrams: f[UDP_GSO_DGRAMS],
+      groReceives: f[UDP_GRO_RECVS],
+      groDatagrams: f[UDP_GRO_DGRAMS],
     };
   }
 

@@ -116,6 +116,14 @@ function bigBuffers(fd: number): void {
   L.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, intOpt(4 << 20), 4);
 }
 
+/**
+ * Whether the UDP engines may use the kernel's UDP offloads (UDP_SEGMENT, UDP_GRO): yes unless
+ * `OVPN_DCO_CLI_UDP_OFFLOAD=off` (for comparison runs and as a way out should a kernel misbehave).
+ */
+export function udpOffloadWanted(): boolean {
+  return Deno.env.get("OVPN_DCO_CLI_UDP_OFFLOAD") !== "off";
+}
+
 /** A UDP socket bound to `local`, for talking to `remote`. */
 export function udpSocket(local: SockAddr, remote: SockAddr): number {
   const fd = newSocket(familyOf(local, remote), SOCK_DGRAM);

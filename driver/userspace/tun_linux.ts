@@ -34,6 +34,8 @@ import {
   TUN_F_CSUM,
   TUN_F_TSO4,
   TUN_F_TSO6,
+  TUN_F_USO4,
+  TUN_F_USO6,
   TUNSETIFF,
   TUNSETOFFLOAD,
 } from "../../ffi/libc.ts";
@@ -47,6 +49,8 @@ export interface TunHandle {
   readonly vnetHdr?: boolean;
   /** The kernel took the offload flags: super-packets may be read and written (GRO on receive). */
   readonly offloaded?: boolean;
+  /** The kernel also took USO4/USO6: UDP comes as super-packets too, and received datagrams may be joined. */
+  readonly uso?: boolean;
   /** Set MTU, addresses and bring the link up (a real tun only). */
   configure(opts: { mtu?: number; addresses?: string[] }): Promise<void>;
   close(): void;
@@ -135,12 +139,16 @@ export function openTun(
   }
   const actual = new TextDecoder().decode(ifr.subarray(0, IFNAMSIZ)).replace(/\0.*$/s, "");
   setNonblocking(fd);
-  let offloaded = false;
+  let offloaded = false, uso = false;
   if (offload !== "off") {
     // TSO4/TSO6: TCP arrives as super-packets of up to 64 KB, split by the engine (gso.ts); CSUM: checksums may
-    // come partial and are completed there. A refusal leaves one packet per read (with the header still there).
-    const flags = offload === "refuse" ? 0x8000_0000 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
-    offloaded = L.ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) >= 0;
+    // come partial and are completed there; USO4/USO6 (Linux 6.2+): the same for UDP, and received UDP datagrams
+    // of one flow may be written as one (a kernel without USO keeps TCP only). A refusal leaves one packet per
+    // read (with the header still there).
+    const tcpFlags = offload === "refuse" ? 0x8000_0000 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    const set = (flags: number) => L.ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) >= 0;
+    uso = offload !== "refuse" && set(tcpFlags | TUN_F_USO4 | TUN_F_USO6);
+    offloaded = uso || set(tcpFlags);
     if (!offloaded) {
       opts.log?.(
         `tun offload refused by the kernel (${errnoText(errno())}): one packet per read on ${actual}`,
@@ -153,6 +161,7 @@ export function openTun(
     name: actual,
     vnetHdr: offload !== "off",
     offloaded,
+    uso,
     async configure({ mtu, addresses = [] }) {
       if (mtu !== undefined) {
         await run(

@@ -415,14 +415,11 @@ function readBatch(read: () => number, handle: ((n: number) => void) | null): nu
 
 /** The UDP send batch of a tx worker: BATCH slots, GSO joins unless the kernel or the settings refuse it. */
 function newUdpTx(): UdpBatchTx {
-  const tx = new UdpBatchTx(libc().symbols, init.sockFd, BATCH, HEADROOM + MAX_PLAINTEXT_LEN + 64, {
+  return new UdpBatchTx(libc().symbols, init.sockFd, BATCH, HEADROOM + MAX_PLAINTEXT_LEN + 64, {
     gso: !!init.udpOffload,
     onGsoOff: (why) => post({ t: "log", line: `${why}; datagrams are sent one by one from now on` }),
   });
-  udpTx = tx;
-  return tx;
 }
-let udpTx: UdpBatchTx | null = null;
 
 /**
  * UDP tun → transport in batches: up to BATCH packets read from the tun, each sealed in its own slot of `tx`

@@ -130,11 +130,6 @@ export class MsgBatch {
     return this.#hv.getUint32(i * MMSGHDR + 8, true);
   }
 
-  /** Every slot sends to `to` (a sockaddr) from now on. */
-  sendTo(to: Uint8Array): void {
-    for (let i = 0; i < this.n; i++) this.setName(i, to);
-  }
-
   /** Slot `i` sends `len` bytes from its offset `off`. */
   setSend(i: number, off: number, len: number): void {
     this.#iv.setBigUint64(i * IOVEC, this.#dataBase + BigInt(i * this.size + off), true);

@@ -219,3 +219,37 @@ export function starClientArgs(o: {
     ...["--peer-id", String(o.peerId), "--keepalive", "1,30", "--stats-interval", "0"],
   ];
 }
+
+/**
+ * Send `count` datagrams of `size` bytes over UDP from `from` to `dst` on `to` (tests/helpers/udp_xfer.ts)
+ * and return what the receiver saw: received (distinct, intact), corrupt, duplicates, reordered.
+ */
+export async function verifiedUdpTransfer<S extends string>(
+  lab: Hosts<S>,
+  dst: string,
+  count: number,
+  size: number,
+  port: number,
+  from: S = "a" as S,
+  to: S = (from === "a" ? "b" : "a") as S,
+): Promise<{ received: number; corrupt: number; duplicates: number; reordered: number }> {
+  const helper = new URL("./helpers/udp_xfer.ts", import.meta.url).pathname;
+  const sink = lab.spawn(to, [
+    Deno.execPath(),
+    "run",
+    "-A",
+    helper,
+    "sink",
+    dst,
+    String(port),
+    String(count),
+  ]);
+  await lab.waitFor(() => sink.output().includes("listening"), 15000, "the UDP sink");
+  const sent = await lab.run(from, [
+    ...[Deno.execPath(), "run", "-A", helper, "source", dst, String(port), String(count), String(size)],
+  ]);
+  assertEquals(sent.trim().split("\n").pop(), String(count), "datagrams sent");
+  const st = await sink.status;
+  assertEquals(st.code, 0, `UDP sink failed: ${sink.output()}`);
+  return JSON.parse(sink.output().trim().split("\n").pop()!);
+}

@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { NetnsLab } from "../cmd/netns.ts";
 import { parsePing, startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { statsOf, verifiedTransfer } from "./lab.ts";
+import { statsOf, verifiedTransfer, verifiedUdpTransfer } from "./lab.ts";
 
 const CIPHERS = ["AES-128-GCM", "AES-192-GCM", "AES-256-GCM", "CHACHA20-POLY1305"];
 let labIndex = 10;
@@ -109,6 +109,73 @@ for (const offload of ["on", "refuse"] as const) {
         } finally {
           await lab.destroy();
         }
+      }
+    },
+  });
+}
+
+for (const udpOffload of [true, false]) {
+  Deno.test({
+    name: `UDP offload ${
+      udpOffload ? "on (UDP_SEGMENT, UDP_GRO, tun USO)" : "off (OVPN_DCO_CLI_UDP_OFFLOAD=off)"
+    }: 20000 datagrams each way (IPv4 1200 B, IPv6 200 B) arrive intact, in order, none lost`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const lab = await NetnsLab.create(labIndex++);
+      try {
+        const keyFile = `${lab.runDir}/k.key`;
+        await writeNewKeyFile(keyFile);
+        await startPair(lab, {
+          proto: "udp",
+          cipher: "AES-256-GCM",
+          keyFile,
+          env: udpOffload ? {} : { OVPN_DCO_CLI_UDP_OFFLOAD: "off" },
+        });
+        const before = { a: await statsOf(lab, "a"), b: await statsOf(lab, "b") };
+        for (
+          const [dst, size, from, port] of [[lab.inner4.b, 1200, "a", 5321], [
+            lab.inner6.a,
+            200,
+            "b",
+            5322,
+          ]] as const
+        ) {
+          const r = await verifiedUdpTransfer(lab, dst, 20000, size, port, from);
+          assertEquals(
+            r,
+            { received: 20000, corrupt: 0, duplicates: 0, reordered: 0 },
+            `${size}-byte datagrams`,
+          );
+        }
+        for (const side of ["a", "b"] as const) {
+          const info =
+            JSON.parse((await lab.tool(side, ["peer", "get", "--ifname", `ovpn-${side}`, "--json"])).stdout)
+              .info;
+          const s = await statsOf(lab, side), s0 = before[side];
+          assertEquals(
+            s.lostInDataPkts + s.lostOutDataPkts - s0.lostInDataPkts - s0.lostOutDataPkts,
+            0,
+            `${side}: ${JSON.stringify(s.drops)}`,
+          );
+          if (!udpOffload) {
+            assertEquals(info.udpOffload, null, side);
+            continue;
+          }
+          const u = info.udpOffload;
+          assert(
+            u?.gsoSends > 50 && u.gsoDatagrams > 2 * u.gsoSends,
+            `${side} joined sends: ${JSON.stringify(u)}`,
+          );
+          assert(
+            u.groReceives > 50 && u.groDatagrams > 2 * u.groReceives,
+            `${side} GRO: ${JSON.stringify(u)}`,
+          );
+          // the tun took USO: received datagrams of one flow were written as one
+          assert(info.offload?.joinedSuperPackets > 50, `${side} tun joins: ${JSON.stringify(info.offload)}`);
+        }
+      } finally {
+        await lab.destroy();
       }
     },
   });

@@ -99,7 +99,8 @@ export function completeChecksum(b: Uint8Array, p: number, len: number, h: VnetH
   if (h.csumStart >= len || at + 2 > len) throw new GsoError("checksum offsets beyond the packet");
   const initial = (b[p + at] << 8) | b[p + at + 1];
   b[p + at] = b[p + at + 1] = 0;
-  const c = ~fold(sum16(b, p + h.csumStart, p + len, initial)) & 0xffff;
+  // as the kernel's skb_checksum_help: a sum of 0 goes out as 0xffff (for UDP, 0 would mean "no checksum")
+  const c = (~fold(sum16(b, p + h.csumStart, p + len, initial)) & 0xffff) || 0xffff;
   b[p + at] = c >> 8;
   b[p + at + 1] = c & 0xff;
 }

@@ -4,6 +4,7 @@ import {
   completeChecksum,
   GSO_TCPV4,
   GSO_TCPV6,
+  GSO_UDP_L4,
   GsoError,
   parseVnetHdr,
   splitSuperPacket,
@@ -18,12 +19,12 @@ function rfc1071(bytes: number[]): number {
   return s; // 0xffff when the data (with its checksum) verifies
 }
 
-function tcpVerifies(pkt: Uint8Array, v6: boolean): boolean {
+function tcpVerifies(pkt: Uint8Array, v6: boolean, proto = 6): boolean {
   const ipLen = v6 ? 40 : (pkt[0] & 0x0f) * 4;
   const l4 = [...pkt.subarray(ipLen)];
   const pseudo = v6
-    ? [...pkt.subarray(8, 40), 0, 0, l4.length >> 8, l4.length & 0xff, 0, 0, 0, 6]
-    : [...pkt.subarray(12, 20), 0, 6, l4.length >> 8, l4.length & 0xff];
+    ? [...pkt.subarray(8, 40), 0, 0, l4.length >> 8, l4.length & 0xff, 0, 0, 0, proto]
+    : [...pkt.subarray(12, 20), 0, proto, l4.length >> 8, l4.length & 0xff];
   return rfc1071([...pseudo, ...l4]) === 0xffff;
 }
 
@@ -163,6 +164,26 @@ Deno.test("gso: a partial checksum (NEEDS_CSUM, GSO_NONE) completed for UDP and 
   }
 });
 
+Deno.test("gso: a UDP checksum that sums to 0 is completed as 0xffff (0 would mean none; IPv6 drops it)", () => {
+  const p = udpSuperPacket(true, random(100));
+  const dv = new DataView(p.buffer);
+  dv.setUint16(44, 108); // UDP length
+  dv.setUint16(4, 108);
+  const h = udpHdr(true, 0);
+  const pseudo = [...p.subarray(8, 40), 0, 0, 0, 108, 0, 0, 0, 17];
+  // find the last payload word that makes the datagram's sum come out as 0
+  let hit = -1;
+  for (let w = 0; w < 65536 && hit < 0; w++) {
+    dv.setUint16(p.length - 2, w);
+    dv.setUint16(46, rfc1071(pseudo));
+    completeChecksum(p, 0, p.length, h);
+    if (rfc1071([...pseudo, ...p.subarray(40, 46), 0, 0, ...p.subarray(48)]) === 0xffff) hit = w;
+  }
+  assert(hit >= 0, "no payload word gives a zero sum");
+  assertEquals(dv.getUint16(46), 0xffff);
+  assert(tcpVerifies(p, true, 17));
+});
+
 Deno.test("gso: the virtio_net_hdr is read little-endian", () => {
   assertEquals(parseVnetHdr(new Uint8Array([1, 4, 0x4a, 0, 0x68, 0x05, 40, 0, 16, 0])), {
     flags: 1,
@@ -222,11 +243,11 @@ Deno.test("gso: malformed super-packets are refused with a GsoError", () => {
 });
 
 Deno.test("gso: fuzzed super-packets either fail with a GsoError or give segments that fit and verify", () => {
-  let good = 0;
+  let good = 0, udpGood = 0;
   for (let round = 0; round < 5000; round++) {
-    const v6 = round % 2 === 1;
+    const v6 = round % 2 === 1, udp = round % 4 >= 2;
     const payload = random(Math.floor(Math.random() * 6000));
-    const sp = superPacket({
+    const sp = udp ? udpSuperPacket(v6, payload, Math.floor(Math.random() * 65536)) : superPacket({
       v6,
       ipOptions: v6 ? 0 : 4 * Math.floor(Math.random() * 3),
       tcpOptions: 4 * Math.floor(Math.random() * 4),
@@ -241,7 +262,9 @@ Deno.test("gso: fuzzed super-packets either fail with a GsoError or give segment
     const cut = Math.random() < 0.2 ? sp.subarray(0, Math.floor(Math.random() * sp.length)) : sp;
     const h: VnetHdr = {
       flags: 1,
-      gsoType: Math.random() < 0.9 ? (v6 ? GSO_TCPV6 : GSO_TCPV4) : Math.floor(Math.random() * 8),
+      gsoType: Math.random() < 0.9
+        ? (udp ? GSO_UDP_L4 : v6 ? GSO_TCPV6 : GSO_TCPV4)
+        : Math.floor(Math.random() * 8),
       hdrLen: Math.floor(Math.random() * 200),
       gsoSize: Math.random() < 0.05 ? 0 : 500 + Math.floor(Math.random() * 1000),
       csumStart: Math.random() < 0.8 ? (v6 ? 40 : (sp[0] & 0x0f) * 4) : Math.floor(Math.random() * 80),
@@ -251,16 +274,18 @@ Deno.test("gso: fuzzed super-packets either fail with a GsoError or give segment
       const segs = split(cut, h);
       for (const s of segs) {
         assert(s.length <= h.csumStart + 60 + h.gsoSize, "a segment larger than headers + gso_size");
-        const isV6 = h.gsoType === GSO_TCPV6;
-        assert(tcpVerifies(s, isV6), "a segment with a wrong TCP checksum");
+        const isUdp = h.gsoType === GSO_UDP_L4, isV6 = isUdp ? s[0] >> 4 === 6 : h.gsoType === GSO_TCPV6;
+        assert(tcpVerifies(s, isV6, isUdp ? 17 : 6), "a segment with a wrong checksum");
         if (!isV6) assertEquals(rfc1071([...s.subarray(0, h.csumStart)]), 0xffff);
       }
       good++;
+      if (udp) udpGood++;
     } catch (e) {
       if (!(e instanceof GsoError)) throw e;
     }
   }
   assert(good > 1500, `only ${good} of 5000 split`);
+  assert(udpGood > 700, `only ${udpGood} UDP ones split`);
 });
 
 /** What the kernel does with a coalesced write: a GSO one is split again (as the stack would resegment it). */
@@ -277,15 +302,19 @@ function kernelView(written: Uint8Array[]): Uint8Array[] {
     // the partial checksum completes to a valid one over the whole super-packet
     const full = w.slice(10);
     completeChecksum(full, 0, full.length, h);
-    assert(tcpVerifies(full, h.gsoType === GSO_TCPV6), "the super-packet's checksum");
+    const udp = h.gsoType === GSO_UDP_L4;
+    assert(
+      tcpVerifies(full, udp ? full[0] >> 4 === 6 : h.gsoType === GSO_TCPV6, udp ? 17 : 6),
+      "its checksum",
+    );
     out.push(...split(w.subarray(10), h, 0));
   }
   return out;
 }
 
-function coalesce(pkts: Uint8Array[]) {
+function coalesce(pkts: Uint8Array[], udp = false) {
   const written: Uint8Array[] = [];
-  const c = new Coalescer((b, len) => (written.push(b.slice(0, len)), true), () => {});
+  const c = new Coalescer((b, len) => (written.push(b.slice(0, len)), true), () => {}, { udp });
   for (const p of pkts) c.push(p, 0, p.length);
   c.flush();
   return { written, c };
@@ -394,4 +423,103 @@ Deno.test("gro: fuzzed streams (two flows, shuffled runs, corruption) come out e
     const back = kernelView(written);
     assertEquals(back, expect, `round ${round}`);
   }
+});
+
+/** A UDP super-packet (one flow) as the kernel hands it over with USO: lengths and checksum left to the split. */
+function udpSuperPacket(v6: boolean, payload: Uint8Array, id = 0xfffe, port = 5201): Uint8Array {
+  const ipLen = v6 ? 40 : 20;
+  const p = new Uint8Array(ipLen + 8 + payload.length);
+  const dv = new DataView(p.buffer);
+  if (v6) {
+    p[0] = 0x60;
+    p[6] = 17;
+    p[7] = 64;
+    p.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 8);
+    p.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 24);
+  } else {
+    p[0] = 0x45;
+    dv.setUint16(4, id);
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 17;
+    p.set([10, 1, 2, 3], 12);
+    p.set([10, 4, 5, 6], 16);
+  }
+  dv.setUint16(ipLen, 40000);
+  dv.setUint16(ipLen + 2, port);
+  p.set(payload, ipLen + 8);
+  return p;
+}
+
+const udpHdr = (v6: boolean, gsoSize: number): VnetHdr => ({
+  flags: 1,
+  gsoType: GSO_UDP_L4,
+  hdrLen: (v6 ? 40 : 20) + 8,
+  gsoSize,
+  csumStart: v6 ? 40 : 20,
+  csumOffset: 6,
+});
+
+for (const v6 of [false, true]) {
+  Deno.test(`gso: a UDP${v6 ? "v6" : "v4"} super-packet (USO) splits into datagrams that verify`, () => {
+    const payload = random(10_000);
+    const segs = split(udpSuperPacket(v6, payload), udpHdr(v6, 1200));
+    assertEquals(segs.length, 9);
+    const ipLen = v6 ? 40 : 20;
+    const got: number[] = [];
+    segs.forEach((seg, i) => {
+      const dv = new DataView(seg.buffer, seg.byteOffset);
+      assertEquals(dv.getUint16(ipLen + 4), seg.length - ipLen, "UDP length");
+      if (v6) assertEquals(dv.getUint16(4), seg.length - 40, "payload length");
+      else {
+        assertEquals(dv.getUint16(2), seg.length, "total length");
+        assertEquals(dv.getUint16(4), (0xfffe + i) & 0xffff, "consecutive ids (wrapping)");
+        assertEquals(rfc1071([...seg.subarray(0, 20)]), 0xffff, "IPv4 header checksum");
+      }
+      assert(tcpVerifies(seg, v6, 17), `datagram ${i}'s UDP checksum`);
+      assertEquals(seg.length - ipLen - 8, i < 8 ? 1200 : 400);
+      got.push(...seg.subarray(ipLen + 8));
+    });
+    assertEquals(new Uint8Array(got), payload);
+  });
+
+  Deno.test(`gro: UDP${v6 ? "v6" : "v4"} datagrams of one flow are joined (USO) into a write that splits back into them`, () => {
+    const segs = split(udpSuperPacket(v6, random(64 * 70 + 10)), udpHdr(v6, 64));
+    assertEquals(segs.length, 71);
+    const { written, c } = coalesce(segs, true);
+    // at most 64 per write: 64 + the remaining 7 (the last one shorter)
+    assertEquals(written.map((w) => parseVnetHdr(w).gsoType), [GSO_UDP_L4, GSO_UDP_L4]);
+    const h = parseVnetHdr(written[0]);
+    assertEquals([h.gsoSize, h.csumStart, h.csumOffset, h.hdrLen], [64, v6 ? 40 : 20, 6, (v6 ? 40 : 20) + 8]);
+    assertEquals(kernelView(written), segs);
+    assertEquals([c.supers, c.joined], [2, 71]);
+    // without USO nothing UDP is joined
+    const plain = coalesce(segs, false);
+    assertEquals(plain.written.length, segs.length);
+    assertEquals(kernelView(plain.written), segs);
+  });
+}
+
+Deno.test("gro: UDP datagrams that may not be joined go out alone, unchanged, in order", () => {
+  let id = 500;
+  const one = (len: number, port = 5201, v6 = false) =>
+    split(udpSuperPacket(v6, random(len), id++, port), udpHdr(v6, 2000))[0];
+  const a1 = one(100), a2 = one(100), short = one(50), after = one(100); // short ends the run
+  const bigger = one(200); // larger than the run before it: a new run
+  const other = one(200, 5202); // another flow
+  id += 5;
+  const gap = one(200, 5202); // not the next IPv4 id
+  const bad = one(200, 5202);
+  bad[40] ^= 1; // a broken checksum
+  const noSum = one(200, 5202);
+  noSum[26] = noSum[27] = 0; // IPv4 without a UDP checksum
+  const v6 = one(200, 5202, true); // another family
+  const input = [a1, a2, short, after, bigger, other, gap, bad, noSum, v6];
+  const { written } = coalesce(input, true);
+  assertEquals(
+    written.map((w) => parseVnetHdr(w).gsoType),
+    [GSO_UDP_L4, 0, 0, 0, 0, 0, 0, 0],
+    "a1+a2+short joined; after (100 ≤ 100 but after a shorter one) and bigger start their own runs",
+  );
+  assertEquals(kernelView(written), input);
 });

@@ -151,7 +151,7 @@ export function enableUdpGro(
 }
 
 /** The libc calls UdpBatchTx makes (a subset of ffi/libc.ts's symbols). */
-interface SendLib {
+export interface SendLib {
   sendmmsg(fd: number, hdrs: Uint8Array, n: number, flags: number): number;
 }
 
@@ -190,8 +190,9 @@ export class UdpBatchTx {
     readonly sock: number,
     readonly n: number,
     readonly slot: number,
-    opts: { gso: boolean; onGsoOff?: (why: string) => void },
+    opts: { gso: boolean; onGsoOff?: (why: string) => void; errno?: () => number },
   ) {
+    this.#errno = opts.errno ?? errno;
     this.mb = new MsgBatch(n, slot);
     this.bufs = Array.from({ length: n }, (_, i) => this.mb.data.subarray(i * slot, (i + 1) * slot));
     this.#gso = opts.gso;
@@ -213,6 +214,7 @@ export class UdpBatchTx {
     }
   }
   readonly #onGsoOff?: (why: string) => void;
+  readonly #errno: () => number;
 
   /** Whether runs are still joined. */
   get gso(): boolean {
@@ -255,7 +257,7 @@ export class UdpBatchTx {
         g += r;
         continue;
       }
-      const e = errno();
+      const e = this.#errno();
       if (e === EINTR) continue;
       const s = this.#gStart[g], k = this.#gCount[g];
       if (k > 1 && (e === EIO || e === EINVAL || e === EMSGSIZE)) {
@@ -278,7 +280,7 @@ export class UdpBatchTx {
         i += r;
         continue;
       }
-      if (r < 0 && errno() === EINTR) continue;
+      if (r < 0 && this.#errno() === EINTR) continue;
       this.#lost[i]!(); // the kernel refused this one: the rest go on
       i++;
     }

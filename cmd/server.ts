@@ -59,14 +59,20 @@ async function openWindowsServer(cfg: ServerConfig): Promise<ServerBackend> {
     }
   }
   const { WintunTun } = await import("../driver/wintun.ts");
-  const { LoopServerDevice } = await import("../driver/userspace/loop_server.ts");
+  const { ServerDevice } = await import("../driver/userspace/server_device.ts");
+  const { wintunIo } = await import("../driver/userspace/io_win.ts");
   const tun = WintunTun.open(cfg.ifname);
   log(
     `wintun: adapter '${cfg.ifname}' (Wintun driver version ${tun.driverVersion >> 16}.${
       tun.driverVersion & 0xffff
     })`,
   );
-  return new LoopServerDevice(tun, { backend: "wintun", provider: cfg.provider, log, proto: cfg.proto });
+  return new ServerDevice(wintunIo(tun), {
+    backend: "wintun",
+    provider: cfg.provider,
+    log,
+    proto: cfg.proto,
+  });
 }
 
 /** Run a server until a signal. */

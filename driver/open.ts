@@ -58,12 +58,13 @@ export async function openDevice(o: OpenOptions): Promise<Device> {
     }
   }
   const { WintunTun } = await import("./wintun.ts");
-  const { LoopDevice } = await import("./userspace/loop_device.ts");
+  const { UserspaceDevice } = await import("./userspace/device.ts");
+  const { wintunIo } = await import("./userspace/io_win.ts");
   const tun = WintunTun.open(o.ifname);
   o.log?.(
     `wintun: adapter '${o.ifname}' (Wintun driver version ${tun.driverVersion >> 16}.${
       tun.driverVersion & 0xffff
     })`,
   );
-  return new LoopDevice(tun, { backend: "wintun", provider: o.provider, log: o.log });
+  return new UserspaceDevice(wintunIo(tun), { backend: "wintun", provider: o.provider, log: o.log });
 }

@@ -39,6 +39,8 @@ export function wintunPath(): string {
 export class WintunTun implements PacketTun {
   readonly name: string;
   readonly driverVersion: number;
+  /** wintun.dll's absolute path (the engine workers load it again). */
+  readonly dllPath = wintunPath();
   #w: Wintun;
   #adapter: Deno.PointerValue;
   #session: Deno.PointerValue;
@@ -93,6 +95,16 @@ export class WintunTun implements PacketTun {
       );
     }
     return new WintunTun(w, name, adapter, session);
+  }
+
+  /** The session handle, for the engine workers (WintunReceivePacket and friends take it). */
+  get sessionHandle(): bigint {
+    return BigInt(Deno.UnsafePointer.value(this.#session));
+  }
+
+  /** The session's read-wait event, for the engine workers. */
+  get readEventHandle(): bigint {
+    return BigInt(Deno.UnsafePointer.value(this.#event));
   }
 
   drain(into: (p: Uint8Array) => void, max: number): number {

@@ -28,6 +28,12 @@ const SYMBOLS = {
   CancelIoEx: { parameters: ["pointer", "buffer"], result: "i32" },
   CreateEventA: { parameters: ["pointer", "i32", "i32", "pointer"], result: "pointer" },
   ResetEvent: { parameters: ["pointer"], result: "i32" },
+  SetEvent: { parameters: ["pointer"], result: "i32" },
+  // memcpy from native memory into a buffer, and from a buffer into native memory (WinTUN packets)
+  RtlMoveMemory_in: { name: "RtlMoveMemory", parameters: ["buffer", "pointer", "usize"], result: "void" },
+  RtlMoveMemory_out: { name: "RtlMoveMemory", parameters: ["pointer", "buffer", "usize"], result: "void" },
+  // (nCount, lpHandles, bWaitAll, dwMilliseconds): WAIT_OBJECT_0 + the index of the signalled one, or 258
+  WaitForMultipleObjects: { parameters: ["u32", "buffer", "i32", "u32"], result: "u32" },
   WaitForSingleObject: { parameters: ["pointer", "u32"], result: "u32" },
   WaitForSingleObject_nb: {
     name: "WaitForSingleObject",

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { decodeSockaddr, encodeSockaddr } from "./sockaddr.ts";
+
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
@@ -154,31 +156,14 @@ export class SysError extends Error {
   }
 }
 
-/** Encode a Linux sockaddr_in / sockaddr_in6 from 4- or 16-byte address bytes. */
+/** The Linux sockaddr of an IPv4 (4 bytes) or IPv6 (16 bytes) address and port. */
 export function sockaddr(addr: Uint8Array, port: number): Uint8Array {
-  if (addr.length === 4) {
-    const b = new Uint8Array(16);
-    const dv = new DataView(b.buffer);
-    dv.setUint16(0, AF_INET, true);
-    dv.setUint16(2, port, false);
-    b.set(addr, 4);
-    return b;
-  }
-  const b = new Uint8Array(28);
-  const dv = new DataView(b.buffer);
-  dv.setUint16(0, AF_INET6, true);
-  dv.setUint16(2, port, false);
-  b.set(addr, 8);
-  return b;
+  return encodeSockaddr(addr, port, AF_INET, AF_INET6);
 }
 
-/** Decode a Linux sockaddr into address bytes and port (null for other families). */
+/** The address and port of a Linux sockaddr, or null for another family. */
 export function parseSockaddr(b: Uint8Array): { addr: Uint8Array; port: number } | null {
-  const dv = new DataView(b.buffer, b.byteOffset, b.length);
-  const fam = dv.getUint16(0, true);
-  if (fam === AF_INET) return { addr: b.slice(4, 8), port: dv.getUint16(2, false) };
-  if (fam === AF_INET6) return { addr: b.slice(8, 24), port: dv.getUint16(2, false) };
-  return null;
+  return decodeSockaddr(b, AF_INET, AF_INET6);
 }
 
 /** A struct timeval of `ms` milliseconds, for SO_RCVTIMEO / SO_SNDTIMEO. */

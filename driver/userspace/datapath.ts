@@ -12,8 +12,9 @@
  */
 import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../datachannel/channel.ts";
 import { clampMss } from "../datachannel/mss.ts";
-import { isDataV2 } from "../datachannel/packet.ts";
 import type { SharedStats } from "./shared_stats.ts";
+import { isDataV2, peerIdOf } from "../datachannel/packet.ts";
+import type { EnginePeer, FromEngine } from "./engine_protocol.ts";
 
 /**
  * Count a packet as sent before it leaves (so that whoever sees it arrive also sees it counted) and
@@ -77,4 +78,59 @@ export function receive(
     stats.countDrop("queue-full");
   }
   return true;
+}
+
+/** Whether the sockaddr `a` (length `alen`) is the same family, port and address as `b` (either platform). */
+export function sameAddress(a: Uint8Array, alen: number, b: Uint8Array): boolean {
+  if (alen !== b.length || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) return false;
+  const [from, to] = alen === 28 ? [8, 24] : [4, 8];
+  for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Views of `buf` from an offset, cached (at most `max`, then the cache starts afresh). */
+export function viewCache(buf: Uint8Array, max = 4096): (off: number) => Uint8Array {
+  const views = new Map<number, Uint8Array>();
+  return (off) => {
+    let v = views.get(off);
+    if (!v) {
+      if (views.size >= max) views.clear();
+      views.set(off, v = buf.subarray(off));
+    }
+    return v;
+  };
+}
+
+/**
+ * Server mode, one datagram from `src` (a sockaddr): a control packet goes up to the main thread with its
+ * source; a data packet to the peer its peer id names, and once it is authentic a new source moves (floats)
+ * the peer there. Unknown peer ids are counted and dropped.
+ */
+export function serverReceive(
+  peers: Map<number, EnginePeer>,
+  stats: SharedStats,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  src: Uint8Array,
+  sinks: ReceiveSinks,
+  post: (m: FromEngine) => void,
+): void {
+  if (!isDataV2(buf, off, len)) {
+    stats.ReceivedControlPackets++;
+    stats.TransportBytesReceived += len;
+    post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
+    return;
+  }
+  const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
+  if (!p) {
+    stats.TransportBytesReceived += len;
+    stats.LostInDataPackets++;
+    stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
+    return;
+  }
+  if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
+    p.sa = src.slice();
+    post({ t: "float", peer: p.id, sockaddr: p.sa });
+  }
 }

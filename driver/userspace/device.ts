@@ -12,7 +12,6 @@
  * ```
  * @module
  */
-import { libc } from "../../ffi/libc.ts";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
 import { formatEndpoint, type SetPeer } from "../uapi.ts";
@@ -20,14 +19,8 @@ import { EngineDeviceBase } from "./device_base.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
-import {
-  endpointSockaddr,
-  peerSockaddrOf,
-  tcpAccept,
-  tcpConnect,
-  udpOffloadWanted,
-  udpSocket,
-} from "./sockets_linux.ts";
+import type { EngineIo } from "./engine_io.ts";
+import { linuxIo } from "./io_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** Options of a userspace device. */
@@ -45,74 +38,78 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
   readonly backend: string;
   readonly ifname: string;
   readonly stats = new SharedStats();
-  #tun: TunHandle;
+  #io: EngineIo;
   #provider: ProviderName;
   #log: (line: string) => void;
   #host: EngineHost;
   #sockFd = -1;
   #generation = 0;
 
-  constructor(tun: TunHandle, opts: UserspaceOptions = {}) {
+  /** `tun`: a Linux tun (its EngineIo is made here) or a platform's EngineIo (WinTUN: io_win.ts). */
+  constructor(tun: TunHandle | EngineIo, opts: UserspaceOptions = {}) {
     super();
-    this.#tun = tun;
+    this.#io = "tunInit" in tun ? tun : linuxIo(tun);
     this.ifname = tun.name;
     this.backend = opts.backend ?? "tun";
     this.#provider = opts.provider ?? "auto";
     this.#log = opts.log ?? ((l) => console.error(l));
-    this.#host = new EngineHost({
-      message: (m) => {
-        if (m.t === "ctl") this.pushControl(m.bytes);
-        else if (m.t === "epoch") {
-          this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch });
-        }
+    this.#host = new EngineHost(
+      {
+        message: (m) => {
+          if (m.t === "ctl") this.pushControl(m.bytes);
+          else if (m.t === "epoch") {
+            this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch });
+          }
+        },
+        failed: (message) => this.end({ kind: "failed", message }),
+        closed: (message) => this.end({ kind: "aborted", message }),
+        log: (line) => this.#log(line),
       },
-      failed: (message) => this.end({ kind: "failed", message }),
-      closed: (message) => this.end({ kind: "aborted", message }),
-      log: (line) => this.#log(line),
-    }, this.ended);
+      this.ended,
+      () => this.#io.waker(),
+    );
   }
 
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
-    return this.#tun.configure(o);
+    return this.#io.configure(o, this.#log);
   }
 
   async newPeer(p: PeerConfig): Promise<void> {
     this.requireNoPeer();
     const timeout = p.connectTimeoutMs ?? 30_000;
     const cancelled = () => this.closed;
+    const io = this.#io;
     let fd: number;
     let peerSa: Uint8Array;
     if (p.proto === "udp") {
-      fd = udpSocket(p.local, p.remote);
-      peerSa = endpointSockaddr(p.remote);
+      fd = io.udpSocket(p.local, p.remote);
+      peerSa = io.sockaddr(p.remote);
     } else if (p.listen) {
       const where = formatEndpoint(p.local);
-      fd = await tcpAccept(
+      fd = await io.tcpAccept(
         p.local,
         p.remote,
         timeout,
         cancelled,
         () => this.#log(`waiting for a TCP connection on ${where}`),
       );
-      peerSa = peerSockaddrOf(fd);
+      peerSa = io.peerSockaddrOf(fd);
     } else {
-      fd = await tcpConnect(p.local, p.remote, timeout, cancelled);
-      peerSa = peerSockaddrOf(fd);
+      fd = await io.tcpConnect(p.local, p.remote, timeout, cancelled);
+      peerSa = io.peerSockaddrOf(fd);
     }
     if (this.closed) {
-      libc().symbols.close(fd);
+      io.closeSocket(fd);
       throw new DeviceError("the device was closed while connecting", "state");
     }
+    io.watch(fd);
     this.#sockFd = fd;
     this.peer = p;
     if (p.peerId !== undefined) this.peerId = p.peerId;
     this.startTimer();
     const init = {
-      tunFd: this.#tun.fd,
-      vnetHdr: !!this.#tun.vnetHdr,
-      gro: !!this.#tun.offloaded,
-      groUdp: !!this.#tun.uso,
-      udpOffload: p.proto === "udp" && udpOffloadWanted(),
+      ...io.tunInit(),
+      udpOffload: p.proto === "udp" && io.udpOffload(),
       sockFd: fd,
       proto: p.proto,
       mode: "p2p" as const,
@@ -195,7 +192,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
   async #stopEngines(): Promise<void> {
     this.stopTimer();
     await this.#host.stop();
-    if (this.#sockFd >= 0) libc().symbols.close(this.#sockFd);
+    if (this.#sockFd >= 0) this.#io.closeSocket(this.#sockFd);
     this.#sockFd = -1;
   }
 
@@ -203,7 +200,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     if (this.closed) return;
     this.closed = true;
     await this.#stopEngines();
-    this.#tun.close();
+    this.#io.close();
     this.end({ kind: "failed", message: "the device was closed" });
   }
 }

@@ -13,9 +13,32 @@ export type Role = "tx" | "rx";
 
 interface Engine {
   worker: Worker;
-  wakeRead: number;
-  wakeWrite: number;
+  waker: Waker;
   stopped: Promise<void>;
+}
+
+/** How the main thread wakes a worker that waits (Linux: a pipe it polls; Windows: an event it waits on). */
+export interface Waker {
+  /** The worker's init with this waker's end filled in. */
+  give(init: EngineInit): EngineInit;
+  wake(): void;
+  close(): void;
+}
+
+/** Linux: a non-blocking pipe; the worker polls the read end, a byte written wakes it. */
+export function pipeWaker(): Waker {
+  const L = libc().symbols;
+  const pipe = new Int32Array(2);
+  if (L.pipe2(pipe, O_CLOEXEC | O_NONBLOCK) < 0) throw new DeviceError(`pipe2: ${errnoText(errno())}`);
+  const one = new Uint8Array(1);
+  return {
+    give: (init) => ({ ...init, wakeFd: pipe[0] }),
+    wake: () => void L.write(pipe[1], one, 1n),
+    close() {
+      L.close(pipe[0]);
+      L.close(pipe[1]);
+    },
+  };
 }
 
 /** What the host reports to its device. */
@@ -39,22 +62,26 @@ export class EngineHost {
   #events: EngineEvents;
   #ended: Promise<unknown>;
 
-  /** `ended`: resolves when the device's tunnel ends (pending acks stop waiting then). */
-  constructor(events: EngineEvents, ended: Promise<unknown>) {
+  #newWaker: () => Waker;
+
+  /**
+   * `ended`: resolves when the device's tunnel ends (pending acks stop waiting then); `waker` makes each worker's
+   * wake-up (a pipe by default).
+   */
+  constructor(events: EngineEvents, ended: Promise<unknown>, waker: () => Waker = pipeWaker) {
     this.#events = events;
     this.#ended = ended;
+    this.#newWaker = waker;
   }
 
   get running(): boolean {
     return this.#engines.size > 0;
   }
 
-  /** Start one worker with `init` (its role, fds, stats; the wake-up fd and signal are filled in here). */
+  /** Start one worker with `init` (its role, fds, stats; the wake-up and signal are filled in here). */
   async spawn(init: Omit<EngineInit, "t" | "signal" | "wakeFd">): Promise<void> {
     const role = init.role;
-    const L = libc().symbols;
-    const pipe = new Int32Array(2);
-    if (L.pipe2(pipe, O_CLOEXEC | O_NONBLOCK) < 0) throw new DeviceError(`pipe2: ${errnoText(errno())}`);
+    const waker = this.#newWaker();
     const worker = new Worker(new URL("./engine_worker.ts", import.meta.url).href, { type: "module" });
     let readyResolve!: () => void, readyReject!: (e: Error) => void;
     const ready = new Promise<void>((res, rej) => ((readyResolve = res), (readyReject = rej)));
@@ -95,13 +122,13 @@ export class EngineHost {
       readyReject(new DeviceError(e.message));
       this.#events.failed(`${role} engine crashed: ${e.message}`);
     };
-    this.#engines.set(role, { worker, wakeRead: pipe[0], wakeWrite: pipe[1], stopped });
-    worker.postMessage({
+    this.#engines.set(role, { worker, waker, stopped });
+    worker.postMessage(waker.give({
       ...init,
       t: "init",
       signal: this.signal.buffer as SharedArrayBuffer,
-      wakeFd: pipe[0],
-    });
+      wakeFd: -1,
+    }));
     await ready;
   }
 
@@ -112,7 +139,7 @@ export class EngineHost {
       if (!e) continue;
       e.worker.postMessage(m);
       Atomics.add(this.signal, r === "tx" ? SIGNAL.tx : SIGNAL.rx, 1);
-      libc().symbols.write(e.wakeWrite, new Uint8Array(1), 1n);
+      e.waker.wake();
     }
   }
 
@@ -128,17 +155,20 @@ export class EngineHost {
     }));
   }
 
-  /** Stop both workers (they finish their loop; after 2 s they are terminated) and close their pipes. */
+  /** Stop both workers (they finish their loop; after 2 s they are terminated) and close their wake-ups. */
   async stop(): Promise<void> {
     Atomics.store(this.signal, SIGNAL.stop, 1);
     const engines = [...this.#engines.values()];
-    const L = libc().symbols;
-    for (const e of engines) L.write(e.wakeWrite, new Uint8Array(1), 1n);
-    await Promise.race([Promise.all(engines.map((e) => e.stopped)), new Promise((r) => setTimeout(r, 2000))]);
+    for (const e of engines) e.waker.wake();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(engines.map((e) => e.stopped)),
+      new Promise((r) => timer = setTimeout(r, 2000)),
+    ]);
+    clearTimeout(timer);
     for (const e of engines) {
       e.worker.terminate();
-      L.close(e.wakeRead);
-      L.close(e.wakeWrite);
+      e.waker.close();
     }
     this.#engines.clear();
     Atomics.store(this.signal, SIGNAL.stop, 0);

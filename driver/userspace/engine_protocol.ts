@@ -5,6 +5,10 @@
  */
 import type { ProviderName } from "../../crypto/providers.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
+import type { DataChannel } from "../datachannel/channel.ts";
+import type { TcpDeframer } from "../datachannel/framing.ts";
+import type { SharedStats } from "./shared_stats.ts";
+import type { WinEngineInit } from "./engine_win.ts";
 
 /** Where the worker's file descriptors come from (all fds are process-wide, so workers share them). */
 export interface EngineInit {
@@ -31,8 +35,10 @@ export interface EngineInit {
   stats: SharedArrayBuffer;
   /** Int32Array: [messages posted to tx, messages posted to rx, stop flag]. */
   signal: SharedArrayBuffer;
-  /** Read end of the wake-up pipe of this worker. */
+  /** Read end of the wake-up pipe of this worker (Linux). */
   wakeFd: number;
+  /** Windows (WinTUN): the session, the events and wintun.dll; `sockFd` is then a SOCKET, `tunFd` unused. */
+  win?: WinEngineInit;
 }
 
 /** Main → worker. `ack`: when set, the worker answers `{ t: "ack", ack }` once the message took effect. */
@@ -89,3 +95,16 @@ export type FromEngine =
 
 /** Index of the per-worker "posted" counter and the stop flag in the signal array. */
 export const SIGNAL = { tx: 0, rx: 1, stop: 2 } as const;
+
+/** Server mode, in a worker: one entry per peer, each with its own channel, address, statistics and MSS. */
+export interface EnginePeer {
+  id: number;
+  ch: DataChannel;
+  /** The peer's sockaddr (the platform's layout). */
+  sa: Uint8Array;
+  stats: SharedStats;
+  mss: number;
+  /** TCP server: the peer's connection (fd or SOCKET; -1: none yet, or ended) and its reassembly buffer. */
+  fd: number;
+  deframer?: TcpDeframer;
+}

@@ -24,8 +24,8 @@ import {
   POLLIN,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
-import { countSend, receive } from "./datapath.ts";
-import type { EngineInit, FromEngine, ToEngine } from "./engine_protocol.ts";
+import { countSend, receive, serverReceive, viewCache } from "./datapath.ts";
+import type { EngineInit, EnginePeer, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
 import { clampMss } from "../datachannel/mss.ts";
@@ -35,7 +35,6 @@ import {
   MAX_CONTROL_LEN,
   MAX_PLAINTEXT_LEN,
   MAX_WIRE_LEN,
-  peerIdOf,
 } from "../datachannel/packet.ts";
 import { SharedStats } from "./shared_stats.ts";
 import { enableUdpGro, MsgBatch, NAME_LEN, UdpBatchTx } from "./mmsg.ts";
@@ -50,12 +49,11 @@ import {
   VNET_HDR_LEN,
 } from "../datachannel/gso.ts";
 import { RouteTable } from "../datachannel/routes.ts";
+import { type WinEngineInit, winPumps } from "./engine_win.ts";
 
 const BATCH = 64;
 /** A receive slot with UDP_GRO on: a whole train of coalesced datagrams (at most one IP datagram's payload). */
 const GRO_SLOT = 65536;
-/** Views of receive buffers cached per offset, at most this many (GRO trains give many offsets). */
-const MAX_VIEWS = 4096;
 const IDLE_POLL_MS = 200;
 
 let init: EngineInit;
@@ -68,18 +66,7 @@ let mss = 0;
 let pendingPing = false;
 const pendingCtl: { bytes: Uint8Array; peer?: number }[] = [];
 
-/** Server mode: one entry per peer, each with its own channel, address, statistics and MSS. */
-interface Peer {
-  id: number;
-  ch: DataChannel;
-  sa: Uint8Array;
-  stats: SharedStats;
-  mss: number;
-  /** TCP server: the peer's connection (-1: none yet, or ended) and its reassembly buffer. */
-  fd: number;
-  deframer?: TcpDeframer;
-}
-const peers = new Map<number, Peer>();
+const peers = new Map<number, EnginePeer>();
 const routes = new RouteTable();
 const pendingPings = new Set<number>();
 
@@ -217,6 +204,57 @@ async function drainMessages() {
 const stopping = () => Atomics.load(signal, SIGNAL.stop) !== 0;
 
 async function run() {
+  const role = init.role;
+  const idx = role === "tx" ? SIGNAL.tx : SIGNAL.rx;
+  const { pump, idle } = init.win ? windowsEngine() : linuxEngine();
+  try {
+    while (!stopping()) {
+      const busy = (role === "rx" || started) ? pump() : 0;
+      if (Atomics.load(signal, idx) !== handled) {
+        await drainMessages();
+        continue;
+      }
+      if (role === "tx" && (pendingPing || pendingCtl.length || pendingPings.size)) {
+        flushTxExtras();
+        continue;
+      }
+      if (busy >= BATCH) continue;
+      idle();
+    }
+  } catch (e) {
+    if (e instanceof ClosedError) post({ t: "closed", role, reason: e.message });
+    else post({ t: "fatal", role, message: (e as Error).message });
+    return;
+  } finally {
+    ch?.close();
+    for (const p of peers.values()) p.ch.close();
+  }
+  post({ t: "stopped", role });
+}
+
+/** The WinTUN pumps (engine_win.ts) and their wait on [data event, wake event]. */
+function windowsEngine(): { pump: () => number; idle: () => void } {
+  const w = winPumps({
+    init: init as EngineInit & { win: WinEngineInit },
+    stats,
+    ch: () => ch,
+    mss: () => mss,
+    peers,
+    routes,
+    post,
+    stopping,
+    closed: (reason) => new ClosedError(reason),
+  });
+  flushTxExtras = () => {
+    const pending = { ping: pendingPing, ctl: pendingCtl, pings: pendingPings };
+    pendingPing = false;
+    w.extras(pending);
+  };
+  return { pump: w.pump, idle: () => w.idle(IDLE_POLL_MS, init.role === "rx" || started) };
+}
+
+/** The Linux pumps (below) and their wait in poll(2) on [data fd, wake-up pipe]. */
+function linuxEngine(): { pump: () => number; idle: () => void } {
   const L = libc().symbols;
   const wakeBuf = new Uint8Array(64);
   const pfd = new Uint8Array(16); // two struct pollfd {int fd; short events; short revents;}
@@ -232,53 +270,33 @@ async function run() {
   const pump = role === "tx"
     ? (server ? makeServerTx() : makeTx())
     : (server ? (init.proto === "tcp" ? makeServerTcpRx() : makeServerRx()) : makeRx());
-  const idx = role === "tx" ? SIGNAL.tx : SIGNAL.rx;
-  try {
-    while (!stopping()) {
-      const busy = (role === "rx" || started) ? pump() : 0;
-      if (Atomics.load(signal, idx) !== handled) {
-        await drainMessages();
-        continue;
-      }
-      if (role === "tx" && (pendingPing || pendingCtl.length || pendingPings.size)) {
-        flushTxExtras();
-        continue;
-      }
-      if (busy >= BATCH) continue;
-      if (tcpServerRx) {
-        // idle: wait for any peer's connection or a wake-up
-        const conns = [...peers.values()].filter((p) => p.fd >= 0).map((p) => p.fd);
-        const set = new Uint8Array(8 * (conns.length + 1));
-        const sdv = new DataView(set.buffer);
-        [init.wakeFd, ...conns].forEach((fd, i) => {
-          sdv.setInt32(8 * i, fd, true);
-          sdv.setInt16(8 * i + 4, POLLIN, true);
-        });
-        const r = L.poll(set, BigInt(conns.length + 1), IDLE_POLL_MS);
-        if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
-        if (sdv.getInt16(6, true) & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
-        continue;
-      }
-      // idle: wait for data or a wake-up (tx polls the tun only once started)
-      const nfds = role === "tx" && !started ? 1 : 2;
-      const fds = nfds === 2 ? pfd : pfd.subarray(8);
-      const r = L.poll(fds, BigInt(nfds), IDLE_POLL_MS);
+  const idle = () => {
+    if (tcpServerRx) {
+      // idle: wait for any peer's connection or a wake-up
+      const conns = [...peers.values()].filter((p) => p.fd >= 0).map((p) => p.fd);
+      const set = new Uint8Array(8 * (conns.length + 1));
+      const sdv = new DataView(set.buffer);
+      [init.wakeFd, ...conns].forEach((fd, i) => {
+        sdv.setInt32(8 * i, fd, true);
+        sdv.setInt16(8 * i + 4, POLLIN, true);
+      });
+      const r = L.poll(set, BigInt(conns.length + 1), IDLE_POLL_MS);
       if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
-      const wakeRevents = pdv.getInt16(14, true);
-      if (wakeRevents & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
-      if (nfds === 2 && pdv.getInt16(6, true) & (POLLERR | POLLHUP) && role === "tx") {
-        throw new Error("the tun device went away");
-      }
+      if (sdv.getInt16(6, true) & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
+      return;
     }
-  } catch (e) {
-    if (e instanceof ClosedError) post({ t: "closed", role, reason: e.message });
-    else post({ t: "fatal", role, message: (e as Error).message });
-    return;
-  } finally {
-    ch?.close();
-    for (const p of peers.values()) p.ch.close();
-  }
-  post({ t: "stopped", role });
+    // idle: wait for data or a wake-up (tx polls the tun only once started)
+    const nfds = role === "tx" && !started ? 1 : 2;
+    const fds = nfds === 2 ? pfd : pfd.subarray(8);
+    const r = L.poll(fds, BigInt(nfds), IDLE_POLL_MS);
+    if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
+    const wakeRevents = pdv.getInt16(14, true);
+    if (wakeRevents & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
+    if (nfds === 2 && pdv.getInt16(6, true) & (POLLERR | POLLHUP) && role === "tx") {
+      throw new Error("the tun device went away");
+    }
+  };
+  return { pump, idle };
 }
 
 class ClosedError extends Error {}
@@ -610,27 +628,6 @@ function trainOf(mb: MsgBatch, i: number, len: number): number {
   return seg;
 }
 
-/** Views of `buf` from an offset, cached (at most MAX_VIEWS, then the cache starts afresh). */
-function viewCache(buf: Uint8Array): (off: number) => Uint8Array {
-  const views = new Map<number, Uint8Array>();
-  return (off) => {
-    let v = views.get(off);
-    if (!v) {
-      if (views.size >= MAX_VIEWS) views.clear();
-      views.set(off, v = buf.subarray(off));
-    }
-    return v;
-  };
-}
-
-/** Whether the sockaddr `a` (length `alen`) is the same family, port and address as `b`. */
-function sameAddress(a: Uint8Array, alen: number, b: Uint8Array): boolean {
-  if (alen !== b.length || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) return false;
-  const [from, to] = alen === 28 ? [8, 24] : [4, 8];
-  for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * Writing decrypted packets to the tun. Offload on: every write starts with a virtio_net_hdr — with GRO (the
  * kernel took the offload flags) TCP segments are joined into super-packets until `flush` (end of a batch);
@@ -696,7 +693,7 @@ function makeServerTx(): () => number {
   };
   const viewAt = (off: number) => outerAt(off + 2);
   const tcp = init.proto === "tcp";
-  const sendTo = (p: Peer, start: number, end: number, control: boolean) => {
+  const sendTo = (p: EnginePeer, start: number, end: number, control: boolean) => {
     const len = end - start;
     const lost = countSend(p.stats, len, control);
     if (tcp) {
@@ -817,33 +814,13 @@ function makeServerRx(): () => number {
       do {
         const n = Math.min(seg, end - o);
         datagrams++;
-        if (n > 0) one(o, n, src);
+        if (n > 0) serverReceive(peers, stats, buf, o, n, src, sinks, post);
         o += seg;
       } while (o < end);
     }
     tunSink.flush();
     return datagrams;
   };
-  /** One datagram from `src`: control up to the main thread, data to the peer its id names. */
-  function one(off: number, len: number, src: Uint8Array) {
-    if (!isDataV2(buf, off, len)) {
-      stats.ReceivedControlPackets++;
-      stats.TransportBytesReceived += len;
-      post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
-      return;
-    }
-    const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
-    if (!p) {
-      stats.TransportBytesReceived += len;
-      stats.LostInDataPackets++;
-      stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
-      return;
-    }
-    if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
-      p.sa = src.slice();
-      post({ t: "float", peer: p.id, sockaddr: p.sa });
-    }
-  }
 }
 
 /** TCP server, transport → tun: each peer's connection, reassembled and opened with its channel. */
@@ -851,7 +828,7 @@ function makeServerTcpRx(): () => number {
   const L = libc().symbols;
   const tunSink = makeTunSink(stats, (b, off) => off === 0 ? b : b.subarray(off));
   const sinks = { control: (b: Uint8Array) => post({ t: "ctl", bytes: b }), tun: tunSink.tun };
-  const end = (p: Peer, error: boolean, reason: string) => {
+  const end = (p: EnginePeer, error: boolean, reason: string) => {
     p.fd = -1; // the main thread closes it
     post({ t: "peer-closed", peer: p.id, error, reason });
   };

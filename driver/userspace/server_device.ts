@@ -14,20 +14,20 @@
  * ```
  * @module
  */
-import { libc, parseSockaddr } from "../../ffi/libc.ts";
 import type { ProviderName } from "../../crypto/providers.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, formatIP, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
-import { endpointSockaddr, tcpAcceptNext, tcpListen, udpOffloadWanted, udpSocket } from "./sockets_linux.ts";
 import type { TunHandle } from "./tun_linux.ts";
+import type { EngineIo } from "./engine_io.ts";
+import { linuxIo } from "./io_linux.ts";
 
-/** The server device on a Linux tun: the engine workers in server mode. */
+/** The server device on a Linux tun or a WinTUN adapter: the engine workers in server mode. */
 export class ServerDevice extends ServerBase {
-  readonly backend = "tun";
-  #tun: TunHandle;
+  readonly backend: string;
+  #io: EngineIo;
   #provider: ProviderName;
   #host: EngineHost;
   #sockFd = -1;
@@ -36,50 +36,57 @@ export class ServerDevice extends ServerBase {
   #accepting: Promise<void> | null = null;
 
   constructor(
-    tun: TunHandle,
-    opts: { provider?: ProviderName; log?: (line: string) => void; proto?: "udp" | "tcp" } = {},
+    tun: TunHandle | EngineIo,
+    opts: { provider?: ProviderName; log?: (line: string) => void; proto?: "udp" | "tcp"; backend?: string } =
+      {},
   ) {
     super(tun.name, opts.proto ?? "udp", opts.log ?? ((l) => console.error(l)));
-    this.#tun = tun;
+    this.#io = "tunInit" in tun ? tun : linuxIo(tun);
+    this.backend = opts.backend ?? "tun";
     this.#provider = opts.provider ?? "auto";
-    this.#host = new EngineHost({
-      message: (m) => {
-        if (m.t === "ctl") this.pushControl(m.bytes);
-        else if (m.t === "epoch") {
-          this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch, peer: m.peer });
-        } else if (m.t === "float") {
-          const a = parseSockaddr(m.sockaddr);
-          if (!a || !this.peers.has(m.peer)) return;
-          this.#host.post("tx", { t: "mp-float", peer: m.peer, sockaddr: m.sockaddr });
-          this.floated(m.peer, { address: formatIP(a.addr), port: a.port });
-        } else if (m.t === "peer-closed") {
-          this.log(`peer ${m.peer}: ${m.reason}`);
-          if (this.peers.has(m.peer)) {
-            this.delPeer(m.peer, m.error ? "transport-error" : "transport-disconnect").catch(() => {});
+    this.#host = new EngineHost(
+      {
+        message: (m) => {
+          if (m.t === "ctl") this.pushControl(m.bytes);
+          else if (m.t === "epoch") {
+            this.#host.post("tx", { t: "follow", generation: m.generation, epoch: m.epoch, peer: m.peer });
+          } else if (m.t === "float") {
+            const a = this.#io.parseSockaddr(m.sockaddr);
+            if (!a || !this.peers.has(m.peer)) return;
+            this.#host.post("tx", { t: "mp-float", peer: m.peer, sockaddr: m.sockaddr });
+            this.floated(m.peer, { address: formatIP(a.addr), port: a.port });
+          } else if (m.t === "peer-closed") {
+            this.log(`peer ${m.peer}: ${m.reason}`);
+            if (this.peers.has(m.peer)) {
+              this.delPeer(m.peer, m.error ? "transport-error" : "transport-disconnect").catch(() => {});
+            }
           }
-        }
+        },
+        failed: (message) => this.inbox.end({ kind: "failed", message }),
+        closed: (message) => this.inbox.end({ kind: "aborted", message }),
+        log: (line) => this.log(line),
       },
-      failed: (message) => this.inbox.end({ kind: "failed", message }),
-      closed: (message) => this.inbox.end({ kind: "aborted", message }),
-      log: (line) => this.log(line),
-    }, this.ended);
+      this.ended,
+      () => this.#io.waker(),
+    );
   }
 
   configureInterface(o: { mtu: number; addresses: string[] }): Promise<void> {
-    return this.#tun.configure(o);
+    return this.#io.configure(o, this.log);
   }
 
   /** MP_START_VPN: bind the socket (UDP) or listen (TCP) and start the engines. Returns the bound address. */
   async start(local: SockAddr): Promise<SockAddr> {
     if (this.#host.running) throw new DeviceError("the server is already started", "state");
-    if (this.proto === "tcp") this.#listenFd = tcpListen(local);
-    else this.#sockFd = udpSocket(local, local);
+    const io = this.#io;
+    if (this.proto === "tcp") this.#listenFd = io.tcpListen(local);
+    else {
+      this.#sockFd = io.udpSocket(local, local);
+      io.watch(this.#sockFd);
+    }
     const init = {
-      tunFd: this.#tun.fd,
-      vnetHdr: !!this.#tun.vnetHdr,
-      gro: !!this.#tun.offloaded,
-      groUdp: !!this.#tun.uso,
-      udpOffload: this.proto === "udp" && udpOffloadWanted(),
+      ...io.tunInit(),
+      udpOffload: this.proto === "udp" && io.udpOffload(),
       sockFd: this.#sockFd,
       proto: this.proto,
       mode: "server" as const,
@@ -99,23 +106,24 @@ export class ServerDevice extends ServerBase {
 
   /** TCP: each connection goes to the peer whose remote address and port it comes from; others are closed. */
   async #acceptLoop(): Promise<void> {
-    const L = libc().symbols;
+    const io = this.#io;
     while (!this.closed) {
       let c;
       try {
-        c = await tcpAcceptNext(this.#listenFd, 1000, () => this.closed);
+        c = await io.tcpAcceptNext(this.#listenFd, 1000, () => this.closed);
       } catch {
         return; // closed
       }
       if (!c) continue;
-      const from = parseSockaddr(c.from);
+      const from = io.parseSockaddr(c.from);
       const at = from ? { address: formatIP(from.addr), port: from.port } : null;
       const id = at && !this.closed ? this.claimTcpPeer(at, (peerId) => this.#fds.has(peerId)) : undefined;
       if (id === undefined) {
         this.log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
-        L.close(c.fd);
+        io.closeSocket(c.fd);
         continue;
       }
+      io.watch(c.fd);
       this.#fds.set(id, c.fd);
       await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });
       this.log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
@@ -126,7 +134,7 @@ export class ServerDevice extends ServerBase {
     await this.#host.apply("both", {
       t: "mp-add",
       peer: peerId,
-      sockaddr: endpointSockaddr(p.spec.remote),
+      sockaddr: this.#io.sockaddr(p.spec.remote),
       stats: p.stats.buffer,
       routes,
       mss: 0,
@@ -136,7 +144,7 @@ export class ServerDevice extends ServerBase {
   protected async ioDelPeer(peerId: number): Promise<void> {
     await this.#host.apply("both", { t: "mp-del", peer: peerId });
     const fd = this.#fds.get(peerId);
-    if (fd !== undefined) libc().symbols.close(fd);
+    if (fd !== undefined) this.#io.closeSocket(fd);
     this.#fds.delete(peerId);
   }
 
@@ -175,11 +183,11 @@ export class ServerDevice extends ServerBase {
   protected async ioClose(): Promise<void> {
     await this.#host.stop();
     await this.#accepting;
-    const L = libc().symbols;
-    for (const fd of this.#fds.values()) L.close(fd);
+    const io = this.#io;
+    for (const fd of this.#fds.values()) io.closeSocket(fd);
     this.#fds.clear();
-    if (this.#listenFd >= 0) L.close(this.#listenFd);
-    if (this.#sockFd >= 0) L.close(this.#sockFd);
-    this.#tun.close();
+    if (this.#listenFd >= 0) io.closeSocket(this.#listenFd);
+    if (this.#sockFd >= 0) io.closeSocket(this.#sockFd);
+    io.close();
   }
 }

@@ -43,14 +43,10 @@ import {
   TCP_NODELAY,
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
-import { formatEndpoint, parseIPv4, parseIPv6, type SockAddr } from "../uapi.ts";
+import { formatEndpoint, type SockAddr } from "../uapi.ts";
+import { addrBytes, bindError, ipVersionOf } from "./socket_errors.ts";
 
-/** Address bytes (4 or 16) of an IPv4/IPv6 text address. */
-export function addrBytes(a: string): Uint8Array {
-  const b = parseIPv4(a) ?? parseIPv6(a);
-  if (!b) throw new DeviceError(`'${a}' is not an IPv4 or IPv6 address`, "state");
-  return b;
-}
+export { addrBytes };
 
 /** The Linux sockaddr of an endpoint. */
 export function endpointSockaddr(e: SockAddr): Uint8Array {
@@ -60,16 +56,7 @@ export function endpointSockaddr(e: SockAddr): Uint8Array {
 const fmt = formatEndpoint;
 
 function familyOf(local: SockAddr, remote: SockAddr): number {
-  const l = addrBytes(local.address), r = addrBytes(remote.address);
-  if (l.length !== r.length) {
-    throw new DeviceError(
-      `local ${fmt(local)} and remote ${
-        fmt(remote)
-      } are of different IP versions; use two IPv4 or two IPv6 addresses`,
-      "state",
-    );
-  }
-  return l.length === 4 ? AF_INET : AF_INET6;
+  return ipVersionOf(local, remote) === 4 ? AF_INET : AF_INET6;
 }
 
 function newSocket(family: number, type: number): number {
@@ -86,27 +73,14 @@ function bindOrThrow(fd: number, local: SockAddr, proto: string): void {
   if (L.bind(fd, sa, sa.length) < 0) {
     const e = errno();
     L.close(fd);
-    if (e === EADDRINUSE) {
-      throw new DeviceError(
-        `local ${proto} port ${
-          fmt(local)
-        } is already in use; pick another --local port or stop the program using it`,
-        "busy",
-      );
-    }
-    if (e === EADDRNOTAVAIL) {
-      throw new DeviceError(
-        `local address ${local.address} is not an address of this host; use one of its addresses or 0.0.0.0 / [::]`,
-        "state",
-      );
-    }
-    if (e === EACCES) {
-      throw new DeviceError(
-        `binding ${fmt(local)}: permission denied; ports below 1024 need root`,
-        "privilege",
-      );
-    }
-    throw new DeviceError(`binding ${proto} ${fmt(local)}: ${errnoText(e)}`);
+    const why = e === EADDRINUSE
+      ? "in-use"
+      : e === EADDRNOTAVAIL
+      ? "not-local"
+      : e === EACCES
+      ? "denied"
+      : "other";
+    throw bindError(why, local, proto, errnoText(e));
   }
 }
 

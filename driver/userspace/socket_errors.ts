@@ -1,0 +1,52 @@
+/**
+ * The error lines of socket set-up, one wording for the Linux (libc) and Windows (Winsock) sockets.
+ * @module
+ */
+import { DeviceError } from "../device.ts";
+import { formatEndpoint, parseIPv4, parseIPv6, type SockAddr } from "../uapi.ts";
+
+/** Address bytes (4 or 16) of an IPv4/IPv6 text address. */
+export function addrBytes(a: string): Uint8Array {
+  const b = parseIPv4(a) ?? parseIPv6(a);
+  if (!b) throw new DeviceError(`'${a}' is not an IPv4 or IPv6 address`, "state");
+  return b;
+}
+
+/** 4 or 6: the IP version both endpoints share (else one clear error). */
+export function ipVersionOf(local: SockAddr, remote: SockAddr): 4 | 6 {
+  const l = addrBytes(local.address), r = addrBytes(remote.address);
+  if (l.length !== r.length) {
+    throw new DeviceError(
+      `local ${formatEndpoint(local)} and remote ${
+        formatEndpoint(remote)
+      } are of different IP versions; use two IPv4 or two IPv6 addresses`,
+      "state",
+    );
+  }
+  return l.length === 4 ? 4 : 6;
+}
+
+/** Why a bind failed, as a DeviceError naming the fix. */
+export function bindError(
+  why: "in-use" | "not-local" | "denied" | "other",
+  local: SockAddr,
+  proto: string,
+  detail: string,
+): DeviceError {
+  const where = formatEndpoint(local);
+  switch (why) {
+    case "in-use":
+      return new DeviceError(
+        `local ${proto} port ${where} is already in use; pick another --local port or stop the program using it`,
+        "busy",
+      );
+    case "not-local":
+      return new DeviceError(
+        `local address ${local.address} is not an address of this host; use one of its addresses or 0.0.0.0 / [::]`,
+        "state",
+      );
+    case "denied":
+      return new DeviceError(`binding ${where}: permission denied; ports below 1024 need root`, "privilege");
+  }
+  return new DeviceError(`binding ${proto} ${where}: ${detail}`);
+}

@@ -24,7 +24,6 @@ import {
 import { DeviceError } from "./device.ts";
 import { configureWindowsInterface } from "./netsh.ts";
 import { indexOfAlias, indexOfLuid } from "./ifindex.ts";
-import type { PacketTun } from "./userspace/loop_device.ts";
 
 /** Ring capacity used for sessions (4 MiB). */
 export const RING_CAPACITY = 0x400000;
@@ -36,7 +35,7 @@ export function wintunPath(): string {
 }
 
 /** A Wintun adapter and session as a packet source/sink. */
-export class WintunTun implements PacketTun {
+export class WintunTun {
   readonly name: string;
   readonly driverVersion: number;
   /** wintun.dll's absolute path (the engine workers load it again). */
@@ -105,45 +104,6 @@ export class WintunTun implements PacketTun {
   /** The session's read-wait event, for the engine workers. */
   get readEventHandle(): bigint {
     return BigInt(Deno.UnsafePointer.value(this.#event));
-  }
-
-  drain(into: (p: Uint8Array) => void, max: number): number {
-    let n = 0;
-    for (; n < max && !this.#closed; n++) {
-      const p = this.#w.WintunReceivePacket(this.#session, this.#size);
-      if (p === null) {
-        if (kernel32().GetLastError() === ERROR_HANDLE_EOF) {
-          throw new DeviceError("the Wintun session ended", "io");
-        }
-        break; // ERROR_NO_MORE_ITEMS
-      }
-      try {
-        into(new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, this.#size[0])));
-      } finally {
-        this.#w.WintunReleaseReceivePacket(this.#session, p);
-      }
-    }
-    return n;
-  }
-
-  async wait(ms: number): Promise<void> {
-    if (this.#closed) return;
-    const r = await kernel32().WaitForSingleObject_nb(this.#event, ms);
-    if (r !== WAIT_OBJECT_0 && r !== 258) throw new DeviceError("waiting for Wintun packets failed", "io");
-  }
-
-  write(p: Uint8Array): boolean {
-    if (this.#closed) return false;
-    const out = this.#w.WintunAllocateSendPacket(this.#session, p.length);
-    if (out === null) {
-      const e = kernel32().GetLastError();
-      if (e === ERROR_BUFFER_OVERFLOW) return false; // ring full: dropped, counted by the caller
-      if (e === ERROR_HANDLE_EOF) throw new DeviceError("the Wintun session ended", "io");
-      return false;
-    }
-    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(out, p.length)).set(p);
-    this.#w.WintunSendPacket(this.#session, out);
-    return true;
   }
 
   /** Addresses and MTU through netsh, on the interface of this adapter's LUID (by index). */

@@ -4,7 +4,7 @@ import { UserspaceDevice } from "./device.ts";
 import { KeySlotId } from "../datachannel/keyslot.ts";
 import { memTun } from "./tun_linux.ts";
 import { boundPort } from "./sockets_linux.ts";
-import { material, memPacketTun, packet, recvWithin } from "./test_helpers.ts";
+import { material, packet, recvWithin } from "./test_helpers.ts";
 
 const L = libc().symbols;
 
@@ -117,77 +117,3 @@ Deno.test("userspace device: operations before NEW_PEER say what to do", async (
     await d.close();
   }
 });
-
-for (const proto of ["udp", "tcp"] as const) {
-  Deno.test(`loop device (the wintun engine) ↔ userspace device over ${proto}: packets and control both ways`, async () => {
-    const { LoopDevice } = await import("./loop_device.ts");
-    const lo = "127.0.0.1";
-    const probe = (await import("./sockets_linux.ts")).udpSocket({ address: lo, port: 0 }, {
-      address: lo,
-      port: 1,
-    });
-    const pa = boundPort(probe);
-    L.close(probe);
-    const mt = memPacketTun();
-    const tb = memTun("b");
-    const a = new LoopDevice(mt, { backend: "test", log: () => {} });
-    const b = new UserspaceDevice(tb, { log: () => {} });
-    const ea = { address: lo, port: pa };
-    try {
-      if (proto === "udp") {
-        const probe2 = (await import("./sockets_linux.ts")).udpSocket({ address: lo, port: 0 }, {
-          address: lo,
-          port: 1,
-        });
-        const pb = boundPort(probe2);
-        L.close(probe2);
-        const eb = { address: lo, port: pb };
-        await a.newPeer({ local: ea, remote: eb, proto });
-        await b.newPeer({ local: eb, remote: ea, proto });
-      } else {
-        await Promise.all([
-          a.newPeer({
-            local: ea,
-            remote: { address: lo, port: 0 },
-            proto,
-            listen: true,
-            connectTimeoutMs: 5000,
-          }),
-          new Promise((r) => setTimeout(r, 100)).then(() =>
-            b.newPeer({ local: { address: lo, port: 0 }, remote: ea, proto, connectTimeoutMs: 5000 })
-          ),
-        ]);
-      }
-      await a.newKey(KeySlotId.PRIMARY, material("CHACHA20-POLY1305", 0), 9);
-      await b.newKey(KeySlotId.PRIMARY, material("CHACHA20-POLY1305", 1), 9);
-      for (const d of [a, b]) {
-        await d.setPeer({ keepaliveInterval: 1, keepaliveTimeout: 10, mss: 0 });
-        await d.startVpn();
-      }
-      for (let i = 0; i < 30; i++) {
-        const p = packet(200 + i, i);
-        mt.inject(p);
-        assertEquals(await recvWithin(tb.peerFd, 2000), p, `a→b ${i}`);
-        const q = packet(80, 100 + i);
-        L.send(tb.peerFd, q, BigInt(q.length), 0);
-        const deadline = Date.now() + 2000;
-        while (mt.out.length <= i && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-        assertEquals(
-          mt.out[i],
-          q,
-          `b→a ${i}: ${JSON.stringify(a.stats.snapshot())} ${JSON.stringify(a.stats.drops())}`,
-        );
-      }
-      await a.writeControl(new Uint8Array([0x20, 9, 9]));
-      assertEquals(await b.readControl(), new Uint8Array([0x20, 9, 9]));
-      await b.writeControl(new Uint8Array([0x28, 7]));
-      assertEquals(await a.readControl(), new Uint8Array([0x28, 7]));
-      const sa = await a.getStats();
-      assertEquals([sa.SentControlPackets, sa.ReceivedControlPackets, sa.LostInDataPackets], [1, 1, 0]);
-      assert(sa.SentDataPackets >= 30 && sa.ReceivedDataPackets >= 30);
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-}

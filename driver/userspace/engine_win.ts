@@ -82,8 +82,8 @@ export interface WinPumps {
 
 const BATCH = 64;
 
-/** The WinTUN session and the Winsock socket of one worker. */
-class WinIo {
+/** The WinTUN session and the Winsock socket of one worker (exported for the tests under Wine). */
+export class WinIo {
   readonly k = kernel32();
   readonly ws = winsock();
   readonly w: Deno.DynamicLibrary<typeof WINTUN_SYMBOLS>["symbols"];

@@ -41,41 +41,6 @@ export async function recvWithin(fd: number, ms: number): Promise<Uint8Array | n
   return null;
 }
 
-/** An in-memory PacketTun: what the test writes to `inject` comes out of `drain`; `write` lands in `out`. */
-export function memPacketTun(name = "loop0") {
-  const queue: Uint8Array[] = [];
-  const out: Uint8Array[] = [];
-  let wake: (() => void) | null = null;
-  return {
-    name,
-    out,
-    inject(p: Uint8Array) {
-      queue.push(p);
-      wake?.();
-    },
-    drain(into: (p: Uint8Array) => void, max: number) {
-      let n = 0;
-      while (n < max && queue.length) {
-        into(queue.shift()!);
-        n++;
-      }
-      return n;
-    },
-    wait(ms: number) {
-      return new Promise<void>((r) => {
-        const t = setTimeout(() => ((wake = null), r()), ms);
-        wake = () => (clearTimeout(t), (wake = null), r());
-      });
-    },
-    write(p: Uint8Array) {
-      out.push(p.slice());
-      return true;
-    },
-    configure: () => Promise.resolve(),
-    close() {},
-  };
-}
-
 /** A port on 127.0.0.1 that was free a moment ago (for a device that binds its own). */
 export async function freePort(proto: "udp" | "tcp"): Promise<number> {
   if (proto === "tcp") {

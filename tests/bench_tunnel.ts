@@ -3,11 +3,15 @@
  * same cipher, same namespace set-up, same run:
  *   - iperf3 TCP, one stream, 10 s (BENCH_TCP_SECONDS), with the CPU seconds of both tunnel processes per GB
  *   - iperf3 TCP, four streams, 10 s
- *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive
- * Also this tool in server mode with one peer (a p2p client → `start --mode server`), against p2p; the raw veth
+ *   - iperf3 UDP with 64-byte payloads, unlimited rate, 5 s: packets/s that arrive. The receiving iperf3 gets a
+ *     4 MB socket buffer (-w 4M, every row alike): with the default 208 KB its own socket dropped half of what a
+ *     batching tunnel delivered (UdpRcvbufErrors in its namespace while the tunnel's counters showed nothing
+ *     lost), which measured iperf3's buffer rather than the tunnel
+ * Also this tool with epoch data keys (`--epoch`), and in server mode with one peer (a p2p client → `start --mode
+ * server`), against p2p; the raw veth
  * (the ceiling), wireguard-go (Debian's, installed with apt when missing) and the Windows instance (wintun
- * under Wine, fake wintun.dll bridged into a tun; BENCH_WINE=0 skips it; its CPU figure is the Linux side's
- * only). Results also go to
+ * under Wine, fake wintun.dll bridged into a tun; BENCH_WINE=0 skips it; its CPU figure adds the Wine process,
+ * its wineserver and the Linux instance). Results also go to
  * bench-results/tunnel.json and tunnel.svg (BENCH_OUT overrides).
  * Prints a table; the last line is `tunnel-aes-256-gcm-udp: <ratio> of openvpn` (TCP throughput ratio).
  * @module
@@ -20,6 +24,8 @@ import { startOpenvpnPair } from "./lab.ts";
 const CIPHER = Deno.env.get("BENCH_CIPHER") ?? "AES-256-GCM";
 const TCP_SECONDS = Number(Deno.env.get("BENCH_TCP_SECONDS") ?? "10");
 const UDP_SECONDS = Number(Deno.env.get("BENCH_UDP_SECONDS") ?? "5");
+/** The UDP run's socket buffers (iperf3 -w; see above). */
+const UDP_WINDOW = "4M";
 
 interface Result {
   tcpGbit: number;
@@ -48,7 +54,23 @@ async function iperf(lab: NetnsLab, dst: string, pids: number[] = []): Promise<R
       await lab.run("a", ["iperf3", "-c", dst, "-P", "4", "-t", String(TCP_SECONDS), "-J"]),
     );
     const udp = JSON.parse(
-      await lab.run("a", ["iperf3", "-c", dst, "-u", "-l", "64", "-b", "0", "-t", String(UDP_SECONDS), "-J"]),
+      await lab.run("a", [
+        ...[
+          "iperf3",
+          "-c",
+          dst,
+          "-u",
+          "-l",
+          "64",
+          "-b",
+          "0",
+          "-w",
+          UDP_WINDOW,
+          "-t",
+          String(UDP_SECONDS),
+          "-J",
+        ],
+      ]),
     );
     const s = udp.end.sum;
     const cpu = cpu1.reduce((a, v) => a + v, 0) - cpu0.reduce((a, v) => a + v, 0);
@@ -63,12 +85,12 @@ async function iperf(lab: NetnsLab, dst: string, pids: number[] = []): Promise<R
   }
 }
 
-async function measureOurs(): Promise<Result> {
+async function measureOurs(extra: string[] = []): Promise<Result> {
   const lab = await NetnsLab.create(90);
   try {
     const keyFile = `${lab.runDir}/k.key`;
     await writeNewKeyFile(keyFile);
-    const { a, b } = await startPair(lab, { proto: "udp", cipher: CIPHER, keyFile });
+    const { a, b } = await startPair(lab, { proto: "udp", cipher: CIPHER, keyFile, extra });
     return await iperf(lab, lab.inner4.b, [a.pid, b.pid]);
   } finally {
     await lab.destroy();
@@ -260,7 +282,13 @@ async function measureWine(): Promise<Result> {
     ).catch((e) => {
       throw new Error(`${e.message}\n${windows.output()}\n${linux.output()}`);
     });
-    return await iperf(lab, lab.inner4.b, [linux.pid]);
+    // the Windows side's CPU: the Wine process itself and the wineserver of its namespace (Wine's sockets)
+    const wineserver = (await runToFiles("pgrep", ["-n", "-x", "wineserver"])).stdout.trim();
+    return await iperf(lab, lab.inner4.b, [
+      linux.pid,
+      windows.pid,
+      ...(wineserver ? [Number(wineserver)] : []),
+    ]);
   } finally {
     await lab.destroy();
     await quiet(["ip", "netns", "exec", lab.ns.a, "wineserver", "-k"]).catch(() => {});
@@ -289,6 +317,7 @@ const raw = await measureRaw();
 const ovpn = await measureOpenvpn();
 const wg = await measureWireguardGo();
 const ours = await measureOurs();
+const epoch = await measureOurs(["--epoch"]);
 const server = await measureServer();
 const wine = Deno.env.get("BENCH_WINE") === "0" ? null : await measureWine();
 const rows: [string, Result][] = [
@@ -296,6 +325,7 @@ const rows: [string, Result][] = [
   ["openvpn 2.6 (userspace)", ovpn],
   ["wireguard-go (Debian)", wg],
   ["ovpn-dco-cli (tun)", ours],
+  ["ovpn-dco-cli (tun, --epoch)", epoch],
   ["ovpn-dco-cli server, 1 peer", server],
   ...(wine ? [["Windows wintun (Wine) → Linux", wine] as [string, Result]] : []),
 ];
@@ -315,6 +345,8 @@ for (const [name, r] of rows) {
 }
 const ratios = {
   serverTcpOfP2p: server.tcpGbit / ours.tcpGbit,
+  epochTcpOfP2p: epoch.tcpGbit / ours.tcpGbit,
+  epochPpsOfOpenvpn: epoch.udpPps / ovpn.udpPps,
   serverPpsOfP2p: server.udpPps / ours.udpPps,
   tcpOfWireguardGo: ours.tcpGbit / wg.tcpGbit,
   ppsOfOpenvpn: ours.udpPps / ovpn.udpPps,
@@ -328,6 +360,11 @@ console.log(
   `server-1-peer: ${ratios.serverTcpOfP2p.toFixed(2)} of p2p (TCP), ${
     ratios.serverPpsOfP2p.toFixed(2)
   } of p2p (64 B)`,
+);
+console.log(
+  `epoch-keys: ${ratios.epochTcpOfP2p.toFixed(2)} of p2p (TCP), ${
+    ratios.epochPpsOfOpenvpn.toFixed(2)
+  } of openvpn (64 B)`,
 );
 console.log(`tcp-of-wireguard-go: ${ratios.tcpOfWireguardGo.toFixed(2)}`);
 console.log(
@@ -351,6 +388,7 @@ async function writeResults(rows: [string, Result][], ratios: Record<string, num
         cipher: CIPHER,
         tcpSeconds: TCP_SECONDS,
         udpSeconds: UDP_SECONDS,
+        udpWindow: UDP_WINDOW,
         results: rows.map(([name, r]) => ({
           name,
           tcpMbit: r.tcpGbit * 1000,

@@ -8,6 +8,7 @@ import {
   GsoError,
   parseVnetHdr,
   splitSuperPacket,
+  sum16,
   type VnetHdr,
 } from "./gso.ts";
 
@@ -522,4 +523,20 @@ Deno.test("gro: UDP datagrams that may not be joined go out alone, unchanged, in
     "a1+a2+short joined; after (100 ≤ 100 but after a shorter one) and bigger start their own runs",
   );
   assertEquals(kernelView(written), input);
+});
+
+Deno.test("gso: the word-at-a-time checksum equals RFC 1071 at every alignment and length", () => {
+  const buf = random(4096 + 16);
+  const norm = (x: number) => {
+    while (x > 0xffff) x = (x & 0xffff) + Math.floor(x / 0x10000);
+    return x === 0 ? 0xffff : x;
+  };
+  for (let round = 0; round < 3000; round++) {
+    const from = Math.floor(Math.random() * 64), len = Math.floor(Math.random() * 3000);
+    const view = round % 3 === 0 ? buf.subarray(1 + (round % 7)) : buf; // views at odd byte offsets too
+    const want = norm(rfc1071([...view.subarray(from, from + len)]));
+    assertEquals(norm(sum16(view, from, from + len)), want, `from ${from} len ${len} at +${view.byteOffset}`);
+    const initial = Math.floor(Math.random() * 0x30000);
+    assertEquals(norm(sum16(view, from, from + len, initial)), norm(want + initial), "with an initial sum");
+  }
 });

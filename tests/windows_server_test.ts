@@ -3,7 +3,8 @@
  * wintun.dll bridged into a real Linux tun in the hub namespace) with two Linux clients (tun backend) in
  * their own namespaces: peers, keys and keepalives set over the Windows control pipe; pings server ↔ client
  * and client ↔ client through the Windows server, a verified transfer, per-peer statistics that add up, and
- * `peer del` with its notification on a Windows `events` stream. Over UDP and TCP.
+ * `peer del` with its notification on a Windows `events` stream. Over UDP and TCP; over UDP also hostile
+ * datagrams at the Windows engine (counted by reason, dropped, never floating a peer).
  */
 import { assert, assertEquals } from "./assert.ts";
 import { StarLab } from "../cmd/netns.ts";
@@ -26,7 +27,9 @@ let labIndex = 96;
 for (const proto of ["udp", "tcp"] as const) {
   Deno.test({
     name:
-      `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del and its event`,
+      `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del and its event${
+        proto === "udp" ? ", hostile datagrams" : ""
+      }`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -160,6 +163,32 @@ for (const proto of ["udp", "tcp"] as const) {
           JSON.parse(await win(["peer", "list", "--json"])).map((p: { peerId: number }) => p.peerId),
           [1],
         );
+        if (proto === "udp") {
+          // hostile datagrams at the Windows engine, from client 1's address but another port: garbage, truncated,
+          // replayed, wrong-key and (peer 2 being gone) unknown-peer-id packets are counted and dropped, and none
+          // moves (floats) peer 1 to that port
+          await lab.stop(clients[1]); // client 2 (deleted) goes quiet: its packets would count as unknown-peer too
+          await new Promise((r) => setTimeout(r, 500));
+          const before = JSON.parse(await win(["stats", "--json"]));
+          const replayBase = byId(1).rcvdDataPkts - 250;
+          const hostile = new URL("./helpers/hostile.ts", import.meta.url).pathname;
+          const out = await lab.run("c1", [
+            ...[Deno.execPath(), "run", "-A", hostile, lab.outer4.s, "1194", "40999", `${lab.runDir}/k1.key`],
+            ...["1", "1", "20", String(replayBase)],
+          ]);
+          assertEquals(Number(out.trim().split("\n").pop()), 100);
+          await new Promise((r) => setTimeout(r, 1000));
+          const after = JSON.parse(await win(["stats", "--json"])); // the device's total, with the drops
+          assertEquals(after.lostInDataPkts - before.lostInDataPkts, 100, JSON.stringify(after));
+          const drops = after.drops as Record<string, number>, d0 = before.drops as Record<string, number>;
+          const grew = (r: string) => (drops[r] ?? 0) - (d0[r] ?? 0);
+          assertEquals(grew("unknown-peer"), 20, JSON.stringify(drops));
+          assertEquals(grew("too-short"), 20, JSON.stringify(drops));
+          assertEquals(grew("bad-tag"), 40, "garbage and wrong-key packets");
+          assertEquals(grew("replay") + grew("too-old"), 20, JSON.stringify(drops));
+          assertEquals(server.output().includes("float"), false, server.output());
+          assertEquals(await ping("c1", vpn4(0)), 2, "peer 1 still at its own address");
+        }
       } finally {
         await lab.destroy();
         await quiet(["ip", "netns", "exec", lab.ns.s, "wineserver", "-k"]).catch(() => {});

@@ -20,7 +20,7 @@ export function eventJson(e: ServerEvent): Record<string, unknown> {
 /** Why a point-to-point tunnel's peer went, as the driver's DEL_PEER reason. */
 export function endReason(r: DeviceEndReason): DelPeerReason | null {
   if (r.kind === "expired") return "expired";
-  if (r.kind === "aborted") return /closed/.test(r.message) ? "transport-disconnect" : "transport-error";
+  if (r.kind === "aborted") return r.error ? "transport-error" : "transport-disconnect";
   return null;
 }
 

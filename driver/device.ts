@@ -20,7 +20,8 @@ import type { NewPeer, SetPeer, Version } from "./uapi.ts";
 /** What a device reports when the tunnel ends on its own. */
 export type DeviceEndReason =
   | { kind: "expired"; message: string } // keepalive timeout (ERROR_NETNAME_DELETED)
-  | { kind: "aborted"; message: string } // TCP connection closed by the peer (ERROR_CONNECTION_ABORTED)
+  // the TCP connection ended (ERROR_CONNECTION_ABORTED): closed by the peer, or broken (`error`: reset, failed)
+  | { kind: "aborted"; message: string; error?: boolean }
   | { kind: "failed"; message: string }; // anything else fatal
 
 /** NEW_PEER plus what the userspace engines also need. */

@@ -62,7 +62,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
           }
         },
         failed: (message) => this.end({ kind: "failed", message }),
-        closed: (message) => this.end({ kind: "aborted", message }),
+        closed: (message, error) => this.end({ kind: "aborted", message, error }),
         log: (line) => this.#log(line),
       },
       this.ended,

@@ -47,8 +47,8 @@ export interface EngineEvents {
   message(m: FromEngine): void;
   /** A worker failed or crashed. */
   failed(message: string): void;
-  /** A worker ended the tunnel (TCP closed). */
-  closed(reason: string): void;
+  /** A worker ended the tunnel (TCP closed by the peer, or broken: `error`). */
+  closed(reason: string, error: boolean): void;
   /** A line for the log (e.g. an offload the kernel refused). */
   log(line: string): void;
 }
@@ -105,7 +105,7 @@ export class EngineHost {
           break;
         case "closed":
           stoppedResolve();
-          this.#events.closed(m.reason);
+          this.#events.closed(m.reason, m.error);
           break;
         case "fatal":
           stoppedResolve();

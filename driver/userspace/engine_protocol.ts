@@ -89,7 +89,7 @@ export type FromEngine =
   | { t: "float"; peer: number; sockaddr: Uint8Array }
   // rx, TCP server: a peer's connection ended (`error`: reset or failed, else closed by the peer)
   | { t: "peer-closed"; peer: number; error: boolean; reason: string }
-  | { t: "closed"; role: "tx" | "rx"; reason: string }
+  | { t: "closed"; role: "tx" | "rx"; reason: string; error: boolean }
   | { t: "stopped"; role: "tx" | "rx" }
   | { t: "fatal"; role: "tx" | "rx"; message: string };
 

@@ -68,8 +68,8 @@ export interface WinEngineContext {
   post(m: FromEngine): void;
   /** Whether the worker is asked to stop (long waits give up then). */
   stopping(): boolean;
-  /** The error that ends the tunnel (a TCP connection lost). */
-  closed(reason: string): Error;
+  /** The error that ends the tunnel: the TCP connection closed by the peer, or broken (`error`). */
+  closed(reason: string, error: boolean): Error;
 }
 
 /** A pump moves up to BATCH packets and says how many; `extras` sends queued pings and control packets. */
@@ -204,7 +204,7 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
     used = 0;
     if (server && (gatherFor?.fd ?? -1) < 0) return;
     if (!io.sendAll(sock, gather, n, gview!, ctx.stopping)) {
-      if (!server) throw ctx.closed("TCP connection lost");
+      if (!server) throw ctx.closed("TCP connection lost", true);
       // server: the rx side sees the connection end and reports it
     }
   };
@@ -313,9 +313,9 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
         for (let round = 0; round < 8; round++) {
           const w = d.writable();
           const n = ws.recv(sock, w, w.length, 0);
-          if (n === 0) throw ctx.closed("the peer closed the TCP connection");
+          if (n === 0) throw ctx.closed("the peer closed the TCP connection", false);
           if (n < 0) {
-            if (io.failed(sock)) throw ctx.closed("TCP connection lost");
+            if (io.failed(sock)) throw ctx.closed("TCP connection lost", true);
             break;
           }
           try {
@@ -324,7 +324,7 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
               receive(ctx.ch(), stats, ctx.mss(), b, off, len, sinks);
             });
           } catch (e) {
-            if (e instanceof FramingError) throw ctx.closed(`TCP stream reset: ${e.message}`);
+            if (e instanceof FramingError) throw ctx.closed(`TCP stream reset: ${e.message}`, true);
             throw e;
           }
         }

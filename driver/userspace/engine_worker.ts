@@ -222,7 +222,7 @@ async function run() {
       idle();
     }
   } catch (e) {
-    if (e instanceof ClosedError) post({ t: "closed", role, reason: e.message });
+    if (e instanceof ClosedError) post({ t: "closed", role, reason: e.message, error: e.error });
     else post({ t: "fatal", role, message: (e as Error).message });
     return;
   } finally {
@@ -243,7 +243,7 @@ function windowsEngine(): { pump: () => number; idle: () => void } {
     routes,
     post,
     stopping,
-    closed: (reason) => new ClosedError(reason),
+    closed: (reason, error) => new ClosedError(reason, error),
   });
   flushTxExtras = () => {
     const pending = { ping: pendingPing, ctl: pendingCtl, pings: pendingPings };
@@ -299,7 +299,12 @@ function linuxEngine(): { pump: () => number; idle: () => void } {
   return { pump, idle };
 }
 
-class ClosedError extends Error {}
+/** The TCP connection ended: closed by the peer, or broken (`error`). */
+class ClosedError extends Error {
+  constructor(message: string, readonly error = true) {
+    super(message);
+  }
+}
 
 let flushTxExtras = () => {};
 
@@ -552,7 +557,7 @@ function makeRx(): () => number {
       for (let round = 0; round < 8; round++) {
         const w = d.writable();
         const n = Number(L.recv(sock, w, BigInt(w.length), MSG_DONTWAIT));
-        if (n === 0) throw new ClosedError("the peer closed the TCP connection");
+        if (n === 0) throw new ClosedError("the peer closed the TCP connection", false);
         if (n < 0) {
           const e = errno();
           if (e === EAGAIN || e === EINTR) break;

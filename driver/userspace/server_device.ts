@@ -63,7 +63,7 @@ export class ServerDevice extends ServerBase {
           }
         },
         failed: (message) => this.inbox.end({ kind: "failed", message }),
-        closed: (message) => this.inbox.end({ kind: "aborted", message }),
+        closed: (message, error) => this.inbox.end({ kind: "aborted", message, error }),
         log: (line) => this.log(line),
       },
       this.ended,

@@ -197,16 +197,17 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
   let used = 0, gatherFor: EnginePeer | null = null;
   const p2pSock = io.sock;
 
+  /** The gathered packets' "count it lost" functions (a server peer whose send fails loses them). */
+  const gatheredLost: (() => void)[] = [];
   const tcpFlush = () => {
     if (!gather || used === 0) return;
-    const sock = server ? BigInt(gatherFor?.fd ?? -1) : p2pSock;
     const n = used;
     used = 0;
-    if (server && (gatherFor?.fd ?? -1) < 0) return;
-    if (!io.sendAll(sock, gather, n, gview!, ctx.stopping)) {
-      if (!server) throw ctx.closed("TCP connection lost", true);
-      // server: the rx side sees the connection end and reports it
-    }
+    const ok = io.sendAll(server ? BigInt(gatherFor!.fd) : p2pSock, gather, n, gview!, ctx.stopping);
+    if (!ok && !server) throw ctx.closed("TCP connection lost", true);
+    if (!ok) { for (const lost of gatheredLost) lost(); // the rx side sees the connection end and reports it
+     }
+    gatheredLost.length = 0;
   };
   /** The sealed packet at buf[start .. end] to `p` (server) or the peer (p2p). */
   const send = (start: number, end: number, control: boolean, p: EnginePeer | null) => {
@@ -217,8 +218,10 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
       if (io.ws.sendto(p2pSock, view(start + 2), len, 0, sa, sa.length) === SOCKET_ERROR) lost();
       return;
     }
+    if (p && p.fd < 0) return lost(); // a server peer not (or no longer) connected
     if (p !== gatherFor || used + 2 + len > gather!.length) tcpFlush();
     gatherFor = p;
+    if (server) gatheredLost.push(lost);
     gather![used] = len >> 8;
     gather![used + 1] = len & 0xff;
     gather!.set(buf.subarray(start, end), used + 2);

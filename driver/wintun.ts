@@ -1,8 +1,8 @@
 /**
- * The WinTUN packet source for the `wintun` backend: wintun.dll (loaded by absolute path from the
- * executable's directory), an adapter created or opened by name, a session with a ring capacity,
- * packets received until ERROR_NO_MORE_ITEMS and then waited for on the read-wait event (in a
- * non-blocking FFI call, so the event loop keeps running), packets sent with ring-full handling.
+ * The WinTUN adapter of the `wintun` backend: wintun.dll (loaded by absolute path from the executable's
+ * directory), an adapter created or opened by name, a session with a ring capacity, and the handles the
+ * engine workers move packets with (the session and its read-wait event; see userspace/engine_win.ts), the
+ * adapter's addresses and MTU set by its LUID.
  *
  * @example
  * ```ts
@@ -11,16 +11,8 @@
  * ```
  * @module
  */
-import { kernel32, WAIT_OBJECT_0 } from "../ffi/kernel32.ts";
-import {
-  ERROR_BUFFER_OVERFLOW,
-  ERROR_HANDLE_EOF,
-  type Wintun,
-  WINTUN_MAX_RING,
-  WINTUN_MIN_RING,
-  WINTUN_SYMBOLS,
-  wstr,
-} from "../ffi/wintun.ts";
+import { kernel32 } from "../ffi/kernel32.ts";
+import { type Wintun, WINTUN_MAX_RING, WINTUN_MIN_RING, WINTUN_SYMBOLS, wstr } from "../ffi/wintun.ts";
 import { DeviceError } from "./device.ts";
 import { configureWindowsInterface } from "./netsh.ts";
 import { indexOfAlias, indexOfLuid } from "./ifindex.ts";
@@ -34,7 +26,7 @@ export function wintunPath(): string {
   return exe.slice(0, Math.max(exe.lastIndexOf("\\"), exe.lastIndexOf("/")) + 1) + "wintun.dll";
 }
 
-/** A Wintun adapter and session as a packet source/sink. */
+/** A Wintun adapter and its session. */
 export class WintunTun {
   readonly name: string;
   readonly driverVersion: number;

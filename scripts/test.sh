@@ -30,13 +30,24 @@ fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# type-check everything once (the Windows-only modules included), then run the tests without
+# type-check everything once (the Windows-only modules included), check formatting and lint, then run the tests without
 # re-checking every module (and every engine worker) as it loads
 check_failed=0
 if ! NO_COLOR=1 "$DENO" check . >"$log" 2>&1; then
   cat "$log"
   echo "deno check failed" >&2
   check_failed=1
+fi
+# formatting and lint are part of the contract too (each counts as one failure)
+if ! NO_COLOR=1 "$DENO" fmt --check >"$log" 2>&1; then
+  cat "$log"
+  echo "deno fmt --check failed: run deno fmt" >&2
+  check_failed=$((check_failed + 1))
+fi
+if ! NO_COLOR=1 "$DENO" lint >"$log" 2>&1; then
+  cat "$log"
+  echo "deno lint failed" >&2
+  check_failed=$((check_failed + 1))
 fi
 NO_COLOR=1 "$DENO" test -A --no-prompt --no-check "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

@@ -170,26 +170,46 @@ export function splitSuperPacket(
   const seq0 =
     ((b[p + ipLen + 4] << 24) | (b[p + ipLen + 5] << 16) | (b[p + ipLen + 6] << 8) | b[p + ipLen + 7]) >>>
     0;
-  const id0 = (b[p + 4] << 8) | b[p + 5];
-  let data = hdrLen, i = 0;
-  do {
-    const end = Math.min(data + h.gsoSize, len);
-    const segData = end - data, total = hdrLen + segData;
-    const { buf: o, at } = out(i);
-    o.set(b.subarray(p, p + hdrLen), at);
-    o.set(b.subarray(p + data, p + end), at + hdrLen);
-    setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
+  return eachSegment(b, p, len, hdrLen, ipLen, v6, h.gsoSize, out, done, (o, at, total, i, last) => {
     const t = at + ipLen;
     const seq = (seq0 + i * h.gsoSize) >>> 0;
     o[t + 4] = seq >>> 24;
     o[t + 5] = (seq >> 16) & 0xff;
     o[t + 6] = (seq >> 8) & 0xff;
     o[t + 7] = seq & 0xff;
-    if (end !== len) o[t + 13] &= ~0x09; // FIN (0x01) and PSH (0x08) only on the last segment
+    if (!last) o[t + 13] &= ~0x09; // FIN (0x01) and PSH (0x08) only on the last segment
     o[t + 16] = o[t + 17] = 0;
     const c = ~fold(sum16(o, t, at + total, pseudoSum(o, at, v6, 6, total - ipLen))) & 0xffff;
     o[t + 16] = c >> 8;
     o[t + 17] = c & 0xff;
+  });
+}
+
+/**
+ * The loop both splits share: the headers and each `gsoSize` slice of the payload into `out(i)`, the IP length
+ * and id set (ids run on from the super-packet's), then `l4` finishes the segment's TCP or UDP header.
+ */
+function eachSegment(
+  b: Uint8Array,
+  p: number,
+  len: number,
+  hdrLen: number,
+  ipLen: number,
+  v6: boolean,
+  gsoSize: number,
+  out: (i: number) => { buf: Uint8Array; at: number },
+  done: (i: number, size: number) => void,
+  l4: (o: Uint8Array, at: number, total: number, i: number, last: boolean) => void,
+): number {
+  const id0 = (b[p + 4] << 8) | b[p + 5];
+  let data = hdrLen, i = 0;
+  do {
+    const end = Math.min(data + gsoSize, len), total = hdrLen + end - data;
+    const { buf: o, at } = out(i);
+    o.set(b.subarray(p, p + hdrLen), at);
+    o.set(b.subarray(p + data, p + end), at + hdrLen);
+    setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
+    l4(o, at, total, i, end === len);
     done(i, total);
     data = end;
     i++;
@@ -217,15 +237,7 @@ function splitUdp(
   const hdrLen = ipLen + 8;
   if (hdrLen > len) throw new GsoError("the headers run past the packet");
   if (h.gsoSize === 0) throw new GsoError("gso_size 0");
-  const id0 = (b[p + 4] << 8) | b[p + 5];
-  let data = hdrLen, i = 0;
-  do {
-    const end = Math.min(data + h.gsoSize, len);
-    const total = hdrLen + end - data;
-    const { buf: o, at } = out(i);
-    o.set(b.subarray(p, p + hdrLen), at);
-    o.set(b.subarray(p + data, p + end), at + hdrLen);
-    setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
+  return eachSegment(b, p, len, hdrLen, ipLen, v6, h.gsoSize, out, done, (o, at, total) => {
     const u = at + ipLen, ul = total - ipLen;
     o[u + 4] = ul >> 8;
     o[u + 5] = ul & 0xff;
@@ -233,11 +245,7 @@ function splitUdp(
     const c = (~fold(sum16(o, u, at + total, pseudoSum(o, at, v6, 17, ul))) & 0xffff) || 0xffff;
     o[u + 6] = c >> 8;
     o[u + 7] = c & 0xff;
-    done(i, total);
-    data = end;
-    i++;
-  } while (data < len);
-  return i;
+  });
 }
 
 /** What the coalescer knows of a packet it may join: protocol (6 TCP, 17 UDP), IP version and header lengths. */

@@ -14,6 +14,7 @@ import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../datachannel/channel.
 import { clampMss } from "../datachannel/mss.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import { isDataV2, peerIdOf } from "../datachannel/packet.ts";
+import { FramingError, type TcpDeframer } from "../datachannel/framing.ts";
 import type { EnginePeer, FromEngine } from "./engine_protocol.ts";
 
 /**
@@ -133,4 +134,44 @@ export function serverReceive(
     p.sa = src.slice();
     post({ t: "float", peer: p.id, sockaddr: p.sa });
   }
+}
+
+/** How a TCP stream ended: closed by the peer, or broken (`error`). */
+export interface StreamEnd {
+  error: boolean;
+  reason: string;
+}
+
+/**
+ * Up to 8 reads of a TCP stream into its deframer, each whole packet handed to `deliver`. `recv(w)` fills `w`
+ * and returns what recv returned (bytes; 0: closed; < 0: nothing more now, or failed); `failure()` tells, after a
+ * negative result, why the stream failed (null: nothing waits now). Returns how many packets were delivered and,
+ * when the stream ended, how.
+ */
+export function tcpReceive(
+  d: TcpDeframer,
+  recv: (w: Uint8Array) => number,
+  failure: () => string | null,
+  deliver: (b: Uint8Array, off: number, len: number) => void,
+): { packets: number; end: StreamEnd | null } {
+  let packets = 0;
+  for (let round = 0; round < 8; round++) {
+    const w = d.writable();
+    const n = recv(w);
+    if (n === 0) return { packets, end: { error: false, reason: "the peer closed the TCP connection" } };
+    if (n < 0) {
+      const why = failure();
+      return { packets, end: why === null ? null : { error: true, reason: why } };
+    }
+    try {
+      d.commit(n, (b, off, len) => {
+        packets++;
+        deliver(b, off, len);
+      });
+    } catch (e) {
+      if (!(e instanceof FramingError)) throw e;
+      return { packets, end: { error: true, reason: `TCP stream reset: ${e.message}` } };
+    }
+  }
+  return { packets, end: null };
 }

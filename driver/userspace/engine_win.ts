@@ -27,7 +27,7 @@ import {
 } from "../../ffi/ws2_32.ts";
 import { ERROR_HANDLE_EOF, WINTUN_SYMBOLS } from "../../ffi/wintun.ts";
 import type { DataChannel } from "../datachannel/channel.ts";
-import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
+import { TcpDeframer } from "../datachannel/framing.ts";
 import { clampMss } from "../datachannel/mss.ts";
 import {
   HEADROOM,
@@ -37,7 +37,15 @@ import {
   MAX_WIRE_LEN,
 } from "../datachannel/packet.ts";
 import type { RouteTable } from "../datachannel/routes.ts";
-import { countSend, receive, type ReceiveSinks, sameAddress, serverReceive, viewCache } from "./datapath.ts";
+import {
+  countSend,
+  receive,
+  type ReceiveSinks,
+  sameAddress,
+  serverReceive,
+  tcpReceive,
+  viewCache,
+} from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine } from "./engine_protocol.ts";
 import type { SharedStats } from "./shared_stats.ts";
 
@@ -309,29 +317,16 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   if (init.proto === "tcp") {
     const d = new TcpDeframer(MAX_WIRE_LEN);
     const sinks = sinksOf(ctx, io, new Uint8Array(0));
+    const recv = (w: Uint8Array) => ws.recv(sock, w, w.length, 0);
+    const failure = () => io.failed(sock) ? "TCP connection lost" : null;
+    const deliver = (b: Uint8Array, off: number, len: number) =>
+      receive(ctx.ch(), stats, ctx.mss(), b, off, len, sinks);
     return {
       pump() {
         k.ResetEvent(sockEvent); // re-armed by the receives below
-        let handled = 0;
-        for (let round = 0; round < 8; round++) {
-          const w = d.writable();
-          const n = ws.recv(sock, w, w.length, 0);
-          if (n === 0) throw ctx.closed("the peer closed the TCP connection", false);
-          if (n < 0) {
-            if (io.failed(sock)) throw ctx.closed("TCP connection lost", true);
-            break;
-          }
-          try {
-            d.commit(n, (b, off, len) => {
-              handled++;
-              receive(ctx.ch(), stats, ctx.mss(), b, off, len, sinks);
-            });
-          } catch (e) {
-            if (e instanceof FramingError) throw ctx.closed(`TCP stream reset: ${e.message}`, true);
-            throw e;
-          }
-        }
-        return handled;
+        const r = tcpReceive(d, recv, failure, deliver);
+        if (r.end) throw ctx.closed(r.end.reason, r.end.error);
+        return r.packets;
       },
       idle,
       extras,
@@ -384,28 +379,15 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
         let handled = 0;
         for (const p of ctx.peers.values()) {
           if (p.fd < 0 || !p.deframer) continue;
-          const d = p.deframer, sock = BigInt(p.fd);
-          for (let round = 0; round < 8 && p.fd >= 0; round++) {
-            const w = d.writable();
-            const n = ws.recv(sock, w, w.length, 0);
-            if (n === 0) {
-              end(p, false, "the peer closed the TCP connection");
-              break;
-            }
-            if (n < 0) {
-              if (io.failed(sock)) end(p, true, "TCP connection lost");
-              break;
-            }
-            try {
-              d.commit(n, (b, off, len) => {
-                handled++;
-                receive(p.ch, p.stats, p.mss, b, off, len, sinks);
-              });
-            } catch (e) {
-              if (!(e instanceof FramingError)) throw e;
-              end(p, true, `TCP stream reset: ${e.message}`);
-            }
-          }
+          const sock = BigInt(p.fd);
+          const r = tcpReceive(
+            p.deframer,
+            (w) => ws.recv(sock, w, w.length, 0),
+            () => io.failed(sock) ? "TCP connection lost" : null,
+            (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
+          );
+          handled += r.packets;
+          if (r.end) end(p, r.end.error, r.end.reason);
         }
         return handled;
       },

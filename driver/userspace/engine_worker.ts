@@ -24,10 +24,10 @@ import {
   POLLIN,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
-import { countSend, receive, serverReceive, viewCache } from "./datapath.ts";
+import { countSend, receive, serverReceive, tcpReceive, viewCache } from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
-import { FramingError, TcpDeframer } from "../datachannel/framing.ts";
+import { TcpDeframer } from "../datachannel/framing.ts";
 import { clampMss } from "../datachannel/mss.ts";
 import {
   HEADROOM,
@@ -552,29 +552,12 @@ function makeRx(): () => number {
 
   if (tcp) {
     const d = deframer!;
+    const recv = (w: Uint8Array) => Number(L.recv(sock, w, BigInt(w.length), MSG_DONTWAIT));
     return () => {
-      let handledNow = 0;
-      for (let round = 0; round < 8; round++) {
-        const w = d.writable();
-        const n = Number(L.recv(sock, w, BigInt(w.length), MSG_DONTWAIT));
-        if (n === 0) throw new ClosedError("the peer closed the TCP connection", false);
-        if (n < 0) {
-          const e = errno();
-          if (e === EAGAIN || e === EINTR) break;
-          throw new ClosedError(`TCP connection lost: ${errnoText(e)}`);
-        }
-        try {
-          d.commit(n, (b, off, len) => {
-            handledNow++;
-            deliver(b, off, len);
-          });
-        } catch (e) {
-          if (e instanceof FramingError) throw new ClosedError(`TCP stream reset: ${e.message}`);
-          throw e;
-        }
-      }
+      const r = tcpReceive(d, recv, tcpFailure, deliver);
       flushGro();
-      return handledNow;
+      if (r.end) throw new ClosedError(r.end.reason, r.end.error);
+      return r.packets;
     };
   }
 
@@ -841,32 +824,23 @@ function makeServerTcpRx(): () => number {
     let handledNow = 0;
     for (const p of peers.values()) {
       if (p.fd < 0 || !p.deframer) continue;
-      const d = p.deframer;
-      for (let round = 0; round < 8 && p.fd >= 0; round++) {
-        const w = d.writable();
-        const n = Number(L.recv(p.fd, w, BigInt(w.length), MSG_DONTWAIT));
-        if (n === 0) {
-          end(p, false, "the peer closed the TCP connection");
-          break;
-        }
-        if (n < 0) {
-          const e = errno();
-          if (e === EAGAIN || e === EINTR) break;
-          end(p, true, `TCP connection lost: ${errnoText(e)}`);
-          break;
-        }
-        try {
-          d.commit(n, (b, off, len) => {
-            handledNow++;
-            receive(p.ch, p.stats, p.mss, b, off, len, sinks);
-          });
-        } catch (e) {
-          if (!(e instanceof FramingError)) throw e;
-          end(p, true, `TCP stream reset: ${e.message}`);
-        }
-      }
+      const fd = p.fd;
+      const r = tcpReceive(
+        p.deframer,
+        (w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
+        tcpFailure,
+        (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
+      );
+      handledNow += r.packets;
+      if (r.end) end(p, r.end.error, r.end.reason);
     }
     tunSink.flush();
     return handledNow;
   };
+}
+
+/** After a failed recv(2): null when nothing waits now (EAGAIN, EINTR), else why the connection broke. */
+function tcpFailure(): string | null {
+  const e = errno();
+  return e === EAGAIN || e === EINTR ? null : `TCP connection lost: ${errnoText(e)}`;
 }

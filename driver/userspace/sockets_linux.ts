@@ -44,7 +44,7 @@ import {
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, type SockAddr } from "../uapi.ts";
-import { addrBytes, bindError, ipVersionOf } from "./socket_errors.ts";
+import { acceptOne, addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
 
 export { addrBytes };
 
@@ -227,38 +227,20 @@ export async function tcpAcceptNext(
 }
 
 /** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
-export async function tcpAccept(
+export function tcpAccept(
   local: SockAddr,
   remote: SockAddr,
   timeoutMs: number,
   cancelled: () => boolean = () => false,
   onListening?: () => void,
 ): Promise<number> {
-  const L = libc().symbols;
-  familyOf(local, remote);
-  const lfd = tcpListen(local, 4);
-  try {
-    onListening?.();
-    const want = addrBytes(remote.address);
-    const anyPeer = want.every((x) => x === 0);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const c = await tcpAcceptNext(lfd, deadline - Date.now(), cancelled);
-      if (!c) {
-        throw new DeviceError(
-          `no TCP connection from ${remote.address} within ${timeoutMs / 1000} s on ${fmt(local)}`,
-          "timeout",
-        );
-      }
-      const from = parseSockaddr(c.from);
-      const ok = anyPeer ||
-        (from && from.addr.length === want.length && from.addr.every((x, i) => x === want[i]));
-      if (ok) return c.fd;
-      L.close(c.fd); // not our peer
-    }
-  } finally {
-    L.close(lfd);
-  }
+  const ops = {
+    listen: (l: SockAddr) => tcpListen(l, 4),
+    acceptNext: tcpAcceptNext,
+    parse: parseSockaddr,
+    close: (s: number) => void libc().symbols.close(s),
+  };
+  return acceptOne(ops, local, remote, timeoutMs, cancelled, onListening);
 }
 
 /** The remote sockaddr of a connected TCP socket. */

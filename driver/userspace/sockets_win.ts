@@ -45,7 +45,7 @@ import {
 } from "../../ffi/ws2_32.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, type SockAddr } from "../uapi.ts";
-import { addrBytes, bindError, ipVersionOf } from "./socket_errors.ts";
+import { acceptOne, addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
 
 const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
 
@@ -196,37 +196,20 @@ export async function winTcpAcceptNext(
 }
 
 /** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
-export async function winTcpAccept(
+export function winTcpAccept(
   local: SockAddr,
   remote: SockAddr,
   timeoutMs: number,
   cancelled: () => boolean = () => false,
   onListening?: () => void,
 ): Promise<number> {
-  ipVersionOf(local, remote);
-  const ls = winTcpListen(local, 4);
-  try {
-    onListening?.();
-    const want = addrBytes(remote.address);
-    const anyPeer = want.every((x) => x === 0);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const c = await winTcpAcceptNext(ls, deadline - Date.now(), cancelled);
-      if (!c) {
-        throw new DeviceError(
-          `no TCP connection from ${remote.address} within ${timeoutMs / 1000} s on ${formatEndpoint(local)}`,
-          "timeout",
-        );
-      }
-      const from = parseWinSockaddr(c.from);
-      if (anyPeer || (from && from.addr.length === want.length && from.addr.every((x, i) => x === want[i]))) {
-        return c.fd;
-      }
-      winsock().closesocket(BigInt(c.fd)); // not our peer
-    }
-  } finally {
-    winsock().closesocket(BigInt(ls));
-  }
+  const ops = {
+    listen: (l: SockAddr) => winTcpListen(l, 4),
+    acceptNext: winTcpAcceptNext,
+    parse: parseWinSockaddr,
+    close: winCloseSocket,
+  };
+  return acceptOne(ops, local, remote, timeoutMs, cancelled, onListening);
 }
 
 /** The remote sockaddr of a connected TCP socket. */

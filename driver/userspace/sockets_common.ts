@@ -1,5 +1,6 @@
 /**
- * The error lines of socket set-up, one wording for the Linux (libc) and Windows (Winsock) sockets.
+ * What the Linux (libc) and Windows (Winsock) sockets share: the error lines of socket set-up, in one wording,
+ * and the accept of one TCP connection from the peer.
  * @module
  */
 import { DeviceError } from "../device.ts";
@@ -49,4 +50,51 @@ export function bindError(
       return new DeviceError(`binding ${where}: permission denied; ports below 1024 need root`, "privilege");
   }
   return new DeviceError(`binding ${proto} ${where}: ${detail}`);
+}
+
+/** The platform's calls `acceptOne` needs. */
+export interface AcceptOps {
+  listen(local: SockAddr): number;
+  acceptNext(
+    ls: number,
+    timeoutMs: number,
+    cancelled: () => boolean,
+  ): Promise<{ fd: number; from: Uint8Array } | null>;
+  parse(sa: Uint8Array): { addr: Uint8Array; port: number } | null;
+  close(s: number): void;
+}
+
+/** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
+export async function acceptOne(
+  ops: AcceptOps,
+  local: SockAddr,
+  remote: SockAddr,
+  timeoutMs: number,
+  cancelled: () => boolean,
+  onListening?: () => void,
+): Promise<number> {
+  ipVersionOf(local, remote);
+  const ls = ops.listen(local);
+  try {
+    onListening?.();
+    const want = addrBytes(remote.address);
+    const anyPeer = want.every((x) => x === 0);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const c = await ops.acceptNext(ls, deadline - Date.now(), cancelled);
+      if (!c) {
+        throw new DeviceError(
+          `no TCP connection from ${remote.address} within ${timeoutMs / 1000} s on ${formatEndpoint(local)}`,
+          "timeout",
+        );
+      }
+      const from = ops.parse(c.from);
+      if (anyPeer || (from && from.addr.length === want.length && from.addr.every((x, i) => x === want[i]))) {
+        return c.fd;
+      }
+      ops.close(c.fd); // not our peer
+    }
+  } finally {
+    ops.close(ls);
+  }
 }

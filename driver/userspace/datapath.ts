@@ -11,6 +11,8 @@
  * @module
  */
 import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../datachannel/channel.ts";
+import type { RouteTable } from "../datachannel/routes.ts";
+import { HEADROOM } from "../datachannel/packet.ts";
 import { clampMss } from "../datachannel/mss.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import { isDataV2, peerIdOf } from "../datachannel/packet.ts";
@@ -174,4 +176,29 @@ export function tcpReceive(
     }
   }
   return { packets, end: null };
+}
+
+/**
+ * Server mode, tun → peer: the plaintext of `n` bytes at `buf[HEADROOM]` goes to the peer that holds its
+ * destination, MSS-clamped and sealed with that peer's channel. Returns the peer (the sealed packet is
+ * `buf[start .. p.ch.sealEnd]`, `start` in `at.start`), or null when no peer holds the destination (counted as
+ * `no-route`) or its channel refused to seal (counted by the channel).
+ */
+export function sealForRoute(
+  peers: Map<number, EnginePeer>,
+  routes: RouteTable,
+  stats: SharedStats,
+  buf: Uint8Array,
+  n: number,
+  at: { start: number },
+): EnginePeer | null {
+  const p = peers.get(routes.lookup(buf, HEADROOM, n));
+  if (!p) {
+    stats.LostOutDataPackets++;
+    stats.countDrop("no-route");
+    return null;
+  }
+  if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
+  at.start = p.ch.seal(buf, n);
+  return at.start < 0 ? null : p;
 }

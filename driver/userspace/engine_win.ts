@@ -42,6 +42,7 @@ import {
   receive,
   type ReceiveSinks,
   sameAddress,
+  sealForRoute,
   serverReceive,
   tcpReceive,
   viewCache,
@@ -153,6 +154,27 @@ export class WinIo {
     return this.ws.WSAPoll(this.#pfd, 1, ms) > 0 ? this.#pdv.getInt16(10, true) : 0;
   }
 
+  readonly #from = new Uint8Array(28);
+  readonly #from16 = this.#from.subarray(0, 16);
+  readonly #fromLen = new Int32Array(1);
+  readonly #fromLenBytes = new Uint8Array(this.#fromLen.buffer);
+
+  /**
+   * Up to BATCH datagrams from the UDP socket into `buf`, each handed to `each(n, from)` (`from`: the sender's
+   * sockaddr, valid during the call); stops when none waits (or a transient error). Returns how many.
+   */
+  recvBatch(buf: Uint8Array, each: (n: number, from: Uint8Array) => void): number {
+    let moved = 0;
+    for (; moved < BATCH; moved++) {
+      this.#fromLen[0] = 28;
+      const n = this.ws.recvfrom(this.sock, buf, buf.length, 0, this.#from, this.#fromLenBytes);
+      if (n < 0) break; // nothing more now (or a transient error: UDP goes on)
+      const fl = this.#fromLen[0];
+      each(n, fl === 28 ? this.#from : fl === 16 ? this.#from16 : this.#from.subarray(0, fl));
+    }
+    return moved;
+  }
+
   /** Whether a socket failed or was closed (checked after a receive returned SOCKET_ERROR). */
   failed(sock: bigint): boolean {
     return (this.poll(sock, WS_POLLRDNORM, 0) & (WS_POLLERR | WS_POLLHUP | WS_POLLNVAL)) !== 0;
@@ -243,16 +265,10 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
       if (start >= 0) send(start, ch.sealEnd, false, null);
       return;
     }
-    const p = ctx.peers.get(ctx.routes.lookup(buf, HEADROOM, n));
-    if (!p) {
-      stats.LostOutDataPackets++;
-      stats.countDrop("no-route");
-      return;
-    }
-    if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
-    const start = p.ch.seal(buf, n);
-    if (start >= 0) send(start, p.ch.sealEnd, false, p);
+    const p = sealForRoute(ctx.peers, ctx.routes, stats, buf, n, at);
+    if (p) send(at.start, p.ch.sealEnd, false, p);
   };
+  const at = { start: 0 };
   return {
     pump() {
       let moved = 0;
@@ -333,27 +349,19 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
     };
   }
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
-  const from = new Uint8Array(28), fromLen = new Int32Array(1);
-  const fromLenBytes = new Uint8Array(fromLen.buffer);
   const peer = init.peerSockaddr;
   const sinks = sinksOf(ctx, io, buf);
+  const each = (n: number, from: Uint8Array) => {
+    if (!sameAddress(from, from.length, peer)) {
+      if (isDataV2(buf, 0, n)) stats.LostInDataPackets++;
+      else stats.LostInControlPackets++;
+      stats.countDrop("wrong-source");
+    } else if (n > 0) receive(ctx.ch(), stats, ctx.mss(), buf, 0, n, sinks);
+  };
   return {
     pump() {
       k.ResetEvent(sockEvent);
-      let moved = 0;
-      for (; moved < BATCH; moved++) {
-        fromLen[0] = 28;
-        const n = ws.recvfrom(sock, buf, buf.length, 0, from, fromLenBytes);
-        if (n < 0) break; // nothing more now (or a transient error: UDP goes on)
-        if (!sameAddress(from, fromLen[0], peer)) {
-          if (isDataV2(buf, 0, n)) stats.LostInDataPackets++;
-          else stats.LostInControlPackets++;
-          stats.countDrop("wrong-source");
-          continue;
-        }
-        if (n > 0) receive(ctx.ch(), stats, ctx.mss(), buf, 0, n, sinks);
-      }
-      return moved;
+      return io.recvBatch(buf, each);
     },
     idle,
     extras,
@@ -396,21 +404,14 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
     };
   }
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
-  const from = new Uint8Array(28), fromLen = new Int32Array(1);
-  const fromLenBytes = new Uint8Array(fromLen.buffer);
   const sinks = sinksOf(ctx, io, buf);
-  const sock = io.sock;
+  const each = (n: number, from: Uint8Array) => {
+    if (n > 0) serverReceive(ctx.peers, stats, buf, 0, n, from, sinks, ctx.post);
+  };
   return {
     pump() {
       k.ResetEvent(sockEvent);
-      let moved = 0;
-      for (; moved < BATCH; moved++) {
-        fromLen[0] = 28;
-        const n = ws.recvfrom(sock, buf, buf.length, 0, from, fromLenBytes);
-        if (n < 0) break;
-        if (n > 0) serverReceive(ctx.peers, stats, buf, 0, n, from.subarray(0, fromLen[0]), sinks, ctx.post);
-      }
-      return moved;
+      return io.recvBatch(buf, each);
     },
     idle,
     extras,

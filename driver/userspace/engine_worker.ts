@@ -24,7 +24,7 @@ import {
   POLLIN,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
-import { countSend, receive, serverReceive, tcpReceive, viewCache } from "./datapath.ts";
+import { countSend, receive, sealForRoute, serverReceive, tcpReceive, viewCache } from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import { TcpDeframer } from "../datachannel/framing.ts";
@@ -726,17 +726,10 @@ function makeServerTx(): () => number {
     }
   };
   /** The plaintext of `n` bytes at HEADROOM: to the peer of its destination. */
+  const at = { start: 0 };
   const route = (n: number) => {
-    const p = peers.get(routes.lookup(buf, HEADROOM, n));
-    if (!p) {
-      stats.LostOutDataPackets++;
-      stats.countDrop("no-route");
-      return;
-    }
-    if (p.mss > 0) clampMss(buf, HEADROOM, n, p.mss);
-    const start = p.ch.seal(buf, n);
-    if (start < 0) return; // counted by the peer's channel
-    sendTo(p, start, p.ch.sealEnd, false);
+    const p = sealForRoute(peers, routes, stats, buf, n, at);
+    if (p) sendTo(p, at.start, p.ch.sealEnd, false);
   };
   if (!tcp) {
     const sealed: { start: number; len: number; to: Uint8Array; stats: SharedStats } = {
@@ -746,17 +739,9 @@ function makeServerTx(): () => number {
       stats,
     };
     return makeUdpBatchReader(newUdpTx(), (b, n) => {
-      const p = peers.get(routes.lookup(b, HEADROOM, n));
-      if (!p) {
-        stats.LostOutDataPackets++;
-        stats.countDrop("no-route");
-        return null;
-      }
-      if (p.mss > 0) clampMss(b, HEADROOM, n, p.mss);
-      const start = p.ch.seal(b, n);
-      if (start < 0) return null; // counted by the peer's channel
-      sealed.start = start;
-      sealed.len = p.ch.sealEnd - start;
+      const p = sealForRoute(peers, routes, stats, b, n, sealed);
+      if (!p) return null;
+      sealed.len = p.ch.sealEnd - sealed.start;
       sealed.to = p.sa;
       sealed.stats = p.stats;
       return sealed;

@@ -19,6 +19,16 @@ import { isDataV2, peerIdOf } from "../datachannel/packet.ts";
 import { FramingError, type TcpDeframer } from "../datachannel/framing.ts";
 import type { EnginePeer, FromEngine } from "./engine_protocol.ts";
 
+/** The time lastTx/lastRx are stamped with: taken once per batch ({@linkcode tick}), not once per packet. */
+let now = 0;
+
+/** Read the clock for the packets of the next batch (the engines call it before each pump). */
+export function tick(): void {
+  now = Date.now();
+}
+
+const stamp = () => now || Date.now();
+
 /**
  * Count a packet as sent before it leaves (so that whoever sees it arrive also sees it counted) and
  * return the function that turns it into a lost one when the send fails.
@@ -27,7 +37,7 @@ export function countSend(stats: SharedStats, len: number, control: boolean): ()
   if (control) stats.SentControlPackets++;
   else stats.SentDataPackets++;
   stats.TransportBytesSent += len;
-  stats.lastTx = Date.now();
+  stats.lastTx = stamp();
   return () => {
     if (control) {
       stats.SentControlPackets--;
@@ -70,7 +80,7 @@ export function receive(
   }
   const r = ch.open(b, off, len);
   if (r === RX_DROP) return false;
-  stats.lastRx = Date.now();
+  stats.lastRx = stamp();
   if (r === RX_KEEPALIVE) return true;
   const plen = ch.openEnd - r;
   if (plen <= 0) return true;

@@ -24,7 +24,7 @@ import {
   POLLIN,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
-import { countSend, receive, sealForRoute, serverReceive, tcpReceive, viewCache } from "./datapath.ts";
+import { countSend, receive, sealForRoute, serverReceive, tcpReceive, tick, viewCache } from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import { TcpDeframer } from "../datachannel/framing.ts";
@@ -209,6 +209,7 @@ async function run() {
   const { pump, idle } = init.win ? windowsEngine() : linuxEngine();
   try {
     while (!stopping()) {
+      tick();
       const busy = (role === "rx" || started) ? pump() : 0;
       if (Atomics.load(signal, idx) !== handled) {
         await drainMessages();

@@ -34,7 +34,8 @@ export const STATS_HELP = `Usage: ovpn-dco-cli stats [--ifname NAME] [--json] [-
 
 Print the statistics of the instance running on NAME (default ovpn0; on Windows the ovpn-dco adapter's name), in upstream's format, or as one
 JSON object with --json (including drop counts by reason). --watch repeats every second until Ctrl-C.
-Server mode: --peer-id N shows one peer's, --all every peer's after the total.
+Server mode: --peer-id N shows one peer's, --all every peer's after the total (with --json also the
+server's own drops by reason and what the tun and UDP offloads did, under "device").
 
 Example:
   ovpn-dco-cli stats --ifname ovpn0 --json
@@ -56,7 +57,12 @@ export async function stats(args: string[]): Promise<number> {
     if (r.peers) {
       const peers = r.peers as { peerId: number; stats: Record<string, number> }[];
       if (v.json) {
-        console.log(JSON.stringify({ time: new Date().toISOString(), ifname, total: r.stats, peers }));
+        // the server's own figures beside the total: drops by reason, what the offloads did
+        const d = (r.info ?? {}) as Record<string, unknown>;
+        const device = { drops: d.drops, offload: d.offload ?? null, udpOffload: d.udpOffload ?? null };
+        console.log(
+          JSON.stringify({ time: new Date().toISOString(), ifname, total: r.stats, device, peers }),
+        );
       } else {
         let text = `total:\n${formatStatsJson(r.stats as Record<string, number>)}`;
         for (const p of peers) text += `peer ${p.peerId}:\n${formatStatsJson(p.stats)}`;

@@ -132,6 +132,13 @@ for (const proto of ["udp", "tcp"] as const) {
           assertEquals(sum, all.total[f], `${f}: peers ${sum}, device ${all.total[f]}`);
         }
         assert(all.peers.every((p: { stats: Record<string, number> }) => p.stats.rcvdDataPkts > 1000));
+        // the offloads worked for the server too: the clients' TCP segments were joined into the server's tun,
+        // and over UDP the clients' joined sends arrived as UDP_GRO trains
+        const info = all.device;
+        assert(info.offload?.joinedSuperPackets > 100, `server tun joins: ${JSON.stringify(info.offload)}`);
+        if (proto === "udp") {
+          assert(info.udpOffload?.groReceives > 100, `server UDP_GRO: ${JSON.stringify(info.udpOffload)}`);
+        }
         // peer del of client 3: its event; the others go on
         await srv(["peer", "del", "--peer-id", "3"]);
         await lab.waitFor(

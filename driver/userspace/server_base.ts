@@ -285,6 +285,8 @@ export abstract class ServerBase implements ServerBackend {
       local: this.local,
       peers: [...this.peers.keys()],
       drops: this.drops(),
+      offload: this.stats.offload(),
+      udpOffload: this.stats.udpOffload(),
     };
   }
 

@@ -9,6 +9,10 @@
  * Buffers are allocated once. The loop waits in poll(2) on its data fd and a wake-up pipe; the main
  * thread posts a message, bumps a shared counter and writes the pipe, and the loop then yields to the
  * event loop until every posted message was handled.
+ *
+ * The message handling, the channels and the peer table here serve both platforms; the pumps below are the
+ * Linux ones (tun fd with offloads, recvmmsg/sendmmsg with UDP GSO/GRO). With `init.win` the pumps and the
+ * wait come from engine_win.ts (WinTUN, Winsock, WaitForMultipleObjects on [data event, wake event]).
  * @module
  */
 import {

@@ -21,6 +21,7 @@ import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
 import type { EngineIo } from "./engine_io.ts";
 import { linuxIo } from "./io_linux.ts";
+import { acceptOne } from "./sockets_common.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** Options of a userspace device. */
@@ -86,7 +87,14 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       peerSa = io.sockaddr(p.remote);
     } else if (p.listen) {
       const where = formatEndpoint(p.local);
-      fd = await io.tcpAccept(
+      const ops = {
+        listen: io.tcpListen,
+        acceptNext: io.tcpAcceptNext,
+        parse: io.parseSockaddr,
+        close: io.closeSocket,
+      };
+      fd = await acceptOne(
+        ops,
         p.local,
         p.remote,
         timeout,

@@ -17,13 +17,6 @@ export interface EngineIo {
   udpOffload(): boolean;
   udpSocket(local: SockAddr, remote: SockAddr): number;
   tcpConnect(local: SockAddr, remote: SockAddr, timeoutMs: number, cancelled: () => boolean): Promise<number>;
-  tcpAccept(
-    local: SockAddr,
-    remote: SockAddr,
-    timeoutMs: number,
-    cancelled: () => boolean,
-    onListening: () => void,
-  ): Promise<number>;
   tcpListen(local: SockAddr): number;
   tcpAcceptNext(
     ls: number,

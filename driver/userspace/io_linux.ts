@@ -8,7 +8,6 @@ import { pipeWaker } from "./engine_host.ts";
 import {
   endpointSockaddr,
   peerSockaddrOf,
-  tcpAccept,
   tcpAcceptNext,
   tcpConnect,
   tcpListen,
@@ -24,7 +23,6 @@ export function linuxIo(tun: TunHandle): EngineIo {
     udpOffload: udpOffloadWanted,
     udpSocket,
     tcpConnect,
-    tcpAccept,
     tcpListen: (local) => tcpListen(local),
     tcpAcceptNext,
     peerSockaddrOf,

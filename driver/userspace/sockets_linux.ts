@@ -44,7 +44,7 @@ import {
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, type SockAddr } from "../uapi.ts";
-import { acceptOne, addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
+import { addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
 
 export { addrBytes };
 
@@ -224,23 +224,6 @@ export async function tcpAcceptNext(
     tuneTcp(fd);
     return { fd, from: sa.slice(0, len[0]) };
   }
-}
-
-/** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
-export function tcpAccept(
-  local: SockAddr,
-  remote: SockAddr,
-  timeoutMs: number,
-  cancelled: () => boolean = () => false,
-  onListening?: () => void,
-): Promise<number> {
-  const ops = {
-    listen: (l: SockAddr) => tcpListen(l, 4),
-    acceptNext: tcpAcceptNext,
-    parse: parseSockaddr,
-    close: (s: number) => void libc().symbols.close(s),
-  };
-  return acceptOne(ops, local, remote, timeoutMs, cancelled, onListening);
 }
 
 /** The remote sockaddr of a connected TCP socket. */

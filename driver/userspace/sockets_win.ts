@@ -45,7 +45,7 @@ import {
 } from "../../ffi/ws2_32.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, type SockAddr } from "../uapi.ts";
-import { acceptOne, addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
+import { addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
 
 const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
 
@@ -193,23 +193,6 @@ export async function winTcpAcceptNext(
     tuneTcp(fd);
     return { fd, from: sa.slice(0, len[0]) };
   }
-}
-
-/** Listen on `local` and accept one connection from `remote`'s address (any port), within `timeoutMs`. */
-export function winTcpAccept(
-  local: SockAddr,
-  remote: SockAddr,
-  timeoutMs: number,
-  cancelled: () => boolean = () => false,
-  onListening?: () => void,
-): Promise<number> {
-  const ops = {
-    listen: (l: SockAddr) => winTcpListen(l, 4),
-    acceptNext: winTcpAcceptNext,
-    parse: parseWinSockaddr,
-    close: winCloseSocket,
-  };
-  return acceptOne(ops, local, remote, timeoutMs, cancelled, onListening);
 }
 
 /** The remote sockaddr of a connected TCP socket. */

@@ -149,24 +149,35 @@ export function splitSuperPacket(
   out: (i: number) => { buf: Uint8Array; at: number },
   done: (i: number, size: number) => void,
 ): number {
-  if (h.gsoType === GSO_UDP_L4) return splitUdp(b, p, len, h, out, done);
-  const v6 = h.gsoType === GSO_TCPV6;
-  if (h.gsoType !== GSO_TCPV4 && h.gsoType !== GSO_TCPV6) throw new GsoError(`GSO type ${h.gsoType}`);
+  const udp = h.gsoType === GSO_UDP_L4;
+  if (!udp && h.gsoType !== GSO_TCPV4 && h.gsoType !== GSO_TCPV6) throw new GsoError(`GSO type ${h.gsoType}`);
   const ver = b[p] >> 4;
-  if ((v6 && ver !== 6) || (!v6 && ver !== 4)) {
-    throw new GsoError("the IP version does not match the GSO type");
+  const v6 = udp ? ver === 6 : h.gsoType === GSO_TCPV6;
+  if (ver !== (v6 ? 6 : 4)) {
+    throw new GsoError(udp ? "not an IP packet" : "the IP version does not match the GSO type");
   }
   const ipLen = h.csumStart;
-  if (ipLen < (v6 ? 40 : 20) || len < ipLen + 20) throw new GsoError("the packet is too short");
+  if (ipLen < (v6 ? 40 : 20) || len < ipLen + (udp ? 8 : 20)) throw new GsoError("the packet is too short");
   if (!v6 && (b[p] & 0x0f) * 4 !== ipLen) throw new GsoError("the IPv4 header length does not match");
   if (v6 && ipLen !== 40) throw new GsoError("IPv6 extension headers are not split here");
-  if (b[p + (v6 ? 6 : 9)] !== 6) throw new GsoError("not TCP");
+  if (b[p + (v6 ? 6 : 9)] !== (udp ? 17 : 6)) throw new GsoError(udp ? "not UDP" : "not TCP");
+  if (h.gsoSize === 0) throw new GsoError("gso_size 0");
+  if (udp) {
+    return eachSegment(b, p, len, ipLen + 8, ipLen, v6, h.gsoSize, out, done, (o, at, total) => {
+      const u = at + ipLen, ul = total - ipLen;
+      o[u + 4] = ul >> 8;
+      o[u + 5] = ul & 0xff;
+      o[u + 6] = o[u + 7] = 0;
+      const c = (~fold(sum16(o, u, at + total, pseudoSum(o, at, v6, 17, ul))) & 0xffff) || 0xffff;
+      o[u + 6] = c >> 8;
+      o[u + 7] = c & 0xff;
+    });
+  }
   // the kernel's hdr_len may cover a whole first packet on forwarded traffic: take the TCP header's own length
   const tcpLen = (b[p + ipLen + 12] >> 4) * 4;
   if (tcpLen < 20) throw new GsoError("the TCP header is too short");
   const hdrLen = ipLen + tcpLen;
   if (hdrLen > len) throw new GsoError("the headers run past the packet");
-  if (h.gsoSize === 0) throw new GsoError("gso_size 0");
   const seq0 =
     ((b[p + ipLen + 4] << 24) | (b[p + ipLen + 5] << 16) | (b[p + ipLen + 6] << 8) | b[p + ipLen + 7]) >>>
     0;
@@ -215,37 +226,6 @@ function eachSegment(
     i++;
   } while (data < len);
   return i;
-}
-
-/** GSO_UDP_L4: the UDP super-packet (IPv4 or IPv6) split into datagrams of `gso_size` payload bytes. */
-function splitUdp(
-  b: Uint8Array,
-  p: number,
-  len: number,
-  h: VnetHdr,
-  out: (i: number) => { buf: Uint8Array; at: number },
-  done: (i: number, size: number) => void,
-): number {
-  const ver = b[p] >> 4;
-  if (ver !== 4 && ver !== 6) throw new GsoError("not an IP packet");
-  const v6 = ver === 6;
-  const ipLen = h.csumStart;
-  if (v6 ? ipLen !== 40 : (b[p] & 0x0f) * 4 !== ipLen || ipLen < 20) {
-    throw new GsoError("the IP header length does not match");
-  }
-  if (b[p + (v6 ? 6 : 9)] !== 17) throw new GsoError("not UDP");
-  const hdrLen = ipLen + 8;
-  if (hdrLen > len) throw new GsoError("the headers run past the packet");
-  if (h.gsoSize === 0) throw new GsoError("gso_size 0");
-  return eachSegment(b, p, len, hdrLen, ipLen, v6, h.gsoSize, out, done, (o, at, total) => {
-    const u = at + ipLen, ul = total - ipLen;
-    o[u + 4] = ul >> 8;
-    o[u + 5] = ul & 0xff;
-    o[u + 6] = o[u + 7] = 0;
-    const c = (~fold(sum16(o, u, at + total, pseudoSum(o, at, v6, 17, ul))) & 0xffff) || 0xffff;
-    o[u + 6] = c >> 8;
-    o[u + 7] = c & 0xff;
-  });
 }
 
 /** What the coalescer knows of a packet it may join: protocol (6 TCP, 17 UDP), IP version and header lengths. */

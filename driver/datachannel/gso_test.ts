@@ -237,6 +237,13 @@ Deno.test("gso: malformed super-packets are refused with a GsoError", () => {
       h,
     ],
   ];
+  const udpHdr6: VnetHdr = { ...h, gsoType: GSO_UDP_L4, csumStart: 40, csumOffset: 6 };
+  cases.push(
+    ["UDP_L4 on a TCP packet", good, { ...h, gsoType: GSO_UDP_L4, csumOffset: 6 }],
+    ["UDP_L4 cut inside the UDP header", udpSuperPacket(true, random(10)).subarray(0, 44), udpHdr6],
+    ["UDP_L4 on something not IP", new Uint8Array(100), { ...h, gsoType: GSO_UDP_L4 }],
+    ["UDP_L4 gso_size 0", udpSuperPacket(true, random(100)), { ...udpHdr6, gsoSize: 0 }],
+  );
   for (const [what, b, hh] of cases) {
     const e = assertThrows(() => split(b, hh));
     assert(e instanceof GsoError, `${what}: ${e.message}`);

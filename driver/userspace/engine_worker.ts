@@ -540,7 +540,7 @@ function makeRx(): () => number {
   const peer = init.peerSockaddr;
   const v6 = peer.length === 28;
   // UDP: the recvmmsg slots; plaintext views of them are cached per offset (TCP: the deframer's buffer)
-  const gro = !tcp && !!init.udpOffload && enableUdpGro(L.setsockopt, sock);
+  const gro = !tcp && !!init.udpOffload && udpGro(sock);
   const mb = tcp ? null : new MsgBatch(BATCH, gro ? GRO_SLOT : MAX_WIRE_LEN + 512, { gro });
   const buf = mb?.data;
   const cached = viewCache(buf ?? new Uint8Array(0));
@@ -608,6 +608,16 @@ function makeRx(): () => number {
     flushGro();
     return datagrams;
   };
+}
+
+/** UDP_GRO on the transport socket; where the kernel refuses it, one log line and one datagram per slot. */
+function udpGro(sock: number): boolean {
+  if (enableUdpGro(libc().symbols.setsockopt, sock)) return true;
+  post({
+    t: "log",
+    line: `UDP_GRO refused by the kernel (${errnoText(errno())}): datagrams are received one by one`,
+  });
+  return false;
 }
 
 /**
@@ -770,7 +780,7 @@ function makeServerRx(): () => number {
   const L = libc().symbols;
   const sock = init.sockFd;
   // up to BATCH datagrams (or UDP_GRO trains) per recvmmsg; plaintext views of the slots cached per offset
-  const gro = !!init.udpOffload && enableUdpGro(L.setsockopt, sock);
+  const gro = !!init.udpOffload && udpGro(sock);
   const mb = new MsgBatch(BATCH, gro ? GRO_SLOT : MAX_WIRE_LEN + 512, { gro });
   const buf = mb.data, names = mb.names, size = mb.size;
   const viewAt = viewCache(buf);

@@ -153,6 +153,8 @@ export function openTun(
       opts.log?.(
         `tun offload refused by the kernel (${errnoText(errno())}): one packet per read on ${actual}`,
       );
+    } else if (!uso) {
+      opts.log?.(`tun UDP offload (USO, Linux 6.2+) refused by the kernel: TCP offload only on ${actual}`);
     }
   }
   let open = true;

@@ -154,6 +154,12 @@ export interface StreamEnd {
   reason: string;
 }
 
+/** A TCP server peer's connection ended: forgotten here (the main thread closes it) and reported. */
+export function peerStreamEnded(p: EnginePeer, end: StreamEnd, post: (m: FromEngine) => void): void {
+  p.fd = -1;
+  post({ t: "peer-closed", peer: p.id, error: end.error, reason: end.reason });
+}
+
 /**
  * Up to 8 reads of a TCP stream into its deframer, each whole packet handed to `deliver`. `recv(w)` fills `w`
  * and returns what recv returned (bytes; 0: closed; < 0: nothing more now, or failed); `failure()` tells, after a

@@ -39,6 +39,7 @@ import {
 import type { RouteTable } from "../datachannel/routes.ts";
 import {
   countSend,
+  peerStreamEnded,
   receive,
   type ReceiveSinks,
   sameAddress,
@@ -104,8 +105,10 @@ export class WinIo {
   readonly #wakeOnly: Uint8Array;
   readonly #pfd = new Uint8Array(16);
   readonly #pdv = new DataView(this.#pfd.buffer);
+  readonly #dataEvent: Deno.PointerValue;
 
   constructor(readonly init: EngineInit & { win: WinEngineInit }, dataEvent: bigint) {
+    this.#dataEvent = Deno.UnsafePointer.create(dataEvent);
     this.w = Deno.dlopen(init.win.dll, WINTUN_SYMBOLS).symbols;
     this.session = Deno.UnsafePointer.create(init.win.session)!;
     this.sock = BigInt(init.sockFd);
@@ -138,6 +141,14 @@ export class WinIo {
     this.k.RtlMoveMemory_out(out, from, BigInt(len));
     this.w.WintunSendPacket(this.session, out);
     return true;
+  }
+
+  /**
+   * Reset the data event before a round of receives (a socket's WSAEventSelect event is manual-reset; a receive
+   * that finds nothing re-enables FD_READ, so data arriving after the round sets it again).
+   */
+  rearm(): void {
+    this.k.ResetEvent(this.#dataEvent);
   }
 
   /** Wait for the data event (when `data`) or the wake event, at most `ms`. */
@@ -235,8 +246,8 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
     used = 0;
     const ok = io.sendAll(server ? BigInt(gatherFor!.fd) : p2pSock, gather, n, gview!, ctx.stopping);
     if (!ok && !server) throw ctx.closed("TCP connection lost", true);
-    if (!ok) { for (const lost of gatheredLost) lost(); // the rx side sees the connection end and reports it
-     }
+    // server: the packets are lost; the rx side sees the connection end and reports it
+    if (!ok) { for (const lost of gatheredLost) lost(); }
     gatheredLost.length = 0;
   };
   /** The sealed packet at buf[start .. end] to `p` (server) or the peer (p2p). */
@@ -257,6 +268,7 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
     gather!.set(buf.subarray(start, end), used + 2);
     used += 2 + len;
   };
+  const at = { start: 0 };
   const seal = (n: number) => {
     if (!server) {
       const ch = ctx.ch(), mss = ctx.mss();
@@ -268,7 +280,6 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
     const p = sealForRoute(ctx.peers, ctx.routes, stats, buf, n, at);
     if (p) send(at.start, p.ch.sealEnd, false, p);
   };
-  const at = { start: 0 };
   return {
     pump() {
       let moved = 0;
@@ -323,13 +334,22 @@ function sinksOf(ctx: WinEngineContext, io: WinIo, buf: Uint8Array): ReceiveSink
   };
 }
 
+/** A receive pump: the data event re-armed before each round of receives; nothing of its own to send. */
+function rxPumps(io: WinIo, round: () => number): WinPumps {
+  return {
+    pump() {
+      io.rearm();
+      return round();
+    },
+    idle: (ms) => io.wait(ms),
+    extras: () => {},
+  };
+}
+
 /** p2p transport → open → adapter. */
 function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   const { init, stats } = ctx;
-  const k = io.k, ws = io.ws, sock = io.sock;
-  const sockEvent = Deno.UnsafePointer.create(init.win.sockEvent);
-  const idle = (ms: number) => io.wait(ms);
-  const extras = () => {};
+  const ws = io.ws, sock = io.sock;
   if (init.proto === "tcp") {
     const d = new TcpDeframer(MAX_WIRE_LEN);
     const sinks = sinksOf(ctx, io, new Uint8Array(0));
@@ -337,16 +357,11 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
     const failure = () => io.failed(sock) ? "TCP connection lost" : null;
     const deliver = (b: Uint8Array, off: number, len: number) =>
       receive(ctx.ch(), stats, ctx.mss(), b, off, len, sinks);
-    return {
-      pump() {
-        k.ResetEvent(sockEvent); // re-armed by the receives below
-        const r = tcpReceive(d, recv, failure, deliver);
-        if (r.end) throw ctx.closed(r.end.reason, r.end.error);
-        return r.packets;
-      },
-      idle,
-      extras,
-    };
+    return rxPumps(io, () => {
+      const r = tcpReceive(d, recv, failure, deliver);
+      if (r.end) throw ctx.closed(r.end.reason, r.end.error);
+      return r.packets;
+    });
   }
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
   const peer = init.peerSockaddr;
@@ -358,62 +373,35 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
       stats.countDrop("wrong-source");
     } else if (n > 0) receive(ctx.ch(), stats, ctx.mss(), buf, 0, n, sinks);
   };
-  return {
-    pump() {
-      k.ResetEvent(sockEvent);
-      return io.recvBatch(buf, each);
-    },
-    idle,
-    extras,
-  };
+  return rxPumps(io, () => io.recvBatch(buf, each));
 }
 
 /** Server transport → the peer of the packet → adapter (UDP: by peer id, floating; TCP: each connection). */
 function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   const { init, stats } = ctx;
-  const k = io.k, ws = io.ws;
-  const sockEvent = Deno.UnsafePointer.create(init.win.sockEvent);
-  const idle = (ms: number) => io.wait(ms);
-  const extras = () => {};
   if (init.proto === "tcp") {
     const sinks = sinksOf(ctx, io, new Uint8Array(0));
-    const end = (p: EnginePeer, error: boolean, reason: string) => {
-      p.fd = -1; // the main thread closes it
-      ctx.post({ t: "peer-closed", peer: p.id, error, reason });
-    };
-    return {
-      pump() {
-        k.ResetEvent(sockEvent);
-        let handled = 0;
-        for (const p of ctx.peers.values()) {
-          if (p.fd < 0 || !p.deframer) continue;
-          const sock = BigInt(p.fd);
-          const r = tcpReceive(
-            p.deframer,
-            (w) => ws.recv(sock, w, w.length, 0),
-            () => io.failed(sock) ? "TCP connection lost" : null,
-            (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
-          );
-          handled += r.packets;
-          if (r.end) end(p, r.end.error, r.end.reason);
-        }
-        return handled;
-      },
-      idle,
-      extras,
-    };
+    return rxPumps(io, () => {
+      let handled = 0;
+      for (const p of ctx.peers.values()) {
+        if (p.fd < 0 || !p.deframer) continue;
+        const sock = BigInt(p.fd);
+        const r = tcpReceive(
+          p.deframer,
+          (w) => io.ws.recv(sock, w, w.length, 0),
+          () => io.failed(sock) ? "TCP connection lost" : null,
+          (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
+        );
+        handled += r.packets;
+        if (r.end) peerStreamEnded(p, r.end, ctx.post);
+      }
+      return handled;
+    });
   }
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
   const sinks = sinksOf(ctx, io, buf);
   const each = (n: number, from: Uint8Array) => {
     if (n > 0) serverReceive(ctx.peers, stats, buf, 0, n, from, sinks, ctx.post);
   };
-  return {
-    pump() {
-      k.ResetEvent(sockEvent);
-      return io.recvBatch(buf, each);
-    },
-    idle,
-    extras,
-  };
+  return rxPumps(io, () => io.recvBatch(buf, each));
 }

@@ -28,7 +28,16 @@ import {
   POLLIN,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
-import { countSend, receive, sealForRoute, serverReceive, tcpReceive, tick, viewCache } from "./datapath.ts";
+import {
+  countSend,
+  peerStreamEnded,
+  receive,
+  sealForRoute,
+  serverReceive,
+  tcpReceive,
+  tick,
+  viewCache,
+} from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine, ToEngine } from "./engine_protocol.ts";
 import { SIGNAL } from "./engine_protocol.ts";
 import { TcpDeframer } from "../datachannel/framing.ts";
@@ -325,12 +334,7 @@ function makeTx(): () => number {
   const chBuf = buf.subarray(2);
   const readInto = chBuf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
   const readMax = BigInt(readInto.length);
-  const views = new Map<number, Uint8Array>();
-  const viewAt = (off: number) => {
-    let v = views.get(off);
-    if (!v) views.set(off, v = buf.subarray(off));
-    return v;
-  };
+  const viewAt = viewCache(buf);
 
   /** Send the wire packet at chBuf[start .. start+len]; false on failure (counted by the caller). */
   const sendWire = (start: number, len: number): boolean => {
@@ -687,13 +691,8 @@ function makeServerTx(): () => number {
   const buf = outer.subarray(2);
   const readInto = buf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
   const readMax = BigInt(readInto.length);
-  const views = new Map<number, Uint8Array>();
   /** A view of `outer` from `off` (buf's offset `off - 2`). */
-  const outerAt = (off: number) => {
-    let v = views.get(off);
-    if (!v) views.set(off, v = outer.subarray(off));
-    return v;
-  };
+  const outerAt = viewCache(outer);
   const viewAt = (off: number) => outerAt(off + 2);
   const tcp = init.proto === "tcp";
   const sendTo = (p: EnginePeer, start: number, end: number, control: boolean) => {
@@ -816,10 +815,6 @@ function makeServerTcpRx(): () => number {
   const L = libc().symbols;
   const tunSink = makeTunSink(stats, (b, off) => off === 0 ? b : b.subarray(off));
   const sinks = { control: (b: Uint8Array) => post({ t: "ctl", bytes: b }), tun: tunSink.tun };
-  const end = (p: EnginePeer, error: boolean, reason: string) => {
-    p.fd = -1; // the main thread closes it
-    post({ t: "peer-closed", peer: p.id, error, reason });
-  };
   return () => {
     let handledNow = 0;
     for (const p of peers.values()) {
@@ -832,7 +827,7 @@ function makeServerTcpRx(): () => number {
         (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
       );
       handledNow += r.packets;
-      if (r.end) end(p, r.end.error, r.end.reason);
+      if (r.end) peerStreamEnded(p, r.end, post);
     }
     tunSink.flush();
     return handledNow;

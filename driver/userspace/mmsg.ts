@@ -184,6 +184,8 @@ export class UdpBatchTx {
   readonly #gStart: Int32Array;
   readonly #gCount: Int32Array;
   readonly #ctlBase: bigint;
+  readonly #onGsoOff?: (why: string) => void;
+  readonly #errno: () => number;
 
   constructor(
     readonly L: SendLib,
@@ -213,8 +215,6 @@ export class UdpBatchTx {
       cv.setInt32(i * CTL_LEN + 12, UDP_SEGMENT, true);
     }
   }
-  readonly #onGsoOff?: (why: string) => void;
-  readonly #errno: () => number;
 
   /** Whether runs are still joined. */
   get gso(): boolean {

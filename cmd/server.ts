@@ -14,6 +14,7 @@ import type { ProviderName } from "../crypto/providers.ts";
 import type { ServerBackend } from "../driver/userspace/server_api.ts";
 import { eventJson } from "./events.ts";
 import { logControlPackets, stopSignal } from "./run.ts";
+import { type BackendName, chooseLinuxBackend } from "../driver/open.ts";
 
 /** What a server run needs. */
 export interface ServerConfig {
@@ -80,6 +81,15 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
   let dev: ServerBackend;
   if (Deno.build.os === "windows") {
     dev = await openWindowsServer(cfg);
+  } else if (
+    await chooseLinuxBackend({
+      backend: cfg.backend as BackendName,
+      kernelUnfit: cfg.proto === "tcp" ? "this tool serves TCP peers on the tun backend only" : null,
+      log,
+    }) === "dco"
+  ) {
+    const { LinuxDcoServer } = await import("../driver/linux/dco_server.ts");
+    dev = await LinuxDcoServer.open({ ifname: cfg.ifname, log });
   } else {
     const { openTun } = await import("../driver/userspace/tun_linux.ts");
     const { ServerDevice } = await import("../driver/userspace/server_device.ts");

@@ -84,7 +84,10 @@ Options:
   --keepalive I,T           ping after I s without sending; give up after T s without receiving
                             (default 10,300; 0,0 turns both off)
   --mss N                   clamp the MSS of TCP SYNs to N (default 0: off)
-  --backend NAME            auto|dco|wintun|tun (default auto: dco, else wintun on Windows; tun on Linux)
+  --backend NAME            auto|dco|wintun|tun (default auto: on Windows the ovpn-dco driver, else
+                            wintun; on Linux the kernel's ovpn module (dco) where it is loaded or
+                            loadable and the tunnel needs nothing it lacks (--epoch, cipher none,
+                            --mss), else tun)
   --crypto NAME             auto|libcrypto|cng|node|portable (default auto: the fastest available)
   --adapter NAME            dco: a specific ovpn-dco adapter, by name or device path (default
                             \\.\ovpn-dco, the first adapter, as upstream)
@@ -246,12 +249,12 @@ export async function start(args: string[]): Promise<number> {
     serverFlagErrors(v);
     const common = await commonConfig({ ...v, key: undefined, epoch: undefined });
     const win = Deno.build.os === "windows";
-    const ok = win ? ["auto", "dco", "wintun"] : ["auto", "tun"];
+    const ok = win ? ["auto", "dco", "wintun"] : ["auto", "dco", "tun"];
     if (!ok.includes(common.backend)) {
       throw usage(
         win
           ? `the ${common.backend} backend runs on Linux only; on Windows use --backend auto, dco or wintun`
-          : `--mode server on Linux runs on the tun backend; the ${common.backend} backend needs Windows`,
+          : `--mode server on Linux runs on the tun or dco backend; the ${common.backend} backend needs Windows`,
       );
     }
     return await runServer({
@@ -306,6 +309,16 @@ export async function start(args: string[]): Promise<number> {
 
 const log = (line: string) => console.error(line);
 
+/** Why Linux's ovpn module cannot run this tunnel as configured (null: it can). */
+export function kernelUnfit(cfg: Pick<TunnelConfig, "key" | "mss">): string | null {
+  if (cfg.key?.epoch) return "Linux's ovpn module has no epoch data keys (--epoch)";
+  if (cfg.key && cfg.key.cipher.keyLen === 0) {
+    return "Linux's ovpn module has no cipher 'none' (it does AES-GCM and ChaCha20-Poly1305; give a key file)";
+  }
+  if (cfg.mss > 0) return "Linux's ovpn module does not clamp the TCP MSS (--mss)";
+  return null;
+}
+
 /** Bring the tunnel up and run it until a signal or the peer ends it. */
 export async function runTunnel(cfg: TunnelConfig): Promise<number> {
   const dev = await openDevice({
@@ -314,6 +327,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
     provider: cfg.provider,
     adapter: cfg.adapter,
     log,
+    kernelUnfit: kernelUnfit(cfg),
   });
   let control: { close(): Promise<void> } | undefined;
   const stopSignals: (() => void)[] = [];

@@ -1,6 +1,7 @@
 /**
- * Backend choice: `auto` picks `dco` when `\\.\ovpn-dco` opens, else `wintun` (Windows), and `tun` on
- * Linux. Returns a Device for the chosen backend.
+ * Backend choice: `auto` picks `dco` when `\\.\ovpn-dco` opens, else `wintun` (Windows); on Linux `dco`
+ * (the kernel's ovpn module) when the module is there and can do what was asked, else `tun`, and says which.
+ * Returns a Device for the chosen backend.
  *
  * @example
  * ```ts
@@ -23,12 +24,51 @@ export interface OpenOptions {
   /** dco: device path of a specific adapter. */
   adapter?: string;
   log?: (line: string) => void;
+  /** Linux: why the kernel's ovpn module cannot run this tunnel (epoch keys, cipher none, MSS), or null. */
+  kernelUnfit?: string | null;
+}
+
+/**
+ * Linux `dco` or `tun` for `auto` / `dco`: an explicit `dco` the module cannot serve is one clear error; `auto`
+ * takes the module when it answers and fits, and says why not otherwise.
+ */
+export async function chooseLinuxBackend(o: {
+  backend: BackendName;
+  kernelUnfit?: string | null;
+  log?: (line: string) => void;
+}): Promise<"dco" | "tun"> {
+  if (o.backend === "tun") return "tun";
+  const { probeModule } = await import("./linux/ovpn_kernel.ts");
+  if (o.backend === "dco") {
+    if (o.kernelUnfit) throw new DeviceError(`--backend dco: ${o.kernelUnfit}`, "state");
+    const m = await probeModule();
+    if (!m.present) throw new DeviceError(`--backend dco: ${m.why}; use --backend tun`, "missing");
+    return "dco";
+  }
+  const m = await probeModule();
+  if (!m.present) {
+    o.log?.("backend auto: Linux's ovpn module is not available, using tun");
+    return "tun";
+  }
+  if (o.kernelUnfit) {
+    o.log?.(`backend auto: ${o.kernelUnfit}, using tun`);
+    return "tun";
+  }
+  o.log?.("backend auto: using Linux's ovpn module (dco)");
+  return "dco";
 }
 
 /** Open the device of the chosen backend. */
 export async function openDevice(o: OpenOptions): Promise<Device> {
   const os = Deno.build.os;
   let backend = o.backend;
+  if (os === "linux" && (backend === "auto" || backend === "dco")) {
+    backend = await chooseLinuxBackend(o);
+    if (backend === "dco") {
+      const { LinuxDcoDevice } = await import("./linux/dco_device.ts");
+      return await LinuxDcoDevice.open({ ifname: o.ifname, log: o.log });
+    }
+  }
   if (backend === "auto") backend = os === "windows" ? "dco" : "tun";
   if (o.backend === "auto" && os === "windows") o.log?.("backend auto: trying the ovpn-dco driver first");
   if (backend === "tun") {

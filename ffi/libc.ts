@@ -43,6 +43,7 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   geteuid: { parameters: [], result: "u32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
@@ -67,6 +68,15 @@ export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0o2000000;
+export const SOCK_RAW = 3;
+/** Netlink sockets: rtnetlink and generic netlink, their socket options (level SOL_NETLINK). */
+export const AF_NETLINK = 16;
+export const NETLINK_ROUTE = 0;
+export const NETLINK_GENERIC = 16;
+export const SOL_NETLINK = 270;
+export const NETLINK_ADD_MEMBERSHIP = 1;
+export const NETLINK_CAP_ACK = 10;
+export const NETLINK_EXT_ACK = 11;
 export const SOL_SOCKET = 1;
 /** Socket options of UDP (level IPPROTO_UDP): segmentation offload on send, GRO on receive. */
 export const SOL_UDP = 17;
@@ -111,6 +121,11 @@ export const EHOSTUNREACH = 113;
 export const ENETUNREACH = 101;
 export const EMSGSIZE = 90;
 export const EINVAL = 22;
+export const EEXIST = 17;
+export const ENODEV = 19;
+export const ENOTSUP = 95;
+export const EAFNOSUPPORT = 97;
+export const EPROTONOSUPPORT = 93;
 export const EINPROGRESS = 115;
 export const TUNSETIFF = 0x400454ca;
 export const IFF_TUN = 0x0001;
@@ -132,6 +147,9 @@ const ERRNO_TEXT: Record<number, string> = {
   [EACCES]: "permission denied",
   [EBUSY]: "device or resource busy",
   [EINVAL]: "invalid argument",
+  [EEXIST]: "already exists",
+  [ENODEV]: "no such device",
+  [ENOTSUP]: "not supported",
   [EMSGSIZE]: "message too long",
   [EADDRINUSE]: "address already in use",
   [EADDRNOTAVAIL]: "address not available on this host",

@@ -164,27 +164,32 @@ export function openTun(
     vnetHdr: offload !== "off",
     offloaded,
     uso,
-    async configure({ mtu, addresses = [] }) {
-      if (mtu !== undefined) {
-        await run(
-          ["ip", "link", "set", "dev", actual, "mtu", String(mtu)],
-          `setting MTU ${mtu} on ${actual}`,
-        );
-      }
-      for (const a of addresses) {
-        const v6 = a.includes(":");
-        const cmd = v6
-          ? ["ip", "-6", "addr", "add", a, "dev", actual, "nodad"]
-          : ["ip", "addr", "add", a, "dev", actual];
-        await run(cmd, `setting address ${a} on ${actual}`);
-      }
-      await run(["ip", "link", "set", "dev", actual, "up"], `bringing ${actual} up`);
+    configure(o) {
+      return configureLink(actual, o);
     },
     close() {
       if (open) L.close(fd);
       open = false;
     },
   };
+}
+
+/** Set the MTU and addresses of interface `name` with `ip` and bring it up (tun and ovpn interfaces alike). */
+export async function configureLink(
+  name: string,
+  { mtu, addresses = [] }: { mtu?: number; addresses?: string[] },
+) {
+  if (mtu !== undefined) {
+    await run(["ip", "link", "set", "dev", name, "mtu", String(mtu)], `setting MTU ${mtu} on ${name}`);
+  }
+  for (const a of addresses) {
+    const v6 = a.includes(":");
+    const cmd = v6
+      ? ["ip", "-6", "addr", "add", a, "dev", name, "nodad"]
+      : ["ip", "addr", "add", a, "dev", name];
+    await run(cmd, `setting address ${a} on ${name}`);
+  }
+  await run(["ip", "link", "set", "dev", name, "up"], `bringing ${name} up`);
 }
 
 /** Put an fd in non-blocking mode. */

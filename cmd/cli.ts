@@ -72,11 +72,19 @@ const COMMANDS: Record<string, Command> = {
             : "ovpn-dco driver: not installed",
         );
         for (const a of findAdapters()) console.log(`ovpn-dco adapter '${a.name}': ${a.path}`);
+      } else if (Deno.build.os === "linux") {
+        const { probeModule } = await import("../driver/linux/ovpn_kernel.ts");
+        const m = await probeModule().catch((e) => ({ present: false as const, why: (e as Error).message }));
+        console.log(
+          m.present
+            ? `Linux ovpn module: present (generic netlink family ${m.family.id}, version ${m.family.version}; --backend dco)`
+            : `Linux ovpn module: not available (${m.why})`,
+        );
       }
       return EXIT.OK;
     },
     help:
-      "Usage: ovpn-dco-cli version\n\nPrint the tool's version and, on Windows, the ovpn-dco driver's.\n\nExample:\n  ovpn-dco-cli version\n",
+      "Usage: ovpn-dco-cli version\n\nPrint the tool's version and, on Windows, the ovpn-dco driver's; on Linux, whether the kernel's ovpn module is there.\n\nExample:\n  ovpn-dco-cli version\n",
   },
 };
 

@@ -284,7 +284,7 @@ export interface NlError {
 export function parseError(m: NlMessage): NlError {
   const p = m.payload;
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  const err = p.length >= 4 ? -dv.getInt32(0, true) : 0;
+  const err = p.length >= 4 ? 0 - dv.getInt32(0, true) : 0; // (not -x: an ACK would be -0)
   const r: NlError = { errno: err, seq: m.seq };
   if (!(m.flags & NLM_F.ACK_TLVS) || p.length < 4 + NLMSG_HDRLEN) return r;
   // the request's header follows; its payload too unless the kernel capped it (NETLINK_CAP_ACK)

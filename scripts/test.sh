@@ -11,7 +11,8 @@ if [ ! -x "$DENO" ]; then
 fi
 
 need=()
-for pair in openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3; do
+for pair in openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3 \
+  qemu-system-x86_64:qemu-system-x86 depmod:kmod cpio:cpio xz:xz-utils; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

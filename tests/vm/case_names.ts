@@ -14,5 +14,5 @@ export const KERNEL_CASES = [
   "dco: keepalive expiry -> events DEL_PEER expired, exit 6",
   "dco: replays, forged tags, garbage and unknown peer ids are dropped by the kernel",
   "dco server (multipeer) with two tun clients: pings, client<->client, stats, route, peer del",
-  "dco: --epoch with --backend dco is one clear line, exit 2; auto takes tun and says why",
+  "dco: --epoch with --backend dco is one clear line, exit 2; auto takes tun and says why; restart after SIGKILL",
 ] as const;

@@ -406,7 +406,7 @@ await runCase(
 
 // 7. bad input in the guest: epoch keys on the kernel backend
 await runCase(
-  "dco: --epoch with --backend dco is one clear line, exit 2; auto takes tun and says why",
+  "dco: --epoch with --backend dco is one clear line, exit 2; auto takes tun and says why; restart after SIGKILL",
   () =>
     withLab(async (lab, key) => {
       const r = await lab.tool("a", [
@@ -443,6 +443,26 @@ await runCase(
       ]);
       await lab.waitFor(() => ok.output().includes("dco: interface"), 30000, `auto on dco: ${ok.output()}`);
       assert(ok.output().includes("backend auto: using Linux's ovpn module"), ok.output());
+      // killed hard, it leaves its ovpn interface behind; the next start on that name removes it and comes up
+      ok.child.kill("SIGKILL");
+      await ok.status;
+      assert((await lab.run("b", ["ip", "-o", "link", "show", "ovpn-b"])).includes("ovpn-b"));
+      const again = lab.startTool("b", [
+        ...[
+          "start",
+          "--backend",
+          "dco",
+          "--key",
+          key,
+          "--remote",
+          `${lab.outer4.a}:1194`,
+          "--ifname",
+          "ovpn-b",
+        ],
+        ...["--key-direction", "1", "--stats-interval", "0"],
+      ]);
+      await lab.waitFor(() => again.output().includes("dco: interface"), 30000, `restart: ${again.output()}`);
+      assert(again.output().includes("left behind by an earlier run"), again.output());
     }),
 );
 

@@ -177,6 +177,15 @@ export class NetlinkListener {
   constructor(groupId: number, onMessage: (m: NlMessage) => void, onError: (e: Error) => void) {
     const L = libc().symbols;
     this.#fd = openFd(NETLINK_GENERIC);
+    // bound (the kernel picks the port id): the kernel's broadcasts skip sockets whose port id is 0, the
+    // sender's own, so an unbound socket in the group would never hear a notification
+    const snl = new Uint8Array(12);
+    new DataView(snl.buffer).setUint16(0, AF_NETLINK, true);
+    if (L.bind(this.#fd, snl, snl.length) < 0) {
+      const e = errno();
+      L.close(this.#fd);
+      throw new DeviceError(`binding a netlink socket: ${errnoText(e)}`);
+    }
     L.setsockopt(this.#fd, SOL_SOCKET, SO_RCVBUF, intOpt(1 << 20), 4);
     if (L.setsockopt(this.#fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, intOpt(groupId), 4) < 0) {
       const e = errno();

@@ -11,6 +11,7 @@ export const KERNEL_CASES = [
   "dco <-> dco: udp over IPv4, AES-128-GCM, verified transfer",
   "upstream positional form on dco (tcp i4) against a tun listener",
   "dco: key rotation (new secondary, swap, delete) under traffic loses nothing",
+  "dco: keepalive expiry -> events DEL_PEER expired, exit 6",
   "dco: replays, forged tags, garbage and unknown peer ids are dropped by the kernel",
   "dco server (multipeer) with two tun clients: pings, client<->client, stats, route, peer del",
   "dco: --epoch with --backend dco is one clear line, exit 2; auto takes tun and says why; restart after SIGKILL",

@@ -251,42 +251,38 @@ await runCase(
 );
 
 // 4. keepalive expiry: the module deletes the peer, `events` says why, the p2p instance exits 6
-// switched off: the module's PEER_DEL_NTF does not reach the listener yet (unbound netlink socket, see issue 16)
-const KEEPALIVE_CASE = false as boolean;
-if (KEEPALIVE_CASE) {
-  await runCase(
-    "dco: keepalive expiry -> events DEL_PEER expired, exit 6",
-    () =>
-      withLab(async (lab, key) => {
-        const { a, b } = await startPair(lab, {
-          proto: "udp",
-          cipher: "AES-256-GCM",
-          keyFile: key,
-          extraFor: { a: ["--backend", "dco"], b: ["--backend", "tun", "--keepalive", "1,60"] },
-        });
-        // a short keepalive only once the tunnel is up (the module counts from PEER_NEW): PEER_SET on a live peer
-        const set = await lab.tool("a", ["peer", "set", "--keepalive", "1,4", "--ifname", "ovpn-a"]);
-        assertEquals(set.code, 0, set.stderr);
-        const ev = lab.spawn("a", [...(await selfCmd()), "events", "--ifname", "ovpn-a", "--json"]);
-        await lab.waitFor(
-          () => ev.output().includes("listening") || ev.output().length > 0,
-          20000,
-          "events",
-        );
-        await new Promise((r) => setTimeout(r, 1000));
-        await lab.stop(b);
-        const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), 30000))]);
-        assert(st, "the dco instance did not end after its keepalive timeout");
-        assertEquals(st.code, 6, a.output().slice(-300));
-        assert(/timed out/.test(a.output()), a.output().slice(-300));
-        await lab.waitFor(() => ev.output().includes("expired"), 10000, "DEL_PEER expired on events");
-        assert(ev.output().includes("DEL_PEER"), ev.output());
-        // the interface went with the instance
-        const links = await lab.run("a", ["ip", "-o", "link", "show"]);
-        assert(!links.includes("ovpn-a"), links);
-      }),
-  );
-}
+await runCase(
+  "dco: keepalive expiry -> events DEL_PEER expired, exit 6",
+  () =>
+    withLab(async (lab, key) => {
+      const { a, b } = await startPair(lab, {
+        proto: "udp",
+        cipher: "AES-256-GCM",
+        keyFile: key,
+        extraFor: { a: ["--backend", "dco"], b: ["--backend", "tun", "--keepalive", "1,60"] },
+      });
+      // a short keepalive only once the tunnel is up (the module counts from PEER_NEW): PEER_SET on a live peer
+      const set = await lab.tool("a", ["peer", "set", "--keepalive", "1,4", "--ifname", "ovpn-a"]);
+      assertEquals(set.code, 0, set.stderr);
+      const ev = lab.spawn("a", [...(await selfCmd()), "events", "--ifname", "ovpn-a", "--json"]);
+      await lab.waitFor(
+        () => ev.output().includes("listening") || ev.output().length > 0,
+        20000,
+        "events",
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      await lab.stop(b);
+      const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), 30000))]);
+      assert(st, "the dco instance did not end after its keepalive timeout");
+      assertEquals(st.code, 6, a.output().slice(-300));
+      assert(/timed out/.test(a.output()), a.output().slice(-300));
+      await lab.waitFor(() => ev.output().includes("expired"), 10000, "DEL_PEER expired on events");
+      assert(ev.output().includes("DEL_PEER"), ev.output());
+      // the interface went with the instance
+      const links = await lab.run("a", ["ip", "-o", "link", "show"]);
+      assert(!links.includes("ovpn-a"), links);
+    }),
+);
 
 async function selfCmd(): Promise<string[]> {
   const { selfCommand } = await import("../../cmd/netns.ts");
@@ -409,6 +405,16 @@ await runCase(
       );
       assertEquals(after.received, 0, "peer 1 still reaches the server after peer del");
       await ping("c2", "10.77.0.1");
+      // keepalive expiry of a server peer: the module deletes it and says so (PEER_DEL_NTF, expired)
+      await t(["peer", "set", "--peer-id", "2", "--keepalive", "1,4"]);
+      await lab.stop(clients[1]);
+      await lab.waitFor(
+        () => /"peerId":2[^\n]*expired|expired[^\n]*"peerId":2/.test(ev.output()),
+        20000,
+        `DEL_PEER expired of peer 2 on events: ${ev.output()}`,
+      );
+      const left = await t(["peer", "list"]);
+      assert(!left.includes("10.77.0.3"), left);
     } finally {
       await lab.destroy();
     }

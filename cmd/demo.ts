@@ -46,6 +46,8 @@ export async function startPair(
     extraFor?: { a?: string[]; b?: string[] };
     /** Environment of both instances. */
     env?: Record<string, string>;
+    /** How long the tunnel may take to come up (default 30 s; more under emulation). */
+    upTimeoutMs?: number;
   },
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
@@ -68,7 +70,11 @@ export async function startPair(
   };
   const b = instance("b");
   if (opts.proto === "tcp") {
-    await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), 15000, "the TCP listener");
+    await lab.waitFor(
+      () => b.output().includes("waiting for a TCP connection"),
+      opts.upTimeoutMs ?? 15000,
+      "the TCP listener",
+    );
   }
   const a = instance("a");
   const alive = async (p: LabProcess, name: string) => {
@@ -86,7 +92,7 @@ export async function startPair(
       const out = await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true });
       return parsePing(out).received === 1;
     },
-    30000,
+    opts.upTimeoutMs ?? 30000,
     "the tunnel to carry a ping",
   );
   return { a, b };

@@ -1,6 +1,6 @@
 /**
  * Makes tests/fixtures/epoch-vectors/*.json: packets captured on the wire from a real OpenVPN 2.7.6 session
- * (../shared/tools/openvpn-2.7.6, TLS, UDP; the two peers negotiate `aead-epoch` by themselves), with what
+ * (tests/openvpn27, built by its build.sh; TLS, UDP; the two peers negotiate `aead-epoch` by themselves), with what
  * the client logged at verb 9: its epoch secrets (`Epoch E1 send/recv`), OpenVPN's own epoch-1 data keys
  * (`Outgoing/Incoming Epoch Data key 1: CIPHER KEY`) and the implicit IVs recovered from the per-packet
  * `ENCRYPT IV` / `DECRYPT IV` lines (the nonce XOR the packet id). Nothing here uses this tool's own

@@ -29,6 +29,16 @@ if [ ${#need[@]} -gt 0 ]; then
   }
 fi
 
+# the OpenVPN 2.7.6 test peer (epoch interop), built once from the source in tests/openvpn27 and cached
+if [ -z "${OPENVPN_27:-}" ]; then
+  if OPENVPN_27=$(bash tests/openvpn27/build.sh); then
+    export OPENVPN_27
+  else
+    echo "building the OpenVPN 2.7.6 test peer failed; the tests that need it will fail" >&2
+    unset OPENVPN_27
+  fi
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # type-check everything once (the Windows-only modules included), check formatting and lint, then run the tests without

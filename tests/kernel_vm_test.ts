@@ -27,7 +27,7 @@ Deno.test({
           `${Deno.execPath()} run -A --no-prompt tests/vm/kernel_cases.ts ${file}`,
         ],
         cwd: ROOT,
-        env: { OVPN_VM_RW: dir, OVPN_VM_TIMEOUT: "1200", OVPN_VM_QUIET: "0" },
+        env: { OVPN_VM_RW: dir, OVPN_VM_TIMEOUT: "2400", OVPN_VM_QUIET: "0" },
         stdout: "piped",
         stderr: "piped",
       });

@@ -112,24 +112,20 @@ export async function makePki(dir: string): Promise<void> {
 }
 
 /**
- * The OpenVPN 2.7.6 of the team's shared tools (epoch data keys; logs `Epoch E1 send/recv` at verb 9):
- * `$OPENVPN_27` if set, else `shared/tools/openvpn-2.7.6/openvpn` beside this checkout or in /work. A test
- * that needs it and finds none fails with this message (it is not skipped).
+ * The OpenVPN 2.7.6 test peer (epoch data keys; logs `Epoch E1 send/recv` at verb 9), built from the source
+ * this repository carries (tests/openvpn27/build.sh, which `npm test` runs and whose path it puts in
+ * `$OPENVPN_27`). A test that needs it and finds none fails with this message (it is not skipped).
  */
 export const OPENVPN_27: string = (() => {
-  const candidates = [
-    Deno.env.get("OPENVPN_27"),
-    new URL("../../shared/tools/openvpn-2.7.6/openvpn", import.meta.url).pathname,
-    "/work/shared/tools/openvpn-2.7.6/openvpn",
-  ].filter((c): c is string => !!c);
-  const found = candidates.find((c) => {
+  const path = Deno.env.get("OPENVPN_27");
+  if (path) {
     try {
-      return Deno.statSync(c).isFile;
-    } catch {
-      return false;
-    }
-  });
-  return found ?? `OpenVPN 2.7.6 not found (looked at ${candidates.join(", ")}); set OPENVPN_27`;
+      if (Deno.statSync(path).isFile) return path;
+    } catch { /* fall through */ }
+  }
+  return `OpenVPN 2.7.6 not found${
+    path ? ` at OPENVPN_27=${path}` : ""
+  }; build it with 'bash tests/openvpn27/build.sh' and set OPENVPN_27 to the path it prints (npm test does both)`;
 })();
 
 /**

@@ -29,7 +29,7 @@ function lastStats(p: LabProcess): Record<string, number> & { drops: Record<stri
 /** Wait for a statistics line printed after now. */
 async function freshStats(lab: { waitFor: NetnsLab["waitFor"] }, p: LabProcess) {
   const before = p.output().length;
-  await lab.waitFor(() => p.output().slice(before).includes('"ifname"'), 10000, "a statistics line");
+  await lab.waitFor(() => p.output().slice(before).includes('"ifname"'), UP / 4, "a statistics line");
   return lastStats(p);
 }
 
@@ -73,6 +73,11 @@ async function runCase(name: string, fn: () => Promise<void>) {
 }
 
 const STATS = ["--stats-interval", "1", "--json"];
+/**
+ * Liveness budget for anything to happen in the guest: QEMU without KVM runs 5-20 times slower than the host,
+ * and slower still when the host is busy; these waits are about liveness, never speed.
+ */
+const UP = 120_000;
 
 async function withLab(fn: (lab: NetnsLab, key: string) => Promise<void>) {
   const lab = await NetnsLab.create(labIndex++);
@@ -99,6 +104,7 @@ for (const c of MIXED) {
     withLab(async (lab, key) => {
       const tunSide: "a" | "b" = c.dcoSide === "a" ? "b" : "a";
       const { a, b } = await startPair(lab, {
+        upTimeoutMs: UP,
         proto: c.proto,
         cipher: c.cipher,
         keyFile: key,
@@ -146,16 +152,20 @@ await runCase(
   () =>
     withLab(async (lab, key) => {
       const { a, b } = await startPair(lab, {
+        upTimeoutMs: UP,
         proto: "udp",
         cipher: "AES-128-GCM",
         keyFile: key,
-        extra: [...STATS, "--backend", "dco"],
+        extra: [...STATS, "--backend", "dco", "--hello"],
       });
       await pings(lab, "a");
       await verifiedTransfer(lab, lab.inner4.b, 2 * 1024 * 1024, 5301);
       const pa = await freshStats(lab, a), pb = await freshStats(lab, b);
       assert(pa.sentDataPkts > 1000 && pb.rcvdDataPkts > 1000, JSON.stringify([pa, pb]));
       assert(a.output().includes("dco: interface") && b.output().includes("dco: interface"));
+      // control packets ("hello, world!" every second) pass the module both ways, up to this tool
+      for (const s of [pa, pb]) assert(s.sentCtrlPkts > 0 && s.rcvdCtrlPkts > 0, JSON.stringify(s));
+      assert(a.output().includes("control packet received: 13 bytes"), a.output().slice(-400));
     }),
 );
 
@@ -167,9 +177,9 @@ await runCase(
         ...["start", "--backend", "tun", "--proto", "tcp", "--listen", "--ifname", "ovpn-b"],
         ...["--local", `${lab.outer4.b}:1194`, "--remote", `${lab.outer4.a}:0`],
         ...["--ifaddr", `${lab.inner4.b}/24`, "--key", key, "--key-direction", "1", "--keepalive", "5,60"],
-        ...["--stats-interval", "0"],
+        ...["--stats-interval", "0", "--hello"],
       ]);
-      await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), 30000, "the TCP listener");
+      await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), UP, "the TCP listener");
       const a = lab.startTool("a", [
         ...[
           "tcp",
@@ -182,9 +192,9 @@ await runCase(
           "255.255.255.0",
           lab.inner4.b,
         ],
-        ...[key, "0", "--backend", "dco", "--ifname", "ovpn-a"],
+        ...[key, "0", "--backend", "dco", "--ifname", "ovpn-a", "--hello"],
       ]);
-      await lab.waitFor(() => a.output().includes("TCP connected"), 30000, "TCP connected");
+      await lab.waitFor(() => a.output().includes("TCP connected"), UP, "TCP connected");
       await lab.waitFor(
         async () => {
           const p = parsePing(
@@ -192,12 +202,23 @@ await runCase(
           );
           return p.received === 1;
         },
-        30000,
+        UP,
         "a ping through the tunnel",
       );
       // upstream's statistics block, every second
-      await lab.waitFor(() => /rcvdDataPkts: [1-9]/.test(a.output()), 10000, "the statistics block");
+      await lab.waitFor(() => /rcvdDataPkts: [1-9]/.test(a.output()), UP / 4, "the statistics block");
       assert(a.output().includes("transportBytesReceived:"));
+      // control packets over TCP: the module passes b's up framed, and carries a's out
+      await lab.waitFor(
+        () => /rcvdCtrlPkts: [1-9]/.test(a.output()),
+        UP / 4,
+        "a control packet at the dco end",
+      );
+      await lab.waitFor(
+        () => b.output().includes("control packet received: 13 bytes"),
+        UP / 4,
+        `a's control packet at the tun end: ${b.output().slice(-300)}`,
+      );
       assert(a.output().includes("dco: interface ovpn-a"), a.output().slice(0, 400));
     }),
 );
@@ -210,6 +231,7 @@ await runCase(
       const next = `${lab.runDir}/next.key`;
       await writeNewKeyFile(next);
       const { a } = await startPair(lab, {
+        upTimeoutMs: UP,
         proto: "udp",
         cipher: "AES-256-GCM",
         keyFile: key,
@@ -256,6 +278,7 @@ await runCase(
   () =>
     withLab(async (lab, key) => {
       const { a, b } = await startPair(lab, {
+        upTimeoutMs: UP,
         proto: "udp",
         cipher: "AES-256-GCM",
         keyFile: key,
@@ -267,16 +290,16 @@ await runCase(
       const ev = lab.spawn("a", [...(await selfCmd()), "events", "--ifname", "ovpn-a", "--json"]);
       await lab.waitFor(
         () => ev.output().includes("listening") || ev.output().length > 0,
-        20000,
+        UP / 2,
         "events",
       );
       await new Promise((r) => setTimeout(r, 1000));
       await lab.stop(b);
-      const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), 30000))]);
+      const st = await Promise.race([a.status, new Promise<null>((r) => setTimeout(() => r(null), UP))]);
       assert(st, "the dco instance did not end after its keepalive timeout");
       assertEquals(st.code, 6, a.output().slice(-300));
       assert(/timed out/.test(a.output()), a.output().slice(-300));
-      await lab.waitFor(() => ev.output().includes("expired"), 10000, "DEL_PEER expired on events");
+      await lab.waitFor(() => ev.output().includes("expired"), UP / 4, "DEL_PEER expired on events");
       assert(ev.output().includes("DEL_PEER"), ev.output());
       // the interface went with the instance
       const links = await lab.run("a", ["ip", "-o", "link", "show"]);
@@ -295,6 +318,7 @@ await runCase(
   () =>
     withLab(async (lab, key) => {
       const { a } = await startPair(lab, {
+        upTimeoutMs: UP,
         proto: "udp",
         cipher: "AES-256-GCM",
         keyFile: key,
@@ -337,7 +361,7 @@ await runCase(
         ...["--local", `${lab.outer4.s}:1194`, "--ifaddr", "10.77.0.1/24", "--ifaddr", "fd77::1/64"],
         ...["--stats-interval", "0"],
       ]);
-      await lab.waitFor(() => srv.output().includes("add peers"), 30000, `the server: ${srv.output()}`);
+      await lab.waitFor(() => srv.output().includes("add peers"), UP, `the server: ${srv.output()}`);
       assert(srv.output().includes("server (dco)"), srv.output());
       const ev = lab.spawn("s", [...(await selfCmd()), "events", "--ifname", "ovpn-srv", "--json"]);
       const t = async (args: string[]) => {
@@ -376,7 +400,7 @@ await runCase(
             );
             return p.received === 1;
           },
-          30000,
+          UP,
           `ping ${dst} from ${from}`,
         );
       };
@@ -397,7 +421,7 @@ await runCase(
       await t(["peer", "del", "--peer-id", "1"]);
       await lab.waitFor(
         () => /DEL_PEER.*"peerId":1|"peerId":1.*DEL_PEER/.test(ev.output()),
-        10000,
+        UP / 4,
         "DEL_PEER of peer 1",
       );
       const after = parsePing(
@@ -410,7 +434,7 @@ await runCase(
       await lab.stop(clients[1]);
       await lab.waitFor(
         () => /"peerId":2[^\n]*expired|expired[^\n]*"peerId":2/.test(ev.output()),
-        20000,
+        UP / 2,
         `DEL_PEER expired of peer 2 on events: ${ev.output()}`,
       );
       const left = await t(["peer", "list"]);
@@ -440,7 +464,7 @@ await runCase(
       ]);
       await lab.waitFor(
         () => auto.output().includes("tun: interface"),
-        30000,
+        UP,
         `auto on tun: ${auto.output()}`,
       );
       assert(/backend auto: .*epoch.*using tun/.test(auto.output()), auto.output());
@@ -458,7 +482,7 @@ await runCase(
         ],
         ...["--stats-interval", "0"],
       ]);
-      await lab.waitFor(() => ok.output().includes("dco: interface"), 30000, `auto on dco: ${ok.output()}`);
+      await lab.waitFor(() => ok.output().includes("dco: interface"), UP, `auto on dco: ${ok.output()}`);
       assert(ok.output().includes("backend auto: using Linux's ovpn module"), ok.output());
       // killed hard, it leaves its ovpn interface behind; the next start on that name removes it and comes up
       ok.child.kill("SIGKILL");
@@ -478,7 +502,7 @@ await runCase(
         ],
         ...["--key-direction", "1", "--stats-interval", "0"],
       ]);
-      await lab.waitFor(() => again.output().includes("dco: interface"), 30000, `restart: ${again.output()}`);
+      await lab.waitFor(() => again.output().includes("dco: interface"), UP, `restart: ${again.output()}`);
       assert(again.output().includes("left behind by an earlier run"), again.output());
     }),
 );

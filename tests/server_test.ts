@@ -122,6 +122,18 @@ for (const proto of ["udp", "tcp"] as const) {
         await lab.run("s", ["ip", "route", "add", "192.168.77.0/24", "dev", SRV]);
         await lab.run("c2", ["ip", "route", "add", "192.168.77.0/24", "dev", "ovpn-c"]);
         assertEquals(await ping("c2", "192.168.77.1"), 2);
+        // client 2 sends with client 1's VPN address as its source: authentic, but not its own address, so the
+        // server drops it (counted, "bad-source") instead of writing it to its tun and replying to client 1
+        const drops2 = async () =>
+          JSON.parse((await srv(["stats", "--peer-id", "2", "--json"])).stdout).drops?.["bad-source"] ?? 0;
+        const spoof0 = await drops2();
+        await lab.run("c2", ["ip", "addr", "add", `${vpn4(1)}/32`, "dev", "lo"]);
+        await lab.run("c2", ["ping", "-I", vpn4(1), "-c", "3", "-i", "0.2", "-W", "1", vpn4(0)], {
+          allowFail: true,
+        });
+        await lab.run("c2", ["ip", "addr", "del", `${vpn4(1)}/32`, "dev", "lo"]);
+        assertEquals((await drops2()) - spoof0, 3, "spoofed packets from client 2 dropped at the server");
+        assertEquals(await ping("c2", vpn4(0)), 2); // its own address still works
         // per-peer statistics add up to the device's
         const all = JSON.parse((await srv(["stats", "--all", "--json"])).stdout);
         for (const f of ["rcvdDataPkts", "sentDataPkts", "tunBytesReceived"]) {

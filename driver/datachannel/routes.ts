@@ -120,11 +120,25 @@ export class RouteTable {
 
   /** The peer for the IP packet at `b[off .. off+len]` (its destination), or -1. */
   lookup(b: Uint8Array, off: number, len: number): number {
+    return this.#find(b, off, len, 16, 24);
+  }
+
+  /**
+   * The peer that holds the source address of the IP packet at `b[off .. off+len]`, or -1: a server accepts a
+   * decrypted packet only from the peer that holds its source (its VPN addresses and routes).
+   */
+  lookupSource(b: Uint8Array, off: number, len: number): number {
+    return this.#find(b, off, len, 12, 8);
+  }
+
+  /** Longest-prefix match of the address at byte `at4` (IPv4) or `at6` (IPv6) of the packet. */
+  #find(b: Uint8Array, off: number, len: number, at4: number, at6: number): number {
     if (len < 1) return -1;
     const ver = b[off] >> 4;
     if (ver === 4) {
       if (len < 20) return -1;
-      const d = ((b[off + 16] << 24) | (b[off + 17] << 16) | (b[off + 18] << 8) | b[off + 19]) >>> 0;
+      const a = off + at4;
+      const d = ((b[a] << 24) | (b[a + 1] << 16) | (b[a + 2] << 8) | b[a + 3]) >>> 0;
       for (const e of this.#v4) if (((d & e.mask[0]) >>> 0) === e.net[0]) return e.peerId;
       return -1;
     }
@@ -132,7 +146,7 @@ export class RouteTable {
       if (len < 40) return -1;
       const d = this.#d;
       for (let i = 0; i < 4; i++) {
-        const o = off + 24 + 4 * i;
+        const o = off + at6 + 4 * i;
         d[i] = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
       }
       for (const e of this.#v6) {

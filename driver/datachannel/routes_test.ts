@@ -64,3 +64,30 @@ Deno.test("routes: a prefix held by another peer is refused; delete one, or all 
   assertEquals(at(t, v4("10.9.0.5")), -1);
   assertEquals(at(t, v6("fd00:9::5")), -1);
 });
+
+Deno.test("routes: lookupSource finds the holder of a packet's source address, not its destination", () => {
+  const t = new RouteTable();
+  t.add("10.8.0.2/32", 1);
+  t.add("192.168.10.0/24", 1);
+  t.add("10.8.0.3/32", 2);
+  t.add("fd00:8::3/128", 2);
+  const pkt4 = (src: string, dst: string) => {
+    const p = v4(dst);
+    p.set(parseIPv4(src)!, 12);
+    return p;
+  };
+  const pkt6 = (src: string, dst: string) => {
+    const p = v6(dst);
+    p.set(parseIPv6(src)!, 8);
+    return p;
+  };
+  const src = (p: Uint8Array) => t.lookupSource(p, 0, p.length);
+  assertEquals(src(pkt4("10.8.0.2", "10.8.0.3")), 1);
+  assertEquals(src(pkt4("192.168.10.7", "10.8.0.1")), 1); // a subnet behind peer 1
+  assertEquals(src(pkt4("10.8.0.3", "10.8.0.2")), 2);
+  assertEquals(src(pkt4("10.8.0.9", "10.8.0.2")), -1); // nobody's
+  assertEquals(at(t, pkt4("10.8.0.9", "10.8.0.2")), 1); // the destination lookup is unchanged
+  assertEquals(src(pkt6("fd00:8::3", "fd00:8::1")), 2);
+  assertEquals(src(pkt6("fd00:8::2", "fd00:8::3")), -1);
+  assertEquals(src(new Uint8Array([0x45, 0, 0])), -1); // truncated
+});

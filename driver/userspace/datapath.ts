@@ -51,6 +51,12 @@ export function countSend(stats: SharedStats, len: number, control: boolean): ()
   };
 }
 
+/** Server mode: the route table and the sending peer, whose addresses a decrypted packet must come from. */
+export interface SourceCheck {
+  routes: RouteTable;
+  peer: number;
+}
+
 /** Where a received packet goes. */
 export interface ReceiveSinks {
   /** A control packet (a copy), unchanged. */
@@ -71,6 +77,7 @@ export function receive(
   off: number,
   len: number,
   sinks: ReceiveSinks,
+  source?: SourceCheck,
 ): boolean {
   if (!isDataV2(b, off, len)) {
     stats.TransportBytesReceived += len;
@@ -84,6 +91,12 @@ export function receive(
   if (r === RX_KEEPALIVE) return true;
   const plen = ch.openEnd - r;
   if (plen <= 0) return true;
+  if (source && source.routes.lookupSource(b, r, plen) !== source.peer) {
+    // authentic, but its inner source is not this peer's (a client spoofing another's address)
+    stats.LostInDataPackets++;
+    stats.countDrop("bad-source");
+    return true;
+  }
   if (mss > 0) clampMss(b, r, plen, mss);
   if (sinks.tun(b, r, plen)) stats.TunBytesReceived += plen;
   else {
@@ -121,6 +134,7 @@ export function viewCache(buf: Uint8Array, max = 4096): (off: number) => Uint8Ar
  */
 export function serverReceive(
   peers: Map<number, EnginePeer>,
+  routes: RouteTable,
   stats: SharedStats,
   buf: Uint8Array,
   off: number,
@@ -142,7 +156,10 @@ export function serverReceive(
     stats.countDrop(len >= 4 ? "unknown-peer" : "too-short");
     return;
   }
-  if (receive(p.ch, p.stats, p.mss, buf, off, len, sinks) && !sameAddress(src, src.length, p.sa)) {
+  if (
+    receive(p.ch, p.stats, p.mss, buf, off, len, sinks, p.source ??= { routes, peer: p.id }) &&
+    !sameAddress(src, src.length, p.sa)
+  ) {
     p.sa = src.slice();
     post({ t: "float", peer: p.id, sockaddr: p.sa });
   }

@@ -7,6 +7,7 @@ import type { ProviderName } from "../../crypto/providers.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import type { DataChannel } from "../datachannel/channel.ts";
 import type { TcpDeframer } from "../datachannel/framing.ts";
+import type { SourceCheck } from "./datapath.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import type { WinEngineInit } from "./engine_win.ts";
 
@@ -107,4 +108,6 @@ export interface EnginePeer {
   /** TCP server: the peer's connection (fd or SOCKET; -1: none yet, or ended) and its reassembly buffer. */
   fd: number;
   deframer?: TcpDeframer;
+  /** Server mode (rx): the check that a decrypted packet's source is this peer's (made on first use). */
+  source?: SourceCheck;
 }

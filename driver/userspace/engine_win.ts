@@ -390,7 +390,17 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
           p.deframer,
           (w) => io.ws.recv(sock, w, w.length, 0),
           () => io.failed(sock) ? "TCP connection lost" : null,
-          (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
+          (b, off, len) =>
+            receive(
+              p.ch,
+              p.stats,
+              p.mss,
+              b,
+              off,
+              len,
+              sinks,
+              p.source ??= { routes: ctx.routes, peer: p.id },
+            ),
         );
         handled += r.packets;
         if (r.end) peerStreamEnded(p, r.end, ctx.post);
@@ -401,7 +411,7 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
   const sinks = sinksOf(ctx, io, buf);
   const each = (n: number, from: Uint8Array) => {
-    if (n > 0) serverReceive(ctx.peers, stats, buf, 0, n, from, sinks, ctx.post);
+    if (n > 0) serverReceive(ctx.peers, ctx.routes, stats, buf, 0, n, from, sinks, ctx.post);
   };
   return rxPumps(io, () => io.recvBatch(buf, each));
 }

@@ -176,7 +176,8 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
         mss: m.mss,
         fd: -1,
       });
-      if (init.role === "tx") { for (const r of m.routes) routes.add(r, m.peer); }
+      // tx routes by destination, rx checks sources: both keep the table
+      for (const r of m.routes) routes.add(r, m.peer);
       break;
     }
     case "mp-del":
@@ -198,7 +199,6 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       break;
     }
     case "route":
-      if (init.role !== "tx") break;
       if (m.add) routes.add(m.cidr, m.peer);
       else routes.del(m.cidr, m.peer);
       break;
@@ -801,7 +801,7 @@ function makeServerRx(): () => number {
       do {
         const n = Math.min(seg, end - o);
         datagrams++;
-        if (n > 0) serverReceive(peers, stats, buf, o, n, src, sinks, post);
+        if (n > 0) serverReceive(peers, routes, stats, buf, o, n, src, sinks, post);
         o += seg;
       } while (o < end);
     }
@@ -824,7 +824,8 @@ function makeServerTcpRx(): () => number {
         p.deframer,
         (w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
         tcpFailure,
-        (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks),
+        (b, off, len) =>
+          receive(p.ch, p.stats, p.mss, b, off, len, sinks, p.source ??= { routes, peer: p.id }),
       );
       handledNow += r.packets;
       if (r.end) peerStreamEnded(p, r.end, post);

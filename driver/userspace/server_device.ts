@@ -169,7 +169,7 @@ export class ServerDevice extends ServerBase {
   }
 
   protected ioRoute(peerId: number, cidr: string, add: boolean): Promise<void> {
-    return this.#host.apply("tx", { t: "route", peer: peerId, cidr, add });
+    return this.#host.apply("both", { t: "route", peer: peerId, cidr, add });
   }
 
   protected ioPing(peerId: number): void {

@@ -26,6 +26,7 @@ export const DROP_REASONS: readonly (
   | "unknown-peer"
   | "no-route"
   | "bad-offload"
+  | "bad-source"
 )[] = [
   "no-key",
   "pktid-limit",
@@ -45,6 +46,7 @@ export const DROP_REASONS: readonly (
   "unknown-peer", // server mode: a data packet for a peer id that is not there
   "no-route", // server mode: a tun packet whose destination no peer holds
   "bad-offload", // a tun super-packet (IFF_VNET_HDR) that cannot be split or checksummed
+  "bad-source", // server mode: an authentic packet whose inner source address is not the sending peer's
 ];
 export type AnyDropReason = typeof DROP_REASONS[number];
 

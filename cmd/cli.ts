@@ -24,6 +24,7 @@ import {
 } from "./control_cmds.ts";
 import { KeyFileError } from "../keys/keyfile.ts";
 import { DeviceError } from "../driver/device.ts";
+import { isBrokenPipe } from "./output.ts";
 
 export const MAIN_HELP =
   `ovpn-dco-cli ${VERSION}: OpenVPN data-channel tunnels (ovpn-dco-win, WinTUN, Linux tun)
@@ -148,6 +149,7 @@ export function reportError(e: unknown): number {
     );
     return EXIT.PRIVILEGE;
   }
+  if (isBrokenPipe(e)) return EXIT.OK; // whoever read our output stopped reading (`stats | head`)
   const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
   console.error(`ovpn-dco-cli: internal error: ${msg}; please report it`);
   return EXIT.FAILURE;

@@ -52,36 +52,54 @@ export async function stats(args: string[]): Promise<number> {
   const ifname = checkIfname(v.ifname ?? DEFAULT_IFNAME);
   const peerId = optPeerId(v["peer-id"]);
   if (peerId !== undefined && v.all) throw usage("stats: give --peer-id N or --all, not both");
-  for (;;) {
-    const r = await ask(ifname, { cmd: "stats", peerId, all: v.all || undefined });
-    if (r.peers) {
-      const peers = r.peers as { peerId: number; stats: Record<string, number> }[];
-      if (v.json) {
-        // the server's own figures beside the total: drops by reason, what the offloads did
-        const d = (r.info ?? {}) as Record<string, unknown>;
-        const device = { drops: d.drops, offload: d.offload ?? null, udpOffload: d.udpOffload ?? null };
-        console.log(
-          JSON.stringify({ time: new Date().toISOString(), ifname, total: r.stats, device, peers }),
+  // --watch ends with Ctrl-C (or SIGTERM) and exit 0, as `events` does
+  let stop = false, wake = () => {};
+  const pause = () => new Promise<void>((res) => (wake = res, setTimeout(res, 1000)));
+  const onSig = () => {
+    stop = true;
+    wake();
+  };
+  const sigs = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] as const : ["SIGINT", "SIGTERM"] as const;
+  if (v.watch) { for (const sg of sigs) Deno.addSignalListener(sg, onSig); }
+  try {
+    return await statsLoop();
+  } finally {
+    if (v.watch) { for (const sg of sigs) Deno.removeSignalListener(sg, onSig); }
+  }
+  async function statsLoop(): Promise<number> {
+    for (;;) {
+      const r = await ask(ifname, { cmd: "stats", peerId, all: v.all || undefined });
+      if (r.peers) {
+        const peers = r.peers as { peerId: number; stats: Record<string, number> }[];
+        if (v.json) {
+          // the server's own figures beside the total: drops by reason, what the offloads did
+          const d = (r.info ?? {}) as Record<string, unknown>;
+          const device = { drops: d.drops, offload: d.offload ?? null, udpOffload: d.udpOffload ?? null };
+          console.log(
+            JSON.stringify({ time: new Date().toISOString(), ifname, total: r.stats, device, peers }),
+          );
+        } else {
+          let text = `total:\n${formatStatsJson(r.stats as Record<string, number>)}`;
+          for (const p of peers) text += `peer ${p.peerId}:\n${formatStatsJson(p.stats)}`;
+          await Deno.stdout.write(new TextEncoder().encode(text));
+        }
+        if (!v.watch) return EXIT.OK;
+        await pause();
+        if (stop) return EXIT.OK;
+        continue;
+      }
+      const s = r.stats as Record<string, number>;
+      const info = r.info as Record<string, unknown>;
+      if (v.json) console.log(statsJsonLine(ifname, s, info.drops, info.epoch as Epochs));
+      else {
+        await Deno.stdout.write(
+          new TextEncoder().encode(formatStatsJson(s) + formatEpochs(info.epoch as Epochs)),
         );
-      } else {
-        let text = `total:\n${formatStatsJson(r.stats as Record<string, number>)}`;
-        for (const p of peers) text += `peer ${p.peerId}:\n${formatStatsJson(p.stats)}`;
-        await Deno.stdout.write(new TextEncoder().encode(text));
       }
       if (!v.watch) return EXIT.OK;
-      await new Promise((res) => setTimeout(res, 1000));
-      continue;
+      await pause();
+      if (stop) return EXIT.OK;
     }
-    const s = r.stats as Record<string, number>;
-    const info = r.info as Record<string, unknown>;
-    if (v.json) console.log(statsJsonLine(ifname, s, info.drops, info.epoch as Epochs));
-    else {
-      await Deno.stdout.write(
-        new TextEncoder().encode(formatStatsJson(s) + formatEpochs(info.epoch as Epochs)),
-      );
-    }
-    if (!v.watch) return EXIT.OK;
-    await new Promise((res) => setTimeout(res, 1000));
   }
 }
 
@@ -192,9 +210,7 @@ export async function peer(args: string[]): Promise<number> {
     if (v.json) console.log(JSON.stringify({ info: r.info, stats: r.stats }));
     else {
       const info = r.info as Record<string, unknown>;
-      for (const [k, val] of Object.entries(info)) {
-        console.log(`${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`);
-      }
+      for (const line of plainLines(info)) console.log(line);
       await Deno.stdout.write(new TextEncoder().encode(formatStatsJson(r.stats as Record<string, number>)));
     }
   }
@@ -374,4 +390,29 @@ export async function events(args: string[]): Promise<number> {
     throw e;
   }
   return EXIT.OK;
+}
+
+/**
+ * A nested object as plain `key: value` lines (`peer get`): nested objects as dotted keys, endpoints as
+ * ADDR:PORT, lists comma-separated, empty ones as "none"; never raw JSON.
+ */
+export function plainLines(o: Record<string, unknown>, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(o)) {
+    const key = prefix + k;
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      const e = v as Record<string, unknown>;
+      if (typeof e.address === "string" && typeof e.port === "number" && Object.keys(e).length === 2) {
+        out.push(`${key}: ${formatEndpoint({ address: e.address, port: e.port })}`);
+      } else if (Object.keys(e).length === 0) out.push(`${key}: none`);
+      else out.push(...plainLines(e, `${key}.`));
+    } else if (Array.isArray(v)) {
+      out.push(
+        `${key}: ${
+          v.length ? v.map((x) => typeof x === "object" ? JSON.stringify(x) : String(x)).join(", ") : "none"
+        }`,
+      );
+    } else out.push(`${key}: ${v ?? "none"}`);
+  }
+  return out;
 }

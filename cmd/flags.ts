@@ -98,6 +98,16 @@ export function parseFlags<T extends OptSpec>(
   command: string,
   allowPositionals = false,
 ) {
+  // a value that starts with '-' and a digit (`--keepalive -1,40`, `--mss -1`) belongs to its option:
+  // node:util parseArgs would take it for an option and refuse it
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : null;
+    if (name && options[name]?.type === "string" && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else joined.push(args[i]);
+  }
+  args = joined;
   try {
     return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {

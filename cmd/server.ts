@@ -14,6 +14,7 @@ import type { ProviderName } from "../crypto/providers.ts";
 import type { ServerBackend } from "../driver/userspace/server_api.ts";
 import { eventJson } from "./events.ts";
 import { logControlPackets, stopSignal } from "./run.ts";
+import { printOut } from "./output.ts";
 import { type BackendName, chooseLinuxBackend } from "../driver/open.ts";
 
 /** What a server run needs. */
@@ -121,9 +122,10 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
     const stopped = stopSignal(cleanups);
     if (cfg.statsInterval > 0) {
       const t = setInterval(async () => {
-        const s = await dev.getStats();
-        if (cfg.json) console.log(statsJsonLine(dev.ifname, statsToJson(s), dev.drops()));
-        else await Deno.stdout.write(new TextEncoder().encode(formatStats(s)));
+        const s = await dev.getStats().catch(() => null); // a tick that cannot read them skips them
+        if (!s) return;
+        if (cfg.json) await printOut(statsJsonLine(dev.ifname, statsToJson(s), dev.drops()) + "\n");
+        else await printOut(formatStats(s));
       }, cfg.statsInterval * 1000);
       cleanups.push(() => clearInterval(t));
     }

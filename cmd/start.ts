@@ -5,6 +5,7 @@
  * @module
  */
 import { logControlPackets, stopSignal } from "./run.ts";
+import { printOut } from "./output.ts";
 import { endReason, EventHub } from "./events.ts";
 import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
@@ -90,7 +91,7 @@ Options:
                             --mss), else tun)
   --crypto NAME             auto|libcrypto|cng|node|portable (default auto: the fastest available)
   --adapter NAME            dco: a specific ovpn-dco adapter, by name or device path (default
-                            \\.\ovpn-dco, the first adapter, as upstream)
+                            \\\\.\\ovpn-dco, the first adapter, as upstream)
   --stats-interval SEC      seconds between statistics blocks (default 1; 0: none)
   --json                    statistics as one JSON object per line
   --hello                   send upstream's test control packet "hello, world!" every tick
@@ -202,6 +203,9 @@ export async function commonConfig(
     : undefined;
   let key: KeyMaterial | undefined;
   const epoch = !!v.epoch;
+  if (epoch && cipherName !== undefined && cipherByName(cipherName)!.keyLen === 0) {
+    throw usage("--epoch needs an AEAD cipher (AES-*-GCM or CHACHA20-POLY1305), not --cipher none");
+  }
   if (epoch && !s("key")) {
     throw usage("--epoch needs a key: add --key FILE (create one with 'ovpn-dco-cli genkey FILE')");
   }
@@ -369,7 +373,7 @@ async function addPeer(dev: Device, cfg: TunnelConfig, peer: PeerConfig) {
     }, peer id ${cfg.peerId}`,
   );
   await dev.newPeer(peer);
-  if (peer.proto === "tcp") console.log("TCP connected");
+  if (peer.proto === "tcp") await printOut("TCP connected\n");
   if (cfg.key) {
     await dev.newKey(KeySlotId.PRIMARY, cfg.key, cfg.peerId);
     log(
@@ -404,7 +408,8 @@ async function runUntilDone(
   if (cfg.statsInterval > 0 || cfg.hello) {
     ticker = setInterval(async () => {
       if (cfg.hello) await dev.writeControl(new TextEncoder().encode("hello, world!")).catch(() => {});
-      if (cfg.statsInterval > 0) await printStats(dev, cfg.json);
+      // a tick that cannot read or print the statistics (the peer just went, stdout closed) skips them
+      if (cfg.statsInterval > 0) await printStats(dev, cfg.json).catch(() => {});
     }, (cfg.statsInterval || 1) * 1000);
     cleanups.push(() => clearInterval(ticker));
   }
@@ -434,11 +439,9 @@ async function printStats(dev: Device, json: boolean) {
   const s = await dev.getStats();
   if (json) {
     const info = dev.peerInfo();
-    console.log(statsJsonLine(dev.ifname, statsToJson(s), info.drops, info.epoch as Epochs));
+    await printOut(statsJsonLine(dev.ifname, statsToJson(s), info.drops, info.epoch as Epochs) + "\n");
   } else {
-    await Deno.stdout.write(
-      new TextEncoder().encode(formatStats(s) + formatEpochs(dev.peerInfo().epoch as Epochs)),
-    );
+    await printOut(formatStats(s) + formatEpochs(dev.peerInfo().epoch as Epochs));
   }
 }
 

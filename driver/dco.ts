@@ -337,6 +337,12 @@ export class DcoDevice implements Device {
   }
 
   async swapKeys(): Promise<void> {
+    if (this.#keys.secondary === undefined) {
+      throw new DeviceError(
+        "the secondary slot is empty, so a swap would leave no primary key; install the next key there first ('key new ... --slot secondary')",
+        "state",
+      );
+    }
     await ioctl(this.#h, IOCTL.SWAP_KEYS, null, 0);
     [this.#keys.primary, this.#keys.secondary] = [this.#keys.secondary, this.#keys.primary];
   }

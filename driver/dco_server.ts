@@ -217,6 +217,12 @@ export class DcoServerDevice implements ServerBackend {
 
   async swapKeys(peerId: number): Promise<void> {
     const p = this.#peer(peerId);
+    if (p.keys.secondary === undefined) {
+      throw new DeviceError(
+        `peer ${peerId}'s secondary slot is empty, so a swap would leave no primary key; install the next key there first ('key new ... --slot secondary')`,
+        "state",
+      );
+    }
     await ioctl(this.#h, IOCTL.MP_SWAP_KEYS, encodePeerId(peerId), 0);
     [p.keys.primary, p.keys.secondary] = [p.keys.secondary, p.keys.primary];
   }

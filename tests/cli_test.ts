@@ -137,6 +137,7 @@ const table: [string[], string, number][] = [
     "--key-direction: '2' must be an integer from 0 to 1",
     2,
   ],
+  [[...S, ...R, "--epoch", "--cipher", "none", "--key", goodKey], "--epoch needs an AEAD cipher", 2],
   [[...S, ...R, "--keepalive", "10"], "is not INTERVAL,TIMEOUT", 2],
   [[...S, ...R, "--keepalive", "30,10"], "must be shorter than the timeout", 2],
   [[...S, ...R, "--backend", "foo"], "--backend: 'foo' is not one of auto, dco, wintun, tun", 2],

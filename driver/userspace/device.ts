@@ -45,6 +45,8 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
   #host: EngineHost;
   #sockFd = -1;
   #generation = 0;
+  /** Whether the peer id is settled (given with the peer, or taken from its first key). */
+  #peerIdFixed = false;
 
   /** `tun`: a Linux tun (its EngineIo is made here) or a platform's EngineIo (WinTUN: io_win.ts). */
   constructor(tun: TunHandle | EngineIo, opts: UserspaceOptions = {}) {
@@ -114,6 +116,7 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     this.#sockFd = fd;
     this.peer = p;
     if (p.peerId !== undefined) this.peerId = p.peerId;
+    this.#peerIdFixed = p.peerId !== undefined;
     this.startTimer();
     const init = {
       ...io.tunInit(),
@@ -137,10 +140,19 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
   async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
     this.requirePeer();
     if (peerId !== this.peerId) {
+      // the peer id is the tunnel's (start --peer-id, peer new); only a peer made without one takes it from its
+      // first key, as the driver does
+      if (this.#peerIdFixed) {
+        throw new DeviceError(
+          `this tunnel's peer has id ${this.peerId}, not ${peerId}; give 'key new' the peer id ${this.peerId}`,
+          "state",
+        );
+      }
       this.peerId = peerId;
       await this.#host.apply("both", { t: "peer", peerId });
     }
     await this.#host.apply("both", { t: "key", slot, material: key, generation: ++this.#generation });
+    this.#peerIdFixed = true;
     this.noteKey(slot, key);
   }
 
@@ -160,12 +172,14 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
 
   async swapKeys(): Promise<void> {
     this.requirePeer();
+    this.requireKeyIn(1, "swap");
     await this.#host.apply("both", { t: "swap" });
     this.noteSwap();
   }
 
   async delKey(slot: KeySlotId): Promise<void> {
     this.requirePeer();
+    this.requireKeyIn(slot, "delete");
     await this.#host.apply("both", { t: "delkey", slot });
     this.noteDelKey(slot);
   }

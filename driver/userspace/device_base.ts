@@ -30,7 +30,9 @@ export abstract class EngineDeviceBase {
   #keyIds: {
     primary?: number;
     secondary?: number;
-    cipher?: string;
+    /** The cipher of the key in each slot (`peer get` shows the primary's). */
+    primaryCipher?: string;
+    secondaryCipher?: string;
     primaryEpoch?: boolean;
     secondaryEpoch?: boolean;
   } = {};
@@ -115,20 +117,36 @@ export abstract class EngineDeviceBase {
 
   protected noteKey(slot: KeySlotId, key: KeyMaterial): void {
     const epoch = !!key.epoch && key.cipher.keyLen > 0;
-    if (slot === 0) [this.#keyIds.primary, this.#keyIds.primaryEpoch] = [key.keyId, epoch];
-    else [this.#keyIds.secondary, this.#keyIds.secondaryEpoch] = [key.keyId, epoch];
-    this.#keyIds.cipher = key.cipher.name;
+    const k = this.#keyIds;
+    if (slot === 0) [k.primary, k.primaryEpoch, k.primaryCipher] = [key.keyId, epoch, key.cipher.name];
+    else [k.secondary, k.secondaryEpoch, k.secondaryCipher] = [key.keyId, epoch, key.cipher.name];
   }
 
   protected noteSwap(): void {
-    const { primary, secondary, primaryEpoch, secondaryEpoch } = this.#keyIds;
+    const { primary, secondary, primaryEpoch, secondaryEpoch, primaryCipher, secondaryCipher } = this.#keyIds;
     Object.assign(this.#keyIds, { primary: secondary, secondary: primary });
     Object.assign(this.#keyIds, { primaryEpoch: secondaryEpoch, secondaryEpoch: primaryEpoch });
+    Object.assign(this.#keyIds, { primaryCipher: secondaryCipher, secondaryCipher: primaryCipher });
   }
 
   protected noteDelKey(slot: KeySlotId): void {
-    if (slot === 0) delete this.#keyIds.primary, delete this.#keyIds.primaryEpoch;
-    else delete this.#keyIds.secondary, delete this.#keyIds.secondaryEpoch;
+    const k = this.#keyIds;
+    if (slot === 0) delete k.primary, delete k.primaryEpoch, delete k.primaryCipher;
+    else delete k.secondary, delete k.secondaryEpoch, delete k.secondaryCipher;
+  }
+
+  /**
+   * A key must be in `slot` for `verb`: swapping with an empty secondary slot would leave no primary key (all
+   * traffic would stop), and deleting an empty slot does nothing the user meant.
+   */
+  protected requireKeyIn(slot: KeySlotId, verb: "swap" | "delete"): void {
+    if ((slot === 0 ? this.#keyIds.primary : this.#keyIds.secondary) !== undefined) return;
+    throw new DeviceError(
+      verb === "swap"
+        ? "the secondary slot is empty, so a swap would leave no primary key; install the next key there first ('key new ... --slot secondary')"
+        : `the ${slot === 0 ? "primary" : "secondary"} slot is empty; nothing to delete`,
+      "state",
+    );
   }
 
   /** The primary key must be an epoch key (for `nextEpoch`). */
@@ -188,7 +206,7 @@ export abstract class EngineDeviceBase {
       keepaliveTimeout: this.keepalive.timeout,
       mss: this.mss,
       started: this.started,
-      cipher: this.#keyIds.cipher ?? null,
+      cipher: this.#keyIds.primaryCipher ?? null,
       primaryKeyId: this.#keyIds.primary ?? null,
       secondaryKeyId: this.#keyIds.secondary ?? null,
       epoch: this.epochs(),

@@ -154,6 +154,12 @@ export abstract class ServerBase implements ServerBackend {
   /** MP_SWAP_KEYS. */
   async swapKeys(peerId: number): Promise<void> {
     const p = this.peer(peerId);
+    if (p.keys.secondary === undefined) {
+      throw new DeviceError(
+        `peer ${peerId}'s secondary slot is empty, so a swap would leave no primary key; install the next key there first ('key new ... --slot secondary')`,
+        "state",
+      );
+    }
     await this.ioSwap(peerId);
     [p.keys.primary, p.keys.secondary] = [p.keys.secondary, p.keys.primary];
   }
@@ -161,6 +167,12 @@ export abstract class ServerBase implements ServerBackend {
   /** Delete a key slot of a peer. */
   async delKey(slot: KeySlotId, peerId: number): Promise<void> {
     const p = this.peer(peerId);
+    if ((slot === 0 ? p.keys.primary : p.keys.secondary) === undefined) {
+      throw new DeviceError(
+        `peer ${peerId}'s ${slot === 0 ? "primary" : "secondary"} slot is empty; nothing to delete`,
+        "state",
+      );
+    }
     await this.ioDelKey(slot, peerId);
     if (slot === 0) delete p.keys.primary;
     else delete p.keys.secondary;

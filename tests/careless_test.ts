@@ -1,0 +1,118 @@
+/**
+ * Careless users against a running point-to-point tunnel (two namespaces): each mistake gets one clear line and
+ * changes nothing, and the tool's output never kills the tunnel. Each check here failed before its fix (issue 17):
+ * `key swap` with an empty secondary slot said "keys swapped" and stopped all traffic; `key del` of an empty slot
+ * said "deleted"; `key new 5 ...` silently changed the tunnel's peer id; `peer get` showed the last installed key's
+ * cipher and raw JSON; `peer set --keepalive -1,40` failed in the parser; `stats --watch` exited 130 on Ctrl-C;
+ * `stats | head` printed "internal error"; `start ... | head` died of a broken pipe.
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { NetnsLab, selfCommand } from "../cmd/netns.ts";
+import { parsePing, startPair } from "../cmd/demo.ts";
+import { writeNewKeyFile } from "../keys/keyfile.ts";
+
+Deno.test({
+  name:
+    "careless users: empty-slot swap/del and a foreign peer id refused, peer get plain and right, -1 keepalive, stats --watch and closed pipes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = await NetnsLab.create(140);
+    try {
+      const key = `${lab.runDir}/k.key`, next = `${lab.runDir}/n.key`;
+      await writeNewKeyFile(key);
+      await writeNewKeyFile(next);
+      await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile: key });
+      const tool = (args: string[]) => lab.tool("a", [...args, "--ifname", "ovpn-a"]);
+      const pings = async () =>
+        parsePing(
+          await lab.run("a", ["ping", "-c", "2", "-i", "0.2", "-W", "2", lab.inner4.b], { allowFail: true }),
+        )
+          .received;
+      const refused = async (args: string[], fragment: string) => {
+        const r = await tool(args);
+        assertEquals(r.code, 5, `${args.join(" ")}: ${r.stderr}`);
+        assertMatch(r.stderr, fragment);
+        assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+        assertEquals(await pings(), 2, `the tunnel after '${args.join(" ")}'`);
+      };
+      await refused(["key", "swap"], "secondary slot is empty");
+      await refused(["key", "del", "--slot", "secondary"], "secondary slot is empty; nothing to delete");
+      await refused(["key", "new", "5", "AES-256-GCM", "0", next, "--key-id", "1"], "peer has id 0, not 5");
+      // a secondary key of another cipher: peer get still shows the primary's, as plain lines
+      const nk = await tool(["key", "new", "0", "CHACHA20-POLY1305", "0", next, "--key-id", "1"]);
+      assertEquals(nk.code, 0, nk.stderr);
+      const get = await tool(["peer", "get"]);
+      assertEquals(get.code, 0, get.stderr);
+      assertMatch(get.stdout, /^cipher: AES-256-GCM$/m);
+      assertMatch(get.stdout, /^secondaryKeyId: 1$/m);
+      assertMatch(
+        get.stdout,
+        new RegExp(`^peer\\.remote: ${lab.outer4.b.replaceAll(".", "\\.")}:1194$`, "m"),
+      );
+      assert(!/[{}]/.test(get.stdout), `raw JSON in peer get:\n${get.stdout}`);
+      // -1 leaves a value unchanged, typed as documented (no '=')
+      const set = await tool(["peer", "set", "--keepalive", "-1,40"]);
+      assertEquals(set.code, 0, set.stderr);
+      const after = JSON.parse((await tool(["peer", "get", "--json"])).stdout).info;
+      assertEquals([after.keepaliveInterval, after.keepaliveTimeout], [10, 40]);
+      // stats --watch ends with exit 0 on Ctrl-C, as events does
+      const watch = lab.spawn("a", [...selfCommand(), "stats", "--watch", "--ifname", "ovpn-a"], {
+        OVPN_DCO_CLI_RUNDIR: `${lab.runDir}/a`,
+      });
+      await lab.waitFor(() => watch.output().includes("rcvdDataPkts"), 20000, "stats --watch output");
+      watch.child.kill("SIGINT");
+      assertEquals((await watch.status).code, 0, watch.output().slice(-300));
+      // stats | head: the reader goes away; no "internal error", exit 0
+      const rd = `OVPN_DCO_CLI_RUNDIR=${lab.runDir}/a`;
+      const head = await lab.run("a", [
+        "bash",
+        "-c",
+        `env ${rd} ${selfCommand().join(" ")} stats --ifname ovpn-a | head -n 1; exit \${PIPESTATUS[0]}`,
+      ], { allowFail: true });
+      assert(!/internal error|BrokenPipe|at /.test(head), head);
+      // a tunnel whose stdout is closed keeps running (and says once that it stopped printing)
+      const c = lab.spawn("b", [
+        "bash",
+        "-c",
+        `${
+          selfCommand().join(" ")
+        } start --ifname ovpn-c --local ${lab.outer4.b}:1195 --remote ${lab.outer4.a}:1195 --ifaddr 10.199.0.2/30 --key ${key} --key-direction 1 --stats-interval 1 | head -n 2`,
+      ], { OVPN_DCO_CLI_RUNDIR: `${lab.runDir}/b` });
+      const d = lab.startTool("a", [
+        ...[
+          "start",
+          "--ifname",
+          "ovpn-d",
+          "--local",
+          `${lab.outer4.a}:1195`,
+          "--remote",
+          `${lab.outer4.b}:1195`,
+        ],
+        ...["--ifaddr", "10.199.0.1/30", "--key", key, "--key-direction", "0", "--stats-interval", "0"],
+      ]);
+      await lab.waitFor(
+        () => c.output().includes("stdout closed"),
+        20000,
+        `the pipe to close: ${c.output()}`,
+      );
+      await new Promise((r) => setTimeout(r, 2500)); // more ticks with nowhere to print
+      const p = parsePing(
+        await lab.run("a", ["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.199.0.2"], { allowFail: true }),
+      );
+      assertEquals(p.received, 2, `the tunnel with a closed stdout: ${c.output().slice(-400)}`);
+      assert(!/BrokenPipe|internal error|\n\s+at /.test(c.output()), c.output());
+      await lab.stop(d);
+    } finally {
+      await lab.destroy();
+    }
+  },
+});
+
+Deno.test("careless users: start --help names \\\\.\\ovpn-dco correctly", async () => {
+  const out = await new Deno.Command(selfCommand()[0], {
+    args: [...selfCommand().slice(1), "start", "--help"],
+    stdout: "piped",
+  }).output();
+  assertMatch(new TextDecoder().decode(out.stdout), /\\\\\.\\ovpn-dco, the first adapter/);
+});

@@ -14,7 +14,7 @@
  * @module
  */
 import { cipherByName } from "../crypto/aead.ts";
-import type { KeyMaterial } from "./datachannel/keyslot.ts";
+import { type KeyMaterial, keyMaterialProblem } from "./datachannel/keyslot.ts";
 import { PipeError, pipeName, pipeRequest, pipeStream, servePipe } from "./control_win.ts";
 
 /** A request of the control protocol. */
@@ -76,9 +76,14 @@ export function keyToWire(m: KeyMaterial): WireKey {
 }
 
 export function keyFromWire(w: WireKey): KeyMaterial {
-  const cipher = cipherByName(w.cipher);
-  if (!cipher) throw new ControlError(`unknown cipher '${w.cipher}'`);
-  return {
+  const cipher = typeof w?.cipher === "string" ? cipherByName(w.cipher) : undefined;
+  if (!cipher) throw new ControlError(`key.new: unknown cipher '${w?.cipher}'`);
+  for (const f of ["encryptKey", "encryptNonceTail", "decryptKey", "decryptNonceTail"] as const) {
+    if (typeof w[f] !== "string" || !/^([0-9a-fA-F]{2})*$/.test(w[f])) {
+      throw new ControlError(`key.new: '${f}' is not hex (an even number of 0-9, a-f)`);
+    }
+  }
+  const m: KeyMaterial = {
     cipher,
     keyId: w.keyId,
     encryptKey: fromHex(w.encryptKey),
@@ -88,6 +93,9 @@ export function keyFromWire(w: WireKey): KeyMaterial {
     firstPacketId: w.firstPacketId,
     ...(w.epoch ? { epoch: true } : {}),
   };
+  const bad = keyMaterialProblem(m);
+  if (bad) throw new ControlError(`key.new: ${bad}`);
+  return m;
 }
 
 /** A control-socket failure; the message is for the user. */

@@ -39,6 +39,27 @@ Deno.test({
       await refused(["key", "swap"], "secondary slot is empty");
       await refused(["key", "del", "--slot", "secondary"], "secondary slot is empty; nothing to delete");
       await refused(["key", "new", "5", "AES-256-GCM", "0", next, "--key-id", "1"], "peer has id 0, not 5");
+      // a local client that sends key.new with a short key or non-hex bytes straight to the control socket gets
+      // one error each and the tunnel keeps its keys (a short key used to end the tunnel at the next packet)
+      const control = new URL("../driver/control.ts", import.meta.url).pathname;
+      for (const [k, want] of [["00", "must have 32"], ["zz", "is not hex"]]) {
+        const script = `import { controlRequest } from "${control}";
+          const r = await controlRequest("ovpn-a", { cmd: "key.new", slot: 0, peerId: 0, key: { cipher: "AES-256-GCM",
+            keyId: 0, encryptKey: "${k}", encryptNonceTail: "0011223344556677", decryptKey: "${k}",
+            decryptNonceTail: "0011223344556677" } });
+          console.log(JSON.stringify(r));`;
+        const out = await lab.run("a", [
+          "env",
+          `OVPN_DCO_CLI_RUNDIR=${lab.runDir}/a`,
+          Deno.execPath(),
+          "eval",
+          script,
+        ]);
+        const r = JSON.parse(out.trim().split("\n").pop()!);
+        assertEquals(r.ok, false, out);
+        assertMatch(r.error, want);
+        assertEquals(await pings(), 2, "the tunnel after a bad key.new");
+      }
       // a secondary key of another cipher: peer get still shows the primary's, as plain lines
       const nk = await tool(["key", "new", "0", "CHACHA20-POLY1305", "0", next, "--key-id", "1"]);
       assertEquals(nk.code, 0, nk.stderr);

@@ -191,3 +191,38 @@ Deno.test("channel: NONE cipher carries plaintext after an 8-byte header and acc
   writeDataV2Header(fromDriver, 0, 0, 7, 0);
   assertEquals(opened(b, fromDriver), new Uint8Array(30));
 });
+
+Deno.test("keyMaterialProblem: every key length, nonce tail and key id is checked before a key is installed", async () => {
+  const { keyMaterialProblem } = await import("./keyslot.ts");
+  const { cipherByName } = await import("../../crypto/aead.ts");
+  const k = (name: string, len: number, tail = 8, extra: Record<string, unknown> = {}) => ({
+    cipher: cipherByName(name)!,
+    keyId: 0,
+    encryptKey: new Uint8Array(len),
+    decryptKey: new Uint8Array(len),
+    encryptNonceTail: new Uint8Array(tail),
+    decryptNonceTail: new Uint8Array(tail),
+    ...extra,
+  });
+  assertEquals(keyMaterialProblem(k("AES-256-GCM", 32)), null);
+  assertEquals(keyMaterialProblem(k("AES-128-GCM", 16)), null);
+  assertEquals(keyMaterialProblem(k("none", 0, 0)), null);
+  assertEquals(keyMaterialProblem(k("AES-256-GCM", 32, 0, { epoch: true })), null);
+  assertEquals(
+    keyMaterialProblem(k("AES-256-GCM", 0)),
+    "the encrypt AES-256-GCM key has 0 bytes; it must have 32",
+  );
+  assertEquals(
+    keyMaterialProblem(k("AES-128-GCM", 32)),
+    "the encrypt AES-128-GCM key has 32 bytes; it must have 16",
+  );
+  assertEquals(
+    keyMaterialProblem(k("CHACHA20-POLY1305", 32, 4)),
+    "the encrypt nonce tail has 4 bytes; it must have 8",
+  );
+  assertEquals(
+    keyMaterialProblem(k("AES-128-GCM", 16, 8, { epoch: true })),
+    "the encrypt epoch secret has 16 bytes; it must have 32",
+  );
+  assertEquals(keyMaterialProblem(k("AES-256-GCM", 32, 8, { keyId: 9 })), "key id 9 is not 0-7");
+});

@@ -31,6 +31,27 @@ export interface KeyMaterial {
   epoch?: boolean;
 }
 
+/**
+ * Why key material cannot be installed (null: it can): each direction's key has the cipher's length (an epoch
+ * key's the 32 bytes of its secret), an AEAD's nonce tails 8 bytes, the key id 0-7. A short key would make the
+ * AEAD fail on the first packet (or read past the buffer), so every way in checks this first.
+ */
+export function keyMaterialProblem(m: KeyMaterial): string | null {
+  if (!Number.isInteger(m.keyId) || m.keyId < 0 || m.keyId > 7) return `key id ${m.keyId} is not 0-7`;
+  if (m.cipher.keyLen === 0) return null; // NONE: no key bytes are used
+  const want = m.epoch ? 32 : m.cipher.keyLen;
+  const what = m.epoch ? "epoch secret" : `${m.cipher.name} key`;
+  for (const [dir, k] of [["encrypt", m.encryptKey], ["decrypt", m.decryptKey]] as const) {
+    if (k.length !== want) return `the ${dir} ${what} has ${k.length} bytes; it must have ${want}`;
+  }
+  if (!m.epoch) {
+    for (const [dir, t] of [["encrypt", m.encryptNonceTail], ["decrypt", m.decryptNonceTail]] as const) {
+      if (t.length !== 8) return `the ${dir} nonce tail has ${t.length} bytes; it must have 8`;
+    }
+  }
+  return null;
+}
+
 /** An installed key. */
 export class KeySlot {
   readonly cipher: CipherInfo;

@@ -79,7 +79,7 @@ const COMMANDS: Record<string, Command> = {
         console.log(
           m.present
             ? `Linux ovpn module: present (generic netlink family ${m.family.id}, version ${m.family.version}; --backend dco)`
-            : `Linux ovpn module: not available (${m.why})`,
+            : m.why,
         );
       }
       return EXIT.OK;

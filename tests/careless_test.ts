@@ -137,3 +137,25 @@ Deno.test("careless users: start --help names \\\\.\\ovpn-dco correctly", async 
   }).output();
   assertMatch(new TextDecoder().decode(out.stdout), /\\\\\.\\ovpn-dco, the first adapter/);
 });
+
+Deno.test("careless users: the ./ovpn-dco-cli launcher runs the tool from a checkout, also through a symlink", async () => {
+  const launcher = new URL("../ovpn-dco-cli", import.meta.url).pathname;
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.symlink(launcher, `${dir}/ovpn-dco-cli`);
+    for (const cmd of [launcher, `${dir}/ovpn-dco-cli`]) {
+      const out = await new Deno.Command(cmd, { args: ["--version"], stdout: "piped", cwd: dir }).output();
+      assertEquals(out.code, 0);
+      assertMatch(new TextDecoder().decode(out.stdout), /^ovpn-dco-cli \d+\.\d+\.\d+/);
+    }
+    const k = await new Deno.Command(`${dir}/ovpn-dco-cli`, {
+      args: ["genkey", `${dir}/k.key`],
+      stderr: "piped",
+    })
+      .output();
+    assertEquals(k.code, 0);
+    assert((await Deno.stat(`${dir}/k.key`)).size >= 96); // 72 bytes, base64
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

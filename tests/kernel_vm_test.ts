@@ -100,5 +100,5 @@ Deno.test("kernel backend on a host without the ovpn module: --backend dco is on
   assertEquals(s.stderr.split("\n").length, 1, s.stderr);
   const v = await run(["version"]);
   assertEquals(v.code, 0, v.stderr);
-  assert(/Linux ovpn module: not available/.test(v.stdout), v.stdout);
+  assert(/Linux's ovpn module is not available/.test(v.stdout), v.stdout);
 });

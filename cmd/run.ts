@@ -23,15 +23,37 @@ export function stopSignal(cleanups: (() => void)[]): Promise<string> {
   return stopped;
 }
 
-/** Keep one control read pending (as the driver wants) and show each control packet on stderr. */
+/**
+ * Keep one control read pending (as the driver wants) and show control packets on stderr: each one while
+ * they are rare, then at most one line per `everyMs` with their count, so that no flood turns into a flood
+ * of log lines.
+ */
 export function logControlPackets(
   dev: { readControl(): Promise<Uint8Array> },
   log: (line: string) => void,
+  everyMs = 5000,
 ): void {
+  let windowStart = 0, inWindow = 0, held = 0, last = "";
+  const flush = () => {
+    if (held) log(`${held} more control packets received in the last ${everyMs / 1000} s (last: ${last})`);
+    held = 0;
+  };
+  const timer = setInterval(() => {
+    flush();
+    inWindow = 0;
+    windowStart = Date.now();
+  }, everyMs);
+  Deno.unrefTimer(timer);
   (async () => {
     for (;;) {
       const p = await dev.readControl();
-      log(`control packet received: ${p.length} bytes, opcode ${p[0] >> 3}`);
+      last = `${p.length} bytes, opcode ${p[0] >> 3}`;
+      if (Date.now() - windowStart >= everyMs) [windowStart, inWindow] = [Date.now(), 0];
+      if (++inWindow <= 5) log(`control packet received: ${last}`);
+      else held++;
     }
-  })().catch(() => {});
+  })().catch(() => {}).finally(() => {
+    clearInterval(timer);
+    flush();
+  });
 }

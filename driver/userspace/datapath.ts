@@ -12,7 +12,7 @@
  */
 import { type DataChannel, RX_DROP, RX_KEEPALIVE } from "../datachannel/channel.ts";
 import type { RouteTable } from "../datachannel/routes.ts";
-import { HEADROOM } from "../datachannel/packet.ts";
+import { HEADROOM, MAX_CONTROL_LEN } from "../datachannel/packet.ts";
 import { clampMss } from "../datachannel/mss.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import { isDataV2, peerIdOf } from "../datachannel/packet.ts";
@@ -144,8 +144,20 @@ export function serverReceive(
   post: (m: FromEngine) => void,
 ): void {
   if (!isDataV2(buf, off, len)) {
-    stats.ReceivedControlPackets++;
     stats.TransportBytesReceived += len;
+    // unauthenticated input costs nothing: only a peer's address may pass a control packet up, of a sane
+    // size, at a bounded rate; everything else is counted and dropped here, in the worker
+    if (!peerAt(peers, src)) {
+      stats.LostInControlPackets++;
+      stats.countDrop("wrong-source");
+      return;
+    }
+    if (len > MAX_CONTROL_LEN || !controlBudget()) {
+      stats.LostInControlPackets++;
+      stats.countDrop(len > MAX_CONTROL_LEN ? "too-long" : "queue-full");
+      return;
+    }
+    stats.ReceivedControlPackets++;
     post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
     return;
   }
@@ -161,8 +173,48 @@ export function serverReceive(
     !sameAddress(src, src.length, p.sa)
   ) {
     p.sa = src.slice();
+    peerAddressesChanged(peers);
     post({ t: "float", peer: p.id, sockaddr: p.sa });
   }
+}
+
+/** Control packets a server worker passes up per second at most (a flood beyond it is dropped, counted). */
+export const CONTROL_RATE = 1000;
+let budget = CONTROL_RATE, budgetAt = 0;
+
+/** Whether one more control packet may go up now (a token bucket refilled every second). */
+function controlBudget(): boolean {
+  const t = stamp();
+  if (t - budgetAt >= 1000) [budget, budgetAt] = [CONTROL_RATE, t];
+  if (budget <= 0) return false;
+  budget--;
+  return true;
+}
+
+/** The relevant bytes of a sockaddr (family, port, address; either platform's layout) as a map key. */
+function addressKey(sa: Uint8Array): string {
+  const end = sa.length >= 24 ? 24 : 8;
+  let k = "";
+  for (let i = 0; i < end; i++) k += String.fromCharCode(sa[i]);
+  return k;
+}
+
+const addressIndex = new WeakMap<Map<number, EnginePeer>, Map<string, EnginePeer>>();
+
+/** The peer whose transport address is `sa`, through an index rebuilt after the peers changed. */
+export function peerAt(peers: Map<number, EnginePeer>, sa: Uint8Array): EnginePeer | undefined {
+  let ix = addressIndex.get(peers);
+  if (!ix) {
+    ix = new Map();
+    for (const p of peers.values()) ix.set(addressKey(p.sa), p);
+    addressIndex.set(peers, ix);
+  }
+  return ix.get(addressKey(sa));
+}
+
+/** A peer was added, deleted or moved: the address index is rebuilt on its next use. */
+export function peerAddressesChanged(peers: Map<number, EnginePeer>): void {
+  addressIndex.delete(peers);
 }
 
 /** How a TCP stream ended: closed by the peer, or broken (`error`). */

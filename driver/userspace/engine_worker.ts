@@ -30,6 +30,7 @@ import {
 import { DataChannel } from "../datachannel/channel.ts";
 import {
   countSend,
+  peerAddressesChanged,
   peerStreamEnded,
   receive,
   sealForRoute,
@@ -167,6 +168,7 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       pendingCtl.push({ bytes: m.bytes, peer: m.peer });
       break;
     case "mp-add": {
+      peerAddressesChanged(peers);
       const st = new SharedStats(m.stats);
       peers.set(m.peer, {
         id: m.peer,
@@ -181,6 +183,7 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       break;
     }
     case "mp-del":
+      peerAddressesChanged(peers);
       peers.get(m.peer)?.ch.close();
       peers.delete(m.peer);
       routes.delPeer(m.peer);
@@ -194,6 +197,7 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       break;
     }
     case "mp-float": {
+      peerAddressesChanged(peers);
       const p = peers.get(m.peer);
       if (p) p.sa = m.sockaddr;
       break;

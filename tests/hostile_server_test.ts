@@ -1,0 +1,99 @@
+/**
+ * A server under an unauthenticated flood (issue 17): four sockets in a namespace that is no peer's send
+ * 60 KB non-data datagrams at the server's port for 8 seconds. Before, every one was copied to the main thread
+ * and logged (tens of thousands of lines, hundreds of MB). Now the receiving worker counts and drops them:
+ * the server's memory stays flat, it writes a handful of lines, and its real client keeps working.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { StarLab } from "../cmd/netns.ts";
+import { parsePing } from "../cmd/demo.ts";
+import { writeNewKeyFile } from "../keys/keyfile.ts";
+import { starClientArgs, verifiedTransfer } from "./lab.ts";
+
+const SRV = "ovpn-srv";
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+Deno.test({
+  name:
+    "hostile server: a flood of 60 KB non-data datagrams from four non-peer sockets costs no memory, no log flood, no service",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = await StarLab.create(150, 2);
+    try {
+      const srv = lab.startTool("s", [
+        ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV],
+        ...["--ifaddr", "10.79.0.1/24", "--stats-interval", "0"],
+      ]);
+      const t = async (args: string[]) => {
+        const r = await lab.tool("s", [...args, "--ifname", SRV]);
+        assertEquals(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+        return r.stdout;
+      };
+      await lab.waitFor(
+        async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
+        30000,
+        "the server",
+      );
+      const key = `${lab.runDir}/c1.key`;
+      await writeNewKeyFile(key);
+      await t(["peer", "new", "1", `${lab.outer4.s}:1194`, `${lab.outer4.c1}:1194`, "--vpn-ip", "10.79.0.2"]);
+      await t(["key", "new", "1", "AES-256-GCM", "0", key, "--slot", "primary"]);
+      lab.startTool(
+        "c1",
+        starClientArgs({
+          local: `${lab.outer4.c1}:1194`,
+          server: `${lab.outer4.s}:1194`,
+          peerId: 1,
+          addr4: "10.79.0.2",
+          addr6: "fd79::2",
+          key,
+          proto: "udp",
+        }),
+      );
+      const ping = async (n: number) =>
+        parsePing(
+          await lab.run("c1", ["ping", "-c", String(n), "-i", "0.2", "-W", "2", "10.79.0.1"], {
+            allowFail: true,
+          }),
+        )
+          .received;
+      await lab.waitFor(async () => (await ping(1)) === 1, 30000, "client 1 reaching the server");
+      const rss0 = rssMb(srv.pid), lines0 = srv.output().split("\n").length;
+      const flood = lab.spawn("c2", [
+        ...[Deno.execPath(), "run", "-A", new URL("./helpers/flood.ts", import.meta.url).pathname],
+        ...[lab.outer4.s, "1194", "8", "4", String(60 * 1024), "400000"],
+      ]);
+      await new Promise((r) => setTimeout(r, 1500));
+      // the real client during the flood: pings and a verified transfer
+      const during = await ping(10);
+      await verifiedTransfer(lab, "10.79.0.1", 2 * 1024 * 1024, 5501, "c1", "s");
+      const st = await flood.status;
+      assert(st.success, flood.output());
+      const sent = Number(flood.output().trim().split("\n").pop());
+      const rss1 = rssMb(srv.pid), lines1 = srv.output().split("\n").length;
+      const all = JSON.parse(await t(["stats", "--all", "--json"]));
+      const dropped = all.device.drops?.["wrong-source"] ?? 0;
+      console.log(
+        `  flood: ${sent} datagrams sent, ${dropped} counted and dropped by the server; RSS ${
+          rss0.toFixed(0)
+        } → ${rss1.toFixed(0)} MB; ${lines1 - lines0} log lines; ${during}/10 pings during it`,
+      );
+      assert(sent > 1000, `the flood sent only ${sent}`);
+      assert(dropped > 500, `the server counted ${dropped} of ${sent} (the rest lost in its socket buffer)`);
+      assertEquals(all.total.rcvdCtrlPkts, 0, "flood datagrams passed up as control packets");
+      assert(rss1 - rss0 < 50, `the server's memory grew by ${(rss1 - rss0).toFixed(0)} MB`);
+      assert(
+        lines1 - lines0 < 100,
+        `the server wrote ${lines1 - lines0} lines:\n${srv.output().slice(-500)}`,
+      );
+      assert(during >= 8, `the real client got ${during}/10 pings through during the flood`);
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

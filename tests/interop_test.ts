@@ -193,7 +193,11 @@ Deno.test({
           (await lab.tool("s", ["stats", "--peer-id", String(p.key.peerId), "--json", "--ifname", SRV]))
             .stdout,
         );
-        assertEquals(st.lostInDataPkts, 0, JSON.stringify(st.drops));
+        // the only drops allowed: packets the client's own system sends from an address that is not its VPN
+        // address (IPv6 router solicitations and the like), which a server drops (`bad-source`), as OpenVPN's does
+        const badSource = st.drops?.["bad-source"] ?? 0;
+        assertEquals(st.lostInDataPkts - badSource, 0, JSON.stringify(st.drops));
+        assert(badSource <= 5, JSON.stringify(st.drops));
         assert(st.rcvdDataPkts >= 7, JSON.stringify(st));
       }
     } finally {

@@ -193,7 +193,7 @@ async function openControl(ifname: string): Promise<Deno.Conn> {
 export async function controlRequest(
   ifname: string,
   req: ControlRequest,
-  timeoutMs = 10_000,
+  timeoutMs = 30_000, // liveness only: a busy machine (Wine, a VM) can take seconds to answer
 ): Promise<ControlResponse> {
   if (WINDOWS) return await fromPipe(() => pipeRequest(ifname, runDir(), req, timeoutMs)) as ControlResponse;
   const conn = await openControl(ifname);

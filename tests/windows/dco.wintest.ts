@@ -406,6 +406,10 @@ Deno.test({
 const NETSH_LOG = "C:\\netsh-upstream.log";
 const main = new URL("../../main.ts", import.meta.url).pathname.replace(/^\/([A-Za-z]:)/, "$1");
 
+/**
+ * Run the positional form until its first statistics block is out (or it ends), then stop it. The wait is
+ * about liveness, not speed: under Wine on a busy machine the first block can take several seconds.
+ */
 async function runUpstream(args: string[], ms: number): Promise<{ stdout: string; stderr: string }> {
   const p = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-check", main, ...args, "--stats-interval", "1"],
@@ -413,12 +417,24 @@ async function runUpstream(args: string[], ms: number): Promise<{ stdout: string
     stderr: "piped",
     env: { OVPN_DCO_CLI_RUNDIR: Deno.makeTempDirSync(), FAKE_NETSH_LOG: NETSH_LOG },
   }).spawn();
-  await Promise.race([p.status, new Promise((r) => setTimeout(r, ms))]);
+  let stdout = "", stderr = "";
+  const pump = async (st: ReadableStream<Uint8Array>, add: (t: string) => void) => {
+    const dec = new TextDecoder();
+    for await (const c of st) add(dec.decode(c, { stream: true }));
+  };
+  const pumps = Promise.all([pump(p.stdout, (t) => stdout += t), pump(p.stderr, (t) => stderr += t)]);
+  let ended = false;
+  p.status.then(() => ended = true);
+  const deadline = Date.now() + ms;
+  while (!ended && !stdout.includes("tunBytesReceived:") && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   try {
     p.kill();
   } catch { /* it ended by itself: its output says why */ }
-  const out = await p.output();
-  return { stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+  await p.status;
+  await pumps;
+  return { stdout, stderr };
 }
 
 for (const [dir, label] of [["0", "0"], ["7", "> 0 → 1"], [null, "no key file → NONE"]] as const) {
@@ -447,7 +463,7 @@ for (const [dir, label] of [["0", "0"], ["7", "> 0 → 1"], [null, "no key file 
       // Wine's loopback "lo" (index 1) stands for the adapter's interface (the fake is no PnP device)
       args.push("--ifname", "lo");
       await Deno.remove(NETSH_LOG).catch(() => {});
-      const { stdout, stderr } = await runUpstream(args, 3500);
+      const { stdout, stderr } = await runUpstream(args, 30_000);
       assertEquals(
         (await Deno.readTextFile(NETSH_LOG).catch(() => "")).split("\n").filter((l) => l),
         [

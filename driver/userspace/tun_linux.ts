@@ -189,6 +189,10 @@ export async function configureLink(
       : ["ip", "addr", "add", a, "dev", name];
     await run(cmd, `setting address ${a} on ${name}`);
   }
+  // a layer-3 tunnel needs no IPv6 link-local address: without one, the host sends no router solicitations and
+  // listener reports from fe80::… into the tunnel, which a server rightly drops as not the client's own source
+  await run(["ip", "link", "set", "dev", name, "addrgenmode", "none"], `setting addrgenmode on ${name}`)
+    .catch(() => {}); // a kernel without IPv6
   await run(["ip", "link", "set", "dev", name, "up"], `bringing ${name} up`);
 }
 

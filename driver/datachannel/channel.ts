@@ -127,6 +127,11 @@ export class DataChannel {
   sealEnd = 0;
   /** Where the last opened plaintext ends. */
   openEnd = 0;
+  /**
+   * Whether the last packet `open` accepted was authenticated (false for cipher NONE, which anyone can forge):
+   * only an authenticated packet may move a server's peer to a new address.
+   */
+  openAuthentic = false;
 
   constructor(opts: DataChannelOptions = {}) {
     this.peerId = opts.peerId ?? 0;
@@ -278,10 +283,14 @@ export class DataChannel {
     if (peerIdOf(buf, off) !== this.peerId) return this.#drop("wrong-peer", false);
     const slot = this.keys.forKeyId(keyIdOf(buf, off));
     if (!slot) return this.#drop("unknown-key-id", false);
-    if (slot.epochRecv) return this.#openEpoch(slot, buf, off, len);
+    if (slot.epochRecv) {
+      this.openAuthentic = true;
+      return this.#openEpoch(slot, buf, off, len);
+    }
     const pid = packetIdOf(buf, off);
     let start: number;
     const aead = slot.decrypt;
+    this.openAuthentic = aead !== null;
     if (aead === null) {
       // cipher NONE: as the driver, no authentication and so no replay protection
       start = off + NONE_OVERHEAD;

@@ -130,7 +130,7 @@ export function viewCache(buf: Uint8Array, max = 4096): (off: number) => Uint8Ar
 /**
  * Server mode, one datagram from `src` (a sockaddr): a control packet goes up to the main thread with its
  * source; a data packet to the peer its peer id names, and once it is authentic a new source moves (floats)
- * the peer there. Unknown peer ids are counted and dropped.
+ * the peer there (never with cipher NONE, which anyone can forge). Unknown peer ids are counted and dropped.
  */
 export function serverReceive(
   peers: Map<number, EnginePeer>,
@@ -170,7 +170,7 @@ export function serverReceive(
   }
   if (
     receive(p.ch, p.stats, p.mss, buf, off, len, sinks, p.source ??= { routes, peer: p.id }) &&
-    !sameAddress(src, src.length, p.sa)
+    p.ch.openAuthentic && !sameAddress(src, src.length, p.sa)
   ) {
     p.sa = src.slice();
     peerAddressesChanged(peers);

@@ -11,7 +11,7 @@ import { formatEndpoint } from "../driver/uapi.ts";
 import { CliError, EXIT, usage } from "./errors.ts";
 import { parseCidr, parseEndpoint, parseFlags, parseIntIn, parseKeepalive } from "./flags.ts";
 import { CIPHER_NAMES, cipherByName } from "../crypto/aead.ts";
-import { PROVIDER_NAMES, type ProviderName } from "../crypto/providers.ts";
+import { PROVIDER_NAMES, type ProviderName, providerProblem } from "../crypto/providers.ts";
 import type { Device, PeerConfig } from "../driver/device.ts";
 import { type BackendName, BACKENDS, openDevice } from "../driver/open.ts";
 import {
@@ -220,9 +220,13 @@ export async function commonConfig(
       `--cipher ${cipherName} needs a key: add --key FILE (create one with 'ovpn-dco-cli genkey FILE')`,
     );
   }
+  // the crypto provider asked for must exist here and do the key's cipher: one line before anything is made
+  const provider = parseProvider(s("crypto"));
+  const cannot = providerProblem(key?.cipher ?? cipherByName("AES-256-GCM")!, provider);
+  if (cannot) throw usage(`--crypto ${provider}: ${cannot}`);
   return {
     backend: parseBackend(s("backend")),
-    provider: parseProvider(s("crypto")),
+    provider,
     ifname: checkIfname(s("ifname") ?? DEFAULT_IFNAME),
     adapter: s("adapter"),
     mtu: s("mtu") !== undefined ? parseIntIn(s("mtu")!, "--mtu", 576, 9000) : 1428,

@@ -56,3 +56,14 @@ export function pickProvider(cipher: CipherInfo, want: ProviderName = "auto"): A
 export function createAead(cipher: CipherInfo, key: Uint8Array, want: ProviderName = "auto"): Aead {
   return pickProvider(cipher, want).create(cipher, key);
 }
+
+/** Why `want` cannot do `cipher` here (null: it can), for one clear line before anything is created. */
+export function providerProblem(cipher: CipherInfo, want: ProviderName = "auto"): string | null {
+  if (cipher.keyLen === 0) return null; // NONE needs no provider
+  try {
+    pickProvider(cipher, want);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-import type { ProviderName } from "../../crypto/providers.ts";
+import { type ProviderName, providerProblem } from "../../crypto/providers.ts";
 import { type Device, DeviceError, type PeerConfig } from "../device.ts";
 import { formatEndpoint, type SetPeer } from "../uapi.ts";
 import { EngineDeviceBase } from "./device_base.ts";
@@ -139,6 +139,8 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
 
   async newKey(slot: KeySlotId, key: KeyMaterial, peerId: number): Promise<void> {
     this.requirePeer();
+    const cannot = providerProblem(key.cipher, this.#provider);
+    if (cannot) throw new DeviceError(cannot, "state");
     if (peerId !== this.peerId) {
       // the peer id is the tunnel's (start --peer-id, peer new); only a peer made without one takes it from its
       // first key, as the driver does

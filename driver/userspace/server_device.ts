@@ -14,7 +14,7 @@
  * ```
  * @module
  */
-import type { ProviderName } from "../../crypto/providers.ts";
+import { type ProviderName, providerProblem } from "../../crypto/providers.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, formatIP, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
@@ -149,6 +149,8 @@ export class ServerDevice extends ServerBase {
   }
 
   protected ioKey(slot: KeySlotId, key: KeyMaterial, generation: number, peerId: number): Promise<void> {
+    const cannot = providerProblem(key.cipher, this.#provider);
+    if (cannot) return Promise.reject(new DeviceError(cannot, "state"));
     return this.#host.apply("both", { t: "key", slot, material: key, generation, peer: peerId });
   }
 

@@ -15,6 +15,7 @@ import type { ServerBackend } from "../driver/userspace/server_api.ts";
 import { eventJson } from "./events.ts";
 import { logControlPackets, stopSignal } from "./run.ts";
 import { printOut } from "./output.ts";
+import { checkLocalAddress } from "./start.ts";
 import { type BackendName, chooseLinuxBackend } from "../driver/open.ts";
 
 /** What a server run needs. */
@@ -79,6 +80,7 @@ async function openWindowsServer(cfg: ServerConfig): Promise<ServerBackend> {
 
 /** Run a server until a signal. */
 export async function runServer(cfg: ServerConfig): Promise<number> {
+  checkLocalAddress(cfg.local.address);
   let dev: ServerBackend;
   if (Deno.build.os === "windows") {
     dev = await openWindowsServer(cfg);

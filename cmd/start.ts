@@ -317,6 +317,24 @@ export async function start(args: string[]): Promise<number> {
 
 const log = (line: string) => console.error(line);
 
+/**
+ * A `--local` address must be one of this host's: said before any interface is created (a listener on port 0
+ * of that address is opened and closed at once; the wildcard addresses need no check).
+ */
+export function checkLocalAddress(address: string): void {
+  if (/^(0\.0\.0\.0|::)$/.test(address)) return;
+  try {
+    Deno.listen({ hostname: address, port: 0 }).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrNotAvailable) {
+      throw usage(
+        `--local: ${address} is not an address of this host; use one of its addresses or 0.0.0.0 / [::]`,
+      );
+    }
+    // anything else (no permission, no IPv6): the socket set-up later says it in its own words
+  }
+}
+
 /** Why Linux's ovpn module cannot run this tunnel as configured (null: it can). */
 export function kernelUnfit(cfg: Pick<TunnelConfig, "key" | "mss">): string | null {
   if (cfg.key?.epoch) return "Linux's ovpn module has no epoch data keys (--epoch)";
@@ -329,6 +347,7 @@ export function kernelUnfit(cfg: Pick<TunnelConfig, "key" | "mss">): string | nu
 
 /** Bring the tunnel up and run it until a signal or the peer ends it. */
 export async function runTunnel(cfg: TunnelConfig): Promise<number> {
+  if (cfg.peer) checkLocalAddress(cfg.peer.local.address);
   const dev = await openDevice({
     backend: cfg.backend,
     ifname: cfg.ifname,

@@ -110,7 +110,7 @@ const UP = (
 ];
 
 /** [args, message fragment, exit code] */
-const table: [string[], string, number][] = [
+const table: [string[], string | RegExp, number][] = [
   [["bogus"], "unknown command 'bogus'", 2],
   [["start", "--bogus"], "Unknown option '--bogus'", 2],
   [[...S, "--remote", "1.2.3"], "is not ADDR:PORT", 2],
@@ -160,7 +160,12 @@ const table: [string[], string, number][] = [
   ],
   [
     [...S, "--ifname", "ovt-nothere", "--local", "203.0.113.77:1194", ...R],
-    "is not an address of this host",
+    /^ovpn-dco-cli: --local: 203\.0\.113\.77 is not an address of this host/, // first line: nothing was made
+    2,
+  ],
+  [
+    [...S, "--mode", "server", "--ifname", "ovt-nothere2", "--local", "203.0.113.77:1194"],
+    /^ovpn-dco-cli: --local: 203\.0\.113\.77 is not an address of this host/,
     2,
   ],
   [["stats", "--ifname", "ovt-none"], "no instance is running on interface 'ovt-none'", 5],

@@ -452,7 +452,9 @@ async function runUntilDone(
     await hub.flush(); // `events` subscribers hear it before the instance goes
   }
   if (r.kind === "expired") {
-    throw new CliError(`peer timed out: ${r.message}; check that the peer runs and is reachable`, EXIT.PEER);
+    // with a diagnosis (refused packets) the peer is reachable: the message says what to check instead
+    const hint = r.message.includes(" while ") ? "" : "; check that the peer runs and is reachable";
+    throw new CliError(`peer timed out: ${r.message}${hint}`, EXIT.PEER);
   }
   if (r.kind === "aborted") throw new CliError(`connection ended: ${r.message}`, EXIT.PEER);
   throw new CliError(`tunnel failed: ${r.message}`, EXIT.FAILURE);

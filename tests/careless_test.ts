@@ -159,3 +159,40 @@ Deno.test("careless users: the ./ovpn-dco-cli launcher runs the tool from a chec
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "careless users: a wrong key direction is named within seconds, and the keepalive timeout says so too",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = await NetnsLab.create(141);
+    try {
+      const key = `${lab.runDir}/k.key`;
+      await writeNewKeyFile(key);
+      const inst = (s: "a" | "b", extra: string[]) =>
+        lab.startTool(s, [
+          ...["start", "--ifname", `ovpn-${s}`, "--local", `${lab.outer4[s]}:1194`],
+          ...["--remote", `${lab.outer4[s === "a" ? "b" : "a"]}:1194`, "--ifaddr", `${lab.inner4[s]}/24`],
+          ...["--key", key, "--key-direction", "0", "--stats-interval", "0", ...extra], // both 0: wrong
+        ]);
+      const a = inst("a", ["--keepalive", "1,8"]);
+      inst("b", ["--keepalive", "1,60"]);
+      await lab.waitFor(
+        () => a.output().includes("nothing from the peer gets through"),
+        20000,
+        `the diagnosis: ${a.output()}`,
+      );
+      assertMatch(a.output(), /packets fail authentication.*opposite --key-direction/);
+      const st = await a.status;
+      assertEquals(st.code, 6, a.output());
+      assertMatch(
+        a.output(),
+        /peer timed out: .*nothing authentic received.*while \d+ of its packets fail authentication/,
+      );
+      assert(!a.output().includes("check that the peer runs"), a.output());
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

@@ -133,6 +133,10 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     await Promise.all((["tx", "rx"] as Role[]).map((role) => this.#host.spawn({ ...init, role })));
   }
 
+  protected note(line: string): void {
+    this.#log(line);
+  }
+
   protected sendPing(): void {
     this.#host.post("tx", { t: "ping" });
   }

@@ -76,6 +76,11 @@ export abstract class EngineDeviceBase {
     this.#timer = undefined;
   }
 
+  /** Where the diagnosis of refused packets is said (once per bad spell). */
+  protected abstract note(line: string): void;
+
+  #diag = new RefusalWatch();
+
   #tick() {
     if (!this.peer || this.endReason) return;
     const now = Date.now();
@@ -84,10 +89,15 @@ export abstract class EngineDeviceBase {
       this.stats.lastTx = now; // refreshed again when the ping leaves
       this.sendPing();
     }
+    const said = this.#diag.check(now, this.stats.ReceivedDataPackets, this.stats.drops());
+    if (said) this.note(said);
     if (timeout > 0 && now - this.stats.lastRx >= timeout * 1000) {
+      const why = this.#diag.current(this.stats.drops());
       this.end({
         kind: "expired",
-        message: `keepalive timeout: nothing received from the peer for ${timeout} s`,
+        message: why
+          ? `keepalive timeout: nothing authentic received from the peer for ${timeout} s, while ${why}`
+          : `keepalive timeout: nothing received from the peer for ${timeout} s`,
       });
     }
   }
@@ -214,5 +224,52 @@ export abstract class EngineDeviceBase {
       offload: this.stats.offload(),
       udpOffload: this.stats.udpOffload(),
     };
+  }
+}
+
+/** The drop reasons that mean "the peer is there, but something in the configurations differs". */
+const MISMATCH: Record<string, string> = {
+  "bad-tag":
+    "fail authentication: both ends need the same key file with opposite --key-direction (0 on one end, 1 on the other) and the same --cipher",
+  "wrong-peer": "carry another peer id: give both ends the same --peer-id",
+  "unknown-key-id": "use a key id this end has no key for: give both ends the same --key-id",
+};
+
+/**
+ * Watches for packets that arrive from the peer and are refused for a reason that points at a configuration
+ * mismatch, while nothing gets through: after 2 s of that it says once which reason and what to check; a
+ * packet that gets through ends the spell (and a later one is said again).
+ */
+export class RefusalWatch {
+  #received = -1;
+  #base: Record<string, number> = {};
+  #since = 0;
+  #said = false;
+
+  /** A line to say now, or null. */
+  check(now: number, received: number, drops: Record<string, number>): string | null {
+    if (received !== this.#received) {
+      this.#received = received;
+      this.#base = { ...drops };
+      this.#since = 0;
+      this.#said = false;
+      return null;
+    }
+    const why = this.current(drops);
+    if (!why) return null;
+    if (!this.#since) this.#since = now;
+    if (this.#said || now - this.#since < 2000) return null;
+    this.#said = true;
+    return `nothing from the peer gets through: ${why}`;
+  }
+
+  /** What is being refused since the last packet that got through, or null. */
+  current(drops: Record<string, number>): string | null {
+    let best: string | null = null, n = 0;
+    for (const r of Object.keys(MISMATCH)) {
+      const d = (drops[r] ?? 0) - (this.#base[r] ?? 0);
+      if (d > n) [best, n] = [r, d];
+    }
+    return best && n >= 3 ? `${n} of its packets ${MISMATCH[best]} (${best})` : null;
   }
 }

@@ -23,7 +23,7 @@ async function ask(ifname: string, req: ControlRequest): Promise<Record<string, 
   try {
     r = await controlRequest(ifname, req);
   } catch (e) {
-    if (e instanceof ControlError) throw new CliError(e.message, EXIT.CONTROL);
+    if (e instanceof ControlError) throw new CliError(e.message, e.privilege ? EXIT.PRIVILEGE : EXIT.CONTROL);
     throw e;
   }
   if (!r.ok) throw new CliError(`the instance on '${ifname}' refused: ${r.error}`, EXIT.CONTROL);
@@ -386,7 +386,7 @@ export async function events(args: string[]): Promise<number> {
       }
     });
   } catch (e) {
-    if (e instanceof ControlError) throw new CliError(e.message, EXIT.CONTROL);
+    if (e instanceof ControlError) throw new CliError(e.message, e.privilege ? EXIT.PRIVILEGE : EXIT.CONTROL);
     throw e;
   }
   return EXIT.OK;

@@ -100,10 +100,13 @@ export function keyFromWire(w: WireKey): KeyMaterial {
 
 /** A control-socket failure; the message is for the user. */
 export class ControlError extends Error {
-  constructor(message: string, readonly notRunning = false) {
+  constructor(message: string, readonly notRunning = false, readonly privilege = false) {
     super(message);
   }
 }
+
+/** The run directory root's instances use (Linux). */
+const ROOT_RUNDIR = "/run/ovpn-dco-cli";
 
 /** Directory of the control sockets. */
 export function runDir(): string {
@@ -175,6 +178,14 @@ async function openControl(ifname: string): Promise<Deno.Conn> {
     return await connectControl(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused) {
+      // a user who is not root cannot see root's instances (their sockets are root's alone): say so
+      if (!WINDOWS && Deno.uid() !== 0 && !Deno.env.get("OVPN_DCO_CLI_RUNDIR") && rootRunDirExists()) {
+        throw new ControlError(
+          `no instance of this user runs on interface '${ifname}'; instances started as root answer root only: run this command as root (sudo)`,
+          true,
+          true,
+        );
+      }
       throw new ControlError(
         `no instance is running on interface '${ifname}' (no control socket at ${path}); start one with 'ovpn-dco-cli start --ifname ${ifname} ...'`,
         true,
@@ -182,10 +193,21 @@ async function openControl(ifname: string): Promise<Deno.Conn> {
     }
     if (e instanceof Deno.errors.PermissionDenied) {
       throw new ControlError(
-        `cannot reach the instance on '${ifname}': permission denied on ${path}; run as the user that started it`,
+        `cannot reach the instance on '${ifname}': permission denied on ${path}; run as the user that started it (root: sudo)`,
+        false,
+        true,
       );
     }
     throw new ControlError(`cannot reach the instance on '${ifname}': ${(e as Error).message}`);
+  }
+}
+
+function rootRunDirExists(): boolean {
+  try {
+    const st = Deno.statSync(ROOT_RUNDIR);
+    return st.isDirectory && st.uid === 0;
+  } catch (e) {
+    return e instanceof Deno.errors.PermissionDenied;
   }
 }
 

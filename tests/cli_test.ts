@@ -316,6 +316,26 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
   }, true);
   assertEquals(nobody.code, 4, nobody.stderr);
   assertMatch(nobody.stderr, "permission denied; run as root");
+  // an instance started by root (in root's run directory), asked by a user who is not root: "run as root", exit 4
+  const rootInst = new Deno.Command(selfCommand()[0], {
+    args: [...selfCommand().slice(1), ...S, "--ifname", "ovt-rootinst"],
+    stdout: "null",
+    stderr: "null",
+    env: { OVPN_DCO_CLI_RUNDIR: "" },
+  }).spawn();
+  try {
+    const sock = `/run/ovpn-dco-cli/net-${Deno.statSync("/proc/self/ns/net").ino}/ovt-rootinst.sock`;
+    for (let i = 0; i < 150 && !(await Deno.stat(sock).catch(() => null)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const asUser = await run(["stats", "--ifname", "ovt-rootinst"], { OVPN_DCO_CLI_RUNDIR: "" }, true);
+    assertEquals(asUser.code, 4, asUser.stderr);
+    assertMatch(asUser.stderr, "run this command as root");
+    assertEquals(asUser.stderr.trim().split("\n").length, 1, asUser.stderr);
+  } finally {
+    rootInst.kill("SIGTERM");
+    await rootInst.status;
+  }
   const demo = await run(["demo"], {}, true);
   assertEquals(demo.code, 4, demo.stderr);
   assertMatch(demo.stderr, "demo needs root");

@@ -196,3 +196,52 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "careless users: a TCP client started before its listener connects once the listener is up (within --connect-timeout)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = await NetnsLab.create(142);
+    try {
+      const key = `${lab.runDir}/k.key`;
+      await writeNewKeyFile(key);
+      const inst = (s: "a" | "b", extra: string[]) =>
+        lab.startTool(s, [
+          ...[
+            "start",
+            "--proto",
+            "tcp",
+            "--ifname",
+            `ovpn-${s}`,
+            "--local",
+            `${lab.outer4[s]}:${s === "a" ? 0 : 1194}`,
+          ],
+          ...["--remote", `${lab.outer4[s === "a" ? "b" : "a"]}:${s === "a" ? 1194 : 0}`],
+          ...["--ifaddr", `${lab.inner4[s]}/24`, "--key", key, "--key-direction", s === "a" ? "0" : "1"],
+          ...["--stats-interval", "0", ...extra],
+        ]);
+      const a = inst("a", ["--connect-timeout", "30"]); // the client first: nothing listens yet
+      await lab.waitFor(
+        () => a.output().includes("refuses TCP connections"),
+        20000,
+        `the retry: ${a.output()}`,
+      );
+      inst("b", ["--listen"]);
+      await lab.waitFor(() => a.output().includes("TCP connected"), 30000, `the connection: ${a.output()}`);
+      await lab.waitFor(
+        async () => {
+          const p = parsePing(
+            await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true }),
+          );
+          return p.received === 1;
+        },
+        20000,
+        "a ping through the tunnel",
+      );
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

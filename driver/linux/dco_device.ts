@@ -27,7 +27,7 @@ import { ControlInbox } from "../tunnel_end.ts";
 import { libc } from "../../ffi/libc.ts";
 import { configureLink } from "../userspace/tun_linux.ts";
 import { tcpAcceptNext, tcpConnect, tcpListen, udpSocket } from "../userspace/sockets_linux.ts";
-import { acceptOne } from "../userspace/sockets_common.ts";
+import { acceptOne, connectRetrying } from "../userspace/sockets_common.ts";
 import { parseSockaddr } from "../../ffi/libc.ts";
 import { kernelCipher, OvpnKernel } from "./ovpn_kernel.ts";
 import type { OvpnNotification, OvpnPeer } from "./ovpn_nl.ts";
@@ -182,7 +182,17 @@ export class LinuxDcoDevice implements Device {
         () => this.#log(`waiting for a TCP connection on ${p.local.address}:${p.local.port}`),
       );
     } else {
-      fd = await tcpConnect(p.local, p.remote, timeout, cancelled);
+      fd = await connectRetrying(
+        tcpConnect,
+        p.local,
+        p.remote,
+        timeout,
+        cancelled,
+        () =>
+          this.#log(
+            `${p.remote.address}:${p.remote.port} refuses TCP connections (not listening yet?); trying again`,
+          ),
+      );
     }
     const id = p.peerId ?? 0;
     try {

@@ -21,7 +21,7 @@ import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { SharedStats } from "./shared_stats.ts";
 import type { EngineIo } from "./engine_io.ts";
 import { linuxIo } from "./io_linux.ts";
-import { acceptOne } from "./sockets_common.ts";
+import { acceptOne, connectRetrying } from "./sockets_common.ts";
 import type { TunHandle } from "./tun_linux.ts";
 
 /** Options of a userspace device. */
@@ -105,7 +105,15 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
       );
       peerSa = io.peerSockaddrOf(fd);
     } else {
-      fd = await io.tcpConnect(p.local, p.remote, timeout, cancelled);
+      fd = await connectRetrying(
+        io.tcpConnect,
+        p.local,
+        p.remote,
+        timeout,
+        cancelled,
+        () =>
+          this.#log(`${formatEndpoint(p.remote)} refuses TCP connections (not listening yet?); trying again`),
+      );
       peerSa = io.peerSockaddrOf(fd);
     }
     if (this.closed) {

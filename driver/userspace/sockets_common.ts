@@ -98,3 +98,35 @@ export async function acceptOne(
     ops.close(ls);
   }
 }
+
+/**
+ * Connect over TCP, and while the peer refuses (its listener is not up yet) try again every half second until
+ * `timeoutMs` is over: a client started a moment before its server connects once the server is there.
+ */
+export async function connectRetrying(
+  connect: (
+    local: SockAddr,
+    remote: SockAddr,
+    timeoutMs: number,
+    cancelled: () => boolean,
+  ) => Promise<number>,
+  local: SockAddr,
+  remote: SockAddr,
+  timeoutMs: number,
+  cancelled: () => boolean,
+  onRetry?: () => void,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let said = false;
+  for (;;) {
+    try {
+      return await connect(local, remote, Math.max(1, deadline - Date.now()), cancelled);
+    } catch (e) {
+      const refused = e instanceof DeviceError && /connection refused|Winsock error 10061/.test(e.message);
+      if (!refused || cancelled() || Date.now() + 500 >= deadline) throw e;
+      if (!said) onRetry?.();
+      said = true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}

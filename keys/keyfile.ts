@@ -176,6 +176,16 @@ function parseJsonKey(text: string, where: string): KeyFile {
  */
 export function parseKeyFile(text: string, where = "key file"): KeyFile {
   if (text.trimStart().startsWith("{")) return parseJsonKey(text, where);
+  if (/-----BEGIN OpenVPN Static key V1-----/.test(text)) {
+    throw new KeyFileError(
+      `${where}: this is an OpenVPN static key (the --secret / --tls-auth / --tls-crypt format), not a data64.key or JSON key; create a data-channel key with 'ovpn-dco-cli genkey FILE' and give both ends the same file`,
+    );
+  }
+  if (/-----BEGIN /.test(text)) {
+    throw new KeyFileError(
+      `${where}: this is a PEM file (a certificate or private key?), not a data64.key or JSON key; create one with 'ovpn-dco-cli genkey FILE'`,
+    );
+  }
   const raw = decodeBase64(text, where);
   if (raw.length < DATA64_MIN_LEN) {
     throw new KeyFileError(

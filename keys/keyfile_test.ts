@@ -175,3 +175,14 @@ Deno.test("keys: epoch data keys from a data64.key (E1 = the whole key A / key B
     "epoch data keys need an AEAD cipher",
   );
 });
+
+Deno.test("keys: an OpenVPN static key or a PEM file is named as such, with what to use instead", () => {
+  const staticKey = "#\n# 2048 bit OpenVPN static key\n#\n-----BEGIN OpenVPN Static key V1-----\n" +
+    "00112233445566778899aabbccddeeff\n".repeat(16) + "-----END OpenVPN Static key V1-----\n";
+  assertThrows(() => parseKeyFile(staticKey, "key file 's.key'"), "is an OpenVPN static key");
+  assertThrows(() => parseKeyFile(staticKey), "genkey FILE");
+  assertThrows(
+    () => parseKeyFile("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+    "this is a PEM file",
+  );
+});

@@ -306,6 +306,7 @@ export async function serveControl(
   ifname: string,
   handle: (req: ControlRequest) => Promise<ControlResponse>,
   events?: EventSource,
+  limits: ControlLimits = {},
 ): Promise<ControlServer> {
   const dir = runDir();
   if (WINDOWS) {
@@ -319,6 +320,9 @@ export async function serveControl(
   }
   const path = socketPath(ifname);
   const nsDir = path.slice(0, path.lastIndexOf("/"));
+  // key material travels through this socket: its directories must be this user's alone, never a directory
+  // someone else made first (another local user could otherwise listen there)
+  for (const d of [dir, nsDir]) checkRunDir(d);
   await Deno.mkdir(nsDir, { recursive: true, mode: 0o700 });
   await Deno.chmod(dir, 0o700);
   await Deno.chmod(nsDir, 0o700);
@@ -346,9 +350,29 @@ export async function serveControl(
   }
   await Deno.chmod(path, 0o600);
   let closed = false;
+  const maxClients = limits.maxClients ?? 64;
+  let clients = 0;
   (async () => {
-    for await (const conn of listener) {
-      serveConn(conn, handle, events).catch(() => {});
+    let lastError = "";
+    while (!closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (closed) break;
+        // out of file descriptors and the like: say it once per kind, wait a moment, keep serving
+        const what = (e as Error).message.split("\n")[0];
+        if (what !== lastError) console.error(`control socket: accept failed (${what}); still serving`);
+        lastError = what;
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      if (clients >= maxClients) {
+        refuse(conn, `too many control connections at once (${maxClients}); try again`);
+        continue;
+      }
+      clients++;
+      serveConn(conn, handle, events, limits).catch(() => {}).finally(() => clients--);
     }
   })().catch(() => {});
   return {
@@ -369,13 +393,66 @@ export async function serveControl(
 
 const enc = new TextEncoder();
 
+/** Bounds of the control server (defaults for real use; tests shorten them). */
+export interface ControlLimits {
+  /** Connections served at once; more get one error line (default 64). */
+  maxClients?: number;
+  /** A client must send its request line within this (default 10 s). */
+  idleMs?: number;
+  /** Notifications queued for one `events` subscriber that does not read; more drop it (default 1024). */
+  maxQueued?: number;
+}
+
+/** One error line, then close (no waiting on a client that may not read). */
+function refuse(conn: Deno.Conn, error: string) {
+  conn.write(enc.encode(JSON.stringify({ ok: false, error }) + "\n")).catch(() => {}).finally(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  });
+}
+
+/** A run directory that exists must be a directory of this user's, mode 0700 (one clear line otherwise). */
+export function checkRunDir(d: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(d);
+  } catch {
+    return; // made below, 0700
+  }
+  const fix = `remove it (or set OVPN_DCO_CLI_RUNDIR to a directory of your own)`;
+  if (st.isSymlink || !st.isDirectory) {
+    throw new ControlError(`the run directory ${d} is not a plain directory; ${fix}`);
+  }
+  if (st.uid !== null && st.uid !== Deno.uid()) {
+    throw new ControlError(`the run directory ${d} belongs to user ${st.uid}, not to you; ${fix}`);
+  }
+  if (st.mode !== null && (st.mode & 0o077) !== 0) {
+    throw new ControlError(
+      `the run directory ${d} has mode ${
+        (st.mode & 0o777).toString(8)
+      }, open to others; 'chmod 700 ${d}' or ${fix}`,
+    );
+  }
+}
+
 /** Answer `events`: an ok line, then one line per notification until the client closes the connection. */
-async function streamEvents(conn: Deno.Conn, events: EventSource) {
+async function streamEvents(conn: Deno.Conn, events: EventSource, maxQueued = 1024) {
   let gone!: () => void;
   const closed = new Promise<void>((r) => (gone = r));
   let chain = Promise.resolve(true);
-  const send = (e: Record<string, unknown>) =>
-    chain = chain.then(async (ok) => {
+  let queued = 0;
+  const send = (e: Record<string, unknown>) => {
+    // a subscriber that does not read is dropped once its queue is full (memory stays bounded)
+    if (++queued > maxQueued) {
+      gone();
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      return Promise.resolve(false);
+    }
+    return chain = chain.then(async (ok) => {
+      queued--;
       if (!ok) return false;
       try {
         await conn.write(enc.encode(JSON.stringify(e) + "\n"));
@@ -385,6 +462,7 @@ async function streamEvents(conn: Deno.Conn, events: EventSource) {
         return false;
       }
     });
+  };
   if (!(await send({ ok: true, events: true }))) return;
   const stop = events(send);
   // the client sends nothing more: a read that ends means it went away
@@ -407,21 +485,38 @@ async function serveConn(
   conn: Deno.Conn,
   handle: (req: ControlRequest) => Promise<ControlResponse>,
   events?: EventSource,
+  limits: ControlLimits = {},
 ) {
+  // a client that connects and sends nothing (or no whole line) is closed after idleMs
+  const idle = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, limits.idleMs ?? 10_000);
   try {
     const buf = new Uint8Array(64 * 1024);
     let text = "";
-    while (!text.includes("\n")) {
-      const n = await conn.read(buf);
-      if (n === null) return;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-      if (text.length > 1 << 20) return;
+    try {
+      while (!text.includes("\n")) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+        if (text.length > 1 << 20) {
+          const error = "request too long (over 1 MB without a newline)";
+          await conn.write(enc.encode(JSON.stringify({ ok: false, error }) + "\n")).catch(() => {});
+          return;
+        }
+      }
+    } catch {
+      return; // closed by the idle timer, or reset
+    } finally {
+      clearTimeout(idle);
     }
     let resp: ControlResponse;
     try {
       const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest;
       if (req.cmd === "events" && events) {
-        await streamEvents(conn, events);
+        await streamEvents(conn, events, limits.maxQueued);
         return;
       }
       resp = await handle(req);

@@ -245,3 +245,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "careless users: out of file descriptors, the control socket keeps serving; idle clients are closed",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const run = await Deno.makeTempDir();
+    const env = { OVPN_DCO_CLI_RUNDIR: run };
+    // an instance with few file descriptors (ulimit -n 96), no peer: its control socket is all there is
+    const inst = new Deno.Command("bash", {
+      args: ["-c", `ulimit -n 96; exec ${selfCommand().join(" ")} start --ifname ovt-fd --stats-interval 0`],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const conns: Deno.Conn[] = [];
+    try {
+      const sock = `${run}/net-${Deno.statSync("/proc/self/ns/net").ino}/ovt-fd.sock`;
+      for (let i = 0; i < 300 && !(await Deno.stat(sock).catch(() => null)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // 120 idle connections: more than the instance has descriptors for
+      for (let i = 0; i < 120; i++) {
+        conns.push(await Deno.connect({ transport: "unix", path: sock }));
+      }
+      await new Promise((r) => setTimeout(r, 11_000)); // the idle timeout (10 s) closes them
+      const st = await new Deno.Command(selfCommand()[0], {
+        args: [...selfCommand().slice(1), "stats", "--ifname", "ovt-fd", "--json"],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(st.code, 0, new TextDecoder().decode(st.stderr));
+      assert(JSON.parse(new TextDecoder().decode(st.stdout)).ifname === "ovt-fd");
+    } finally {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed by the instance */ }
+      }
+      inst.kill("SIGTERM");
+      const out = await inst.output();
+      const err = new TextDecoder().decode(out.stderr);
+      assert(err.split("\n").filter((l) => l.includes("accept failed")).length <= 1, err);
+      await Deno.remove(run, { recursive: true });
+    }
+  },
+});

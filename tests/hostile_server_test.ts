@@ -97,3 +97,111 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "hostile server (tcp): a client that connects and stops reading stalls nobody; it is disconnected after 5 s",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = await StarLab.create(151, 3);
+    try {
+      const P = ["--proto", "tcp"];
+      lab.startTool("s", [
+        ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV, ...P],
+        ...["--ifaddr", "10.80.0.1/24", "--stats-interval", "0"],
+      ]);
+      const t = async (args: string[]) => {
+        const r = await lab.tool("s", [...args, "--ifname", SRV]);
+        assertEquals(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+        return r.stdout;
+      };
+      await lab.waitFor(
+        async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
+        30000,
+        "the server",
+      );
+      const events = lab.spawn("s", [
+        ...(await import("../cmd/netns.ts")).selfCommand(),
+        "events",
+        "--ifname",
+        SRV,
+        "--json",
+      ]);
+      for (const i of [1, 2, 3]) {
+        const c = `c${i}`, key = `${lab.runDir}/${c}.key`;
+        await writeNewKeyFile(key);
+        // client 3 is a bare TCP connection from any port of its address that never reads
+        await t([
+          "peer",
+          "new",
+          String(i),
+          `${lab.outer4.s}:1194`,
+          `${lab.outer4[c]}:${i === 3 ? 0 : 1194}`,
+          "--vpn-ip",
+          `10.80.0.${i + 1}`,
+          ...P,
+        ]);
+        await t(["key", "new", String(i), "AES-256-GCM", "0", key, "--slot", "primary"]);
+        if (i === 3) continue;
+        lab.startTool(
+          c,
+          starClientArgs({
+            local: `${lab.outer4[c]}:1194`,
+            server: `${lab.outer4.s}:1194`,
+            peerId: i,
+            addr4: `10.80.0.${i + 1}`,
+            addr6: `fd80::${i + 1}`,
+            key,
+            proto: "tcp",
+          }),
+        );
+      }
+      const squat = lab.spawn("c3", [
+        Deno.execPath(),
+        "eval",
+        `const c = await Deno.connect({ hostname: "${lab.outer4.s}", port: 1194 }); console.log("connected");
+         await new Promise((r) => setTimeout(r, 40000)); c.close();`,
+      ]);
+      await lab.waitFor(() => squat.output().includes("connected"), 30000, "the stalled client's connection");
+      const ping = async (c: string, n: number) =>
+        parsePing(
+          await lab.run(c, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", "10.80.0.1"], {
+            allowFail: true,
+          }),
+        )
+          .received;
+      for (const c of ["c1", "c2"]) await lab.waitFor(async () => (await ping(c, 1)) === 1, 30000, `${c} up`);
+      // fill the stalled client's connection: traffic from the server's side to its VPN address
+      const flood = lab.spawn("s", [
+        ...[Deno.execPath(), "run", "-A", new URL("./helpers/flood.ts", import.meta.url).pathname],
+        ...["10.80.0.4", "9", "3", "2", "1400", "400000"],
+      ]);
+      await new Promise((r) => setTimeout(r, 2000));
+      // while it is stuck: the other clients get through, and the control socket answers at once
+      const t0 = Date.now();
+      const list = await t(["peer", "list"]);
+      const answered = Date.now() - t0;
+      assert(list.includes("10.80.0.2"), list);
+      assertEquals(await ping("c1", 3), 3, "client 1 during the stall");
+      assertEquals(await ping("c2", 3), 3, "client 2 during the stall");
+      await flood.status;
+      // the stalled client is disconnected once it has taken nothing for 5 s
+      await lab.waitFor(
+        () => /"peerId":3[^\n]*transport-error|transport-error[^\n]*"peerId":3/.test(events.output()),
+        20000,
+        `DEL_PEER of the stalled client: ${events.output()}`,
+      );
+      const all = JSON.parse(await t(["stats", "--all", "--json"]));
+      console.log(
+        `  peer list answered in ${answered} ms (a Deno start included) during the stall; lost out to the stalled peer: ${
+          JSON.stringify(all.total.lostOutDataPkts)
+        }`,
+      );
+      assert(answered < 10000, `the control socket took ${answered} ms`);
+      assertEquals(await ping("c1", 2), 2);
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

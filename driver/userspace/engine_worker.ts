@@ -26,6 +26,7 @@ import {
   POLLERR,
   POLLHUP,
   POLLIN,
+  POLLOUT,
 } from "../../ffi/libc.ts";
 import { DataChannel } from "../datachannel/channel.ts";
 import {
@@ -302,6 +303,23 @@ function linuxEngine(): { pump: () => number; idle: () => void } {
       if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
       if (sdv.getInt16(6, true) & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
       return;
+    }
+    if (role === "tx" && server && started) {
+      const waiting = tcpQueue.waiting();
+      if (waiting.length) {
+        // queued sends: wait for the tun, a wake-up, or any of those connections to take more
+        const set = new Uint8Array(8 * (waiting.length + 2));
+        const sdv = new DataView(set.buffer);
+        set.set(pfd);
+        waiting.forEach((fd, i) => {
+          sdv.setInt32(16 + 8 * i, fd, true);
+          sdv.setInt16(16 + 8 * i + 4, POLLOUT, true);
+        });
+        const r = L.poll(set, BigInt(waiting.length + 2), IDLE_POLL_MS);
+        if (r < 0 && errno() !== EINTR) throw new Error(`poll: ${errnoText(errno())}`);
+        if (sdv.getInt16(14, true) & POLLIN) L.read(init.wakeFd, wakeBuf, BigInt(wakeBuf.length));
+        return;
+      }
     }
     // idle: wait for data or a wake-up (tx polls the tun only once started)
     const nfds = role === "tx" && !started ? 1 : 2;
@@ -703,20 +721,12 @@ function makeServerTx(): () => number {
     const len = end - start;
     const lost = countSend(p.stats, len, control);
     if (tcp) {
-      // [2-byte length][packet] to the peer's connection (HEADROOM leaves room in front)
+      // [2-byte length][packet] to the peer's connection (HEADROOM leaves room in front), never waiting: what
+      // the connection does not take now waits in the peer's own bounded queue, so no peer stalls another
       if (p.fd < 0) return lost();
       outer[start] = len >> 8;
       outer[start + 1] = len & 0xff;
-      let off = 0;
-      while (off < len + 2) {
-        const n = Number(L.send(p.fd, outerAt(start + off), BigInt(len + 2 - off), MSG_NOSIGNAL));
-        if (n < 0) {
-          const e = errno();
-          if (e === EINTR || e === EAGAIN) continue;
-          return lost(); // the rx side sees the connection end and reports it
-        }
-        off += n;
-      }
+      if (!tcpQueue.send(p, outerAt(start).subarray(0, len + 2))) lost();
       return;
     }
     for (;;) {
@@ -769,11 +779,106 @@ function makeServerTx(): () => number {
     ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
     : null;
   return () =>
+    tcpQueue.drain() +
     readBatch(
       readOffload ?? (() => Number(L.read(init.tunFd, readInto, readMax))),
       readOffload ? null : route,
     );
 }
+
+/** Bytes a TCP server peer may have waiting to be sent before more are dropped (counted as lost). */
+const TCP_QUEUE_CAP = 1 << 20;
+/** How long a TCP server peer may take nothing at all before it is disconnected (transport-error). */
+const TCP_STALL_MS = 5000;
+
+/**
+ * The TCP server's sends: non-blocking, with a bounded queue per peer for what its connection does not take
+ * at once. The queue drains first (order kept) on every pump and when the connection turns writable; a peer
+ * whose queue moves not at all for TCP_STALL_MS is reported closed (transport-error) and dropped here.
+ */
+const tcpQueue = (() => {
+  const queues = new Map<number, { p: EnginePeer; chunks: Uint8Array[]; bytes: number; since: number }>();
+  const L = () => libc().symbols;
+  /** Send as much of `v` as the connection takes now; the number of bytes sent, or -1 when it failed. */
+  const sendNow = (fd: number, v: Uint8Array): number => {
+    let off = 0;
+    while (off < v.length) {
+      const n = Number(
+        L().send(fd, off ? v.subarray(off) : v, BigInt(v.length - off), MSG_NOSIGNAL | MSG_DONTWAIT),
+      );
+      if (n < 0) {
+        const e = errno();
+        if (e === EINTR) continue;
+        return e === EAGAIN ? off : -1;
+      }
+      off += n;
+    }
+    return off;
+  };
+  const give = (id: number) => {
+    const q = queues.get(id);
+    queues.delete(id);
+    if (q && q.p.fd >= 0) {
+      peerStreamEnded(q.p, {
+        error: true,
+        reason: `the client took nothing for ${TCP_STALL_MS / 1000} s (its TCP connection stopped reading)`,
+      }, post);
+    }
+  };
+  return {
+    /** Queue or send one framed packet; false when it is dropped (queue full or the connection failed). */
+    send(p: EnginePeer, v: Uint8Array): boolean {
+      const q = queues.get(p.id);
+      if (q && q.p === p && q.chunks.length) {
+        if (q.bytes + v.length > TCP_QUEUE_CAP) return false;
+        q.chunks.push(v.slice());
+        q.bytes += v.length;
+        return true;
+      }
+      const n = sendNow(p.fd, v);
+      if (n < 0) return false; // the rx side sees the connection end and reports it
+      if (n < v.length) {
+        queues.set(p.id, { p, chunks: [v.slice(n)], bytes: v.length - n, since: Date.now() });
+      }
+      return true;
+    },
+    /** Move what waits; returns how many queued chunks went out. */
+    drain(): number {
+      if (!queues.size) return 0;
+      let moved = 0;
+      const now = Date.now();
+      for (const [id, q] of queues) {
+        if (peers.get(id) !== q.p || q.p.fd < 0) {
+          queues.delete(id);
+          continue;
+        }
+        while (q.chunks.length) {
+          const head = q.chunks[0];
+          const n = sendNow(q.p.fd, head);
+          if (n < 0) {
+            queues.delete(id);
+            break;
+          }
+          if (n > 0) q.since = now;
+          q.bytes -= n;
+          if (n < head.length) {
+            q.chunks[0] = head.subarray(n);
+            break;
+          }
+          q.chunks.shift();
+          moved++;
+        }
+        if (!q.chunks.length) queues.delete(id);
+        else if (now - q.since > TCP_STALL_MS) give(id);
+      }
+      return moved;
+    },
+    /** The connections that wait to become writable. */
+    waiting(): number[] {
+      return [...queues.values()].map((q) => q.p.fd).filter((fd) => fd >= 0);
+    },
+  };
+})();
 
 /**
  * Server mode, transport → tun: a data packet goes to the peer its peer id names; once authentic, a new

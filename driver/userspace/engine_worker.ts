@@ -675,7 +675,9 @@ function makeTunSink(
       (w, n) => Number(L.write(init.tunFd, w, BigInt(n))) === n,
       (packets, bytes) => {
         st.LostInDataPackets += packets;
-        st.TunBytesReceived -= bytes;
+        // p2p: the bytes were counted on these very statistics; a server counted them on each packet's peer,
+        // which the joined write no longer tells apart, so the device keeps its count (never below zero)
+        if (init.mode !== "server") st.TunBytesReceived -= bytes;
         for (let i = 0; i < packets; i++) st.countDrop("queue-full");
       },
       { udp: !!init.groUdp },

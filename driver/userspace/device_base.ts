@@ -236,6 +236,14 @@ const MISMATCH: Record<string, string> = {
 };
 
 /**
+ * Authentic packets whose ids the replay window refuses while none gets through: the peer started over with
+ * the same key (a restart), so its packet ids began again at 1. Never accepted; said once.
+ */
+const RESTART =
+  "are authentic but reuse packet ids this end has seen: the peer restarted with the same key. Restart this end too, or move both ends to a new key ('key new' with another --key-id, then 'key swap')";
+const RESTART_REASONS = ["replay", "too-old", "expired"];
+
+/**
  * Watches for packets that arrive from the peer and are refused for a reason that points at a configuration
  * mismatch, while nothing gets through: after 2 s of that it says once which reason and what to check; a
  * packet that gets through ends the spell (and a later one is said again).
@@ -270,6 +278,10 @@ export class RefusalWatch {
       const d = (drops[r] ?? 0) - (this.#base[r] ?? 0);
       if (d > n) [best, n] = [r, d];
     }
+    let replays = 0;
+    for (const r of RESTART_REASONS) replays += (drops[r] ?? 0) - (this.#base[r] ?? 0);
+    // a sustained run of replays (not a few duplicates on the path) with nothing getting through
+    if (replays >= 10 && replays > n) return `${replays} of its packets ${RESTART}`;
     return best && n >= 3 ? `${n} of its packets ${MISMATCH[best]} (${best})` : null;
   }
 }

@@ -17,5 +17,17 @@ Deno.test("RefusalWatch: refused packets and nothing through for 2 s → one lin
     /9 of its packets carry another peer id/,
   );
   assertMatch(w.current({ "unknown-key-id": 4 })!, /--key-id/);
-  assertEquals(w.current({ replay: 100 }), null); // not a configuration mismatch
+  assertEquals(w.current({ "queue-full": 100 }), null); // not something the peer's settings cause
+});
+
+Deno.test("RefusalWatch: a run of authentic packets with used ids, nothing through → the peer restarted", () => {
+  const w = new RefusalWatch();
+  w.check(0, 100, { replay: 2 }); // a couple of duplicates on the path: healthy
+  assertEquals(w.check(1000, 100, { replay: 6, "too-old": 1 }), null); // 5 so far
+  assertEquals(w.check(3500, 100, { replay: 8, "too-old": 2 }), null); // not 10 yet
+  assertEquals(w.check(3750, 100, { replay: 12, "too-old": 3 }), null); // 13: the spell starts
+  assertMatch(
+    w.check(5800, 100, { replay: 30, "too-old": 3 })!,
+    /31 of its packets .*the peer restarted with the same key/,
+  );
 });

@@ -380,6 +380,8 @@ export async function events(args: string[]): Promise<number> {
               ? `peer ${o.peerId} floated to ${o.address}`
               : o.event === "SWAP_KEYS"
               ? `peer ${o.peerId}: keys swapped`
+              : o.event === "NOTICE"
+              ? `peer ${o.peerId}: ${o.text}`
               : `peer ${o.peerId} deleted (${o.reason})`
           }`,
         );

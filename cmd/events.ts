@@ -14,6 +14,8 @@ export function eventJson(e: ServerEvent): Record<string, unknown> {
     ? { event: "DEL_PEER", peerId: e.peerId, reason: e.reason }
     : e.cmd === "FLOAT_PEER"
     ? { event: "FLOAT_PEER", peerId: e.peerId, address: formatEndpoint(e.address) }
+    : e.cmd === "NOTICE"
+    ? { event: "NOTICE", peerId: e.peerId, text: e.text }
     : { event: "SWAP_KEYS", peerId: e.peerId };
 }
 

@@ -377,6 +377,7 @@ export async function runTunnel(cfg: TunnelConfig): Promise<number> {
       if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
       throw e;
     });
+    dev.onNotice = (text) => hub.emit({ cmd: "NOTICE", peerId: peerIdOf(dev), text });
     if (cfg.peer) await addPeer(dev, cfg, cfg.peer);
     else log("no peer yet: add one with 'ovpn-dco-cli peer new ...'");
     if (cfg.peer && dev.configureAfterStart) await configure();

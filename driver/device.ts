@@ -77,6 +77,8 @@ export interface Device {
   peerInfo(): Record<string, unknown>;
   /** Close everything (idempotent). */
   close(): Promise<void>;
+  /** Userspace backends: called with what the device noticed about its peer (also logged), for `events`. */
+  onNotice?: (text: string) => void;
 }
 
 /** A failure of a device operation; the message is for the user. */

@@ -5,7 +5,7 @@
  * packets are never accepted.
  */
 import { assert, assertMatch } from "./assert.ts";
-import { NetnsLab } from "../cmd/netns.ts";
+import { NetnsLab, selfCommand } from "../cmd/netns.ts";
 import { startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
 
@@ -25,6 +25,8 @@ Deno.test({
         keyFile: key,
         extra: ["--stats-interval", "1", "--json"],
       });
+      const events = lab.spawn("a", [...selfCommand(), "events", "--ifname", "ovpn-a", "--json"]);
+      await lab.waitFor(() => events.output().includes("listening"), 20000, "events");
       // b's packet ids move well past what a restart starts again with
       await lab.run("b", ["ping", "-c", "400", "-i", "0.005", "-W", "1", lab.inner4.a], { allowFail: true });
       b.child.kill("SIGKILL");
@@ -62,6 +64,15 @@ Deno.test({
         `the diagnosis at a: ${a.output().slice(-600)}`,
       );
       assertMatch(a.output(), /Restart this end too, or move both ends to a new key/);
+      // and on `events`, once
+      await lab.waitFor(
+        () => events.output().includes('"event":"NOTICE"'),
+        10000,
+        `the notice on events: ${events.output()}`,
+      );
+      assert(
+        events.output().split("\n").filter((l) => l.includes("restarted with the same key")).length === 1,
+      );
       assert(a.output().split("\n").filter((l) => l.includes("restarted with the same key")).length === 1);
       const after = JSON.parse(await fresh());
       const prior = JSON.parse(before);

@@ -141,8 +141,11 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
     await Promise.all((["tx", "rx"] as Role[]).map((role) => this.#host.spawn({ ...init, role })));
   }
 
+  onNotice?: (text: string) => void;
+
   protected note(line: string): void {
     this.#log(line);
+    this.onNotice?.(line);
   }
 
   protected sendPing(): void {

@@ -15,7 +15,9 @@ export type DelPeerReason = "teardown" | "userspace" | "expired" | "transport-er
 export type ServerEvent =
   | { cmd: "DEL_PEER"; peerId: number; reason: DelPeerReason }
   | { cmd: "FLOAT_PEER"; peerId: number; address: SockAddr }
-  | { cmd: "SWAP_KEYS"; peerId: number };
+  | { cmd: "SWAP_KEYS"; peerId: number }
+  /** Something about the peer the user should know (for example: it restarted with the same key). */
+  | { cmd: "NOTICE"; peerId: number; text: string };
 
 /** What `start --mode server` drives: this device, or the ovpn-dco driver in multipeer mode. */
 export interface ServerBackend {
@@ -51,6 +53,8 @@ export function eventText(e: ServerEvent): string {
     ? `peer ${e.peerId} deleted (${e.reason})`
     : e.cmd === "FLOAT_PEER"
     ? `peer ${e.peerId} floated to ${formatEndpoint(e.address)}`
+    : e.cmd === "NOTICE"
+    ? `peer ${e.peerId}: ${e.text}`
     : `peer ${e.peerId}: keys swapped`;
 }
 

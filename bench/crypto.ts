@@ -9,8 +9,8 @@
  * seal+open rate is 1 / (1/enc + 1/dec) from `openssl speed -evp C -bytes N` and the same with `-decrypt`.
  * @module
  */
-import { AEAD_CIPHERS, type CipherInfo } from "./aead.ts";
-import { availableProviders } from "./providers.ts";
+import { AEAD_CIPHERS, type CipherInfo } from "../crypto/aead.ts";
+import { availableProviders } from "../crypto/providers.ts";
 import { DataChannel, KeySlotId } from "../driver/datachannel/channel.ts";
 import { HEADROOM, TAILROOM } from "../driver/datachannel/packet.ts";
 

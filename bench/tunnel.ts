@@ -19,7 +19,7 @@
 import { NetnsLab } from "../cmd/netns.ts";
 import { startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { startOpenvpnPair } from "./lab.ts";
+import { startOpenvpnPair } from "../tests/lab.ts";
 
 const CIPHER = Deno.env.get("BENCH_CIPHER") ?? "AES-256-GCM";
 const TCP_SECONDS = Number(Deno.env.get("BENCH_TCP_SECONDS") ?? "10");
@@ -232,7 +232,7 @@ async function measureWireguardGo(): Promise<Result> {
  * tun) in a against a Linux instance in b, as tests/windows_tunnel_test.ts sets it up.
  */
 async function measureWine(): Promise<Result> {
-  const { runToFiles, wineEnv } = await import("./wine.ts");
+  const { runToFiles, wineEnv } = await import("../tests/wine.ts");
   const env = await wineEnv();
   const quiet = (cmd: string[]) => runToFiles(cmd[0], cmd.slice(1), env);
   await quiet(["wineserver", "-k"]);

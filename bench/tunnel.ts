@@ -163,11 +163,30 @@ async function ensure(cmd: string, pkg: string): Promise<void> {
   if (!r.success) throw new Error(`apt-get install ${pkg} failed`);
 }
 
-/** wireguard-go (Debian's) between the same two namespaces, one tunnel. */
-async function measureWireguardGo(): Promise<Result> {
-  await ensure("wireguard-go", "wireguard-go");
+/**
+ * The current wireguard-go (a static build of upstream's tag 0.0.20250522, with the tun and UDP offloads this
+ * tool has too), where one is found: `$WIREGUARD_GO`, or the team's copy beside this checkout. Null: none.
+ */
+function currentWireguardGo(): string | null {
+  const candidates = [
+    Deno.env.get("WIREGUARD_GO"),
+    new URL("../../shared/tools/wireguard-go-0.0.20250522/wireguard-go", import.meta.url).pathname,
+    "/work/shared/tools/wireguard-go-0.0.20250522/wireguard-go",
+  ].filter((c): c is string => !!c);
+  return candidates.find((c) => {
+    try {
+      return Deno.statSync(c).isFile;
+    } catch {
+      return false;
+    }
+  }) ?? null;
+}
+
+/** wireguard-go (Debian's, or the binary given) between the same two namespaces, one tunnel. */
+async function measureWireguardGo(binary = "wireguard-go", index = 94): Promise<Result> {
+  if (binary === "wireguard-go") await ensure("wireguard-go", "wireguard-go");
   await ensure("wg", "wireguard-tools");
-  const lab = await NetnsLab.create(94);
+  const lab = await NetnsLab.create(index);
   try {
     const key = async (side: "a" | "b") => {
       const priv = (await lab.run(side, ["wg", "genkey"])).trim();
@@ -185,7 +204,7 @@ async function measureWireguardGo(): Promise<Result> {
     const pids: number[] = [];
     for (const side of ["a", "b"] as const) {
       const other = side === "a" ? "b" : "a";
-      const proc = lab.spawn(side, ["wireguard-go", "-f", dev[side]]);
+      const proc = lab.spawn(side, [binary, "-f", dev[side]]);
       pids.push(proc.pid);
       await lab.waitFor(
         async () => {
@@ -313,28 +332,53 @@ if (Deno.uid() !== 0) {
 console.log(
   `tunnel benchmark: ${CIPHER} over UDP, two namespaces joined by a veth; iperf3 TCP ${TCP_SECONDS} s, UDP 64-byte ${UDP_SECONDS} s`,
 );
-const raw = await measureRaw();
-const ovpn = await measureOpenvpn();
-const wg = await measureWireguardGo();
-const ours = await measureOurs();
-const epoch = await measureOurs(["--epoch"]);
-const server = await measureServer();
-const wine = Deno.env.get("BENCH_WINE") === "0" ? null : await measureWine();
-const rows: [string, Result][] = [
-  ["raw veth (the ceiling)", raw],
-  ["openvpn 2.6 (userspace)", ovpn],
-  ["wireguard-go (Debian)", wg],
-  ["ovpn-dco-cli (tun)", ours],
-  ["ovpn-dco-cli (tun, --epoch)", epoch],
-  ["ovpn-dco-cli server, 1 peer", server],
-  ...(wine ? [["Windows wintun (Wine) → Linux", wine] as [string, Result]] : []),
+/**
+ * One row: measured, or (when its pair does not come up, or anything in it fails) retried once and then
+ * reported as missing with one line saying why; the other rows still run.
+ */
+async function row(name: string, fn: () => Promise<Result>): Promise<[string, Result | string]> {
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    try {
+      return [name, await fn()];
+    } catch (e) {
+      const why = (e as Error).message.split("\n")[0].slice(0, 200);
+      if (attempt === 2) {
+        console.log(`${name}: not measured (${why})`);
+        return [name, why];
+      }
+      console.error(`${name}: failed (${why}); trying once more`);
+    }
+  }
+  throw new Error("unreachable");
+}
+
+const wgCurrent = currentWireguardGo();
+const measured: [string, Result | string][] = [
+  await row("raw veth (the ceiling)", measureRaw),
+  await row("openvpn 2.6 (userspace)", measureOpenvpn),
+  await row("wireguard-go (Debian)", () => measureWireguardGo()),
+  wgCurrent
+    ? await row("wireguard-go 0.0.20250522", () => measureWireguardGo(wgCurrent, 95))
+    : ["wireguard-go 0.0.20250522", "not found (set WIREGUARD_GO to its binary)"],
+  await row("ovpn-dco-cli (tun)", () => measureOurs()),
+  await row("ovpn-dco-cli (tun, --epoch)", () => measureOurs(["--epoch"])),
+  await row("ovpn-dco-cli server, 1 peer", measureServer),
+  ...(Deno.env.get("BENCH_WINE") === "0" ? [] : [await row("Windows wintun (Wine) → Linux", measureWine)]),
 ];
+const get = (name: string): Result | null => {
+  const r = measured.find(([n]) => n === name)?.[1];
+  return r && typeof r !== "string" ? r : null;
+};
 console.log(
   `${"".padEnd(30)}${"TCP".padStart(17)}${"TCP ×4".padStart(18)}${"UDP 64 B".padStart(18)}${
     "CPU s/GB".padStart(10)
   }`,
 );
-for (const [name, r] of rows) {
+for (const [name, r] of measured) {
+  if (typeof r === "string") {
+    console.log(`${name.padEnd(30)}  not measured: ${r}`);
+    continue;
+  }
   console.log(
     `${name.padEnd(30)}${(r.tcpGbit * 1000).toFixed(0).padStart(10)} Mbit/s${
       (r.tcp4Gbit * 1000).toFixed(0).padStart(11)
@@ -343,40 +387,59 @@ for (const [name, r] of rows) {
     }`,
   );
 }
-const ratios = {
-  serverTcpOfP2p: server.tcpGbit / ours.tcpGbit,
-  epochTcpOfP2p: epoch.tcpGbit / ours.tcpGbit,
-  epochPpsOfOpenvpn: epoch.udpPps / ovpn.udpPps,
-  serverPpsOfP2p: server.udpPps / ours.udpPps,
-  tcpOfWireguardGo: ours.tcpGbit / wg.tcpGbit,
-  ppsOfOpenvpn: ours.udpPps / ovpn.udpPps,
-  tcp4OfOpenvpn: ours.tcp4Gbit / ovpn.tcp4Gbit,
-  cpuPerGBOfOpenvpn: (ours.cpuPerGB ?? 0) / (ovpn.cpuPerGB ?? 1),
-  ...(wine ? { wineTcpOfLinux: wine.tcpGbit / ours.tcpGbit } : {}),
-  tcpOfOpenvpn: ours.tcpGbit / ovpn.tcpGbit,
+const ours = get("ovpn-dco-cli (tun)"), epoch = get("ovpn-dco-cli (tun, --epoch)");
+const server = get("ovpn-dco-cli server, 1 peer"), ovpn = get("openvpn 2.6 (userspace)");
+const wg = get("wireguard-go (Debian)"), wgNew = get("wireguard-go 0.0.20250522");
+const wine = get("Windows wintun (Wine) → Linux");
+/** a / b where both were measured, else null (and the summary names it missing). */
+const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+  a !== null && a !== undefined && b ? a / b : null;
+const ratios: Record<string, number | null> = {
+  serverTcpOfP2p: ratio(server?.tcpGbit, ours?.tcpGbit),
+  epochTcpOfP2p: ratio(epoch?.tcpGbit, ours?.tcpGbit),
+  epochPpsOfOpenvpn: ratio(epoch?.udpPps, ovpn?.udpPps),
+  serverPpsOfP2p: ratio(server?.udpPps, ours?.udpPps),
+  tcpOfWireguardGo: ratio(ours?.tcpGbit, wg?.tcpGbit),
+  tcpOfCurrentWireguardGo: ratio(ours?.tcpGbit, wgNew?.tcpGbit),
+  ppsOfCurrentWireguardGo: ratio(ours?.udpPps, wgNew?.udpPps),
+  ppsOfOpenvpn: ratio(ours?.udpPps, ovpn?.udpPps),
+  tcp4OfOpenvpn: ratio(ours?.tcp4Gbit, ovpn?.tcp4Gbit),
+  cpuPerGBOfOpenvpn: ratio(ours?.cpuPerGB, ovpn?.cpuPerGB),
+  ...(wine ? { wineTcpOfLinux: ratio(wine.tcpGbit, ours?.tcpGbit) } : {}),
+  tcpOfOpenvpn: ratio(ours?.tcpGbit, ovpn?.tcpGbit),
 };
-await writeResults(rows, ratios);
+await writeResults(measured, ratios);
+const f = (x: number | null) => x === null ? "missing" : x.toFixed(2);
 console.log(
-  `server-1-peer: ${ratios.serverTcpOfP2p.toFixed(2)} of p2p (TCP), ${
-    ratios.serverPpsOfP2p.toFixed(2)
-  } of p2p (64 B)`,
+  `server-1-peer: ${f(ratios.serverTcpOfP2p)} of p2p (TCP), ${f(ratios.serverPpsOfP2p)} of p2p (64 B)`,
 );
 console.log(
-  `epoch-keys: ${ratios.epochTcpOfP2p.toFixed(2)} of p2p (TCP), ${
-    ratios.epochPpsOfOpenvpn.toFixed(2)
-  } of openvpn (64 B)`,
+  `epoch-keys: ${f(ratios.epochTcpOfP2p)} of p2p (TCP), ${f(ratios.epochPpsOfOpenvpn)} of openvpn (64 B)`,
 );
-console.log(`tcp-of-wireguard-go: ${ratios.tcpOfWireguardGo.toFixed(2)}`);
+console.log(`tcp-of-wireguard-go: ${f(ratios.tcpOfWireguardGo)}`);
 console.log(
-  `tcp-4-streams: ${ratios.tcp4OfOpenvpn.toFixed(2)} of openvpn; cpu-per-gb: ${
-    ratios.cpuPerGBOfOpenvpn.toFixed(2)
+  `tcp-of-wireguard-go-0.0.20250522: ${f(ratios.tcpOfCurrentWireguardGo)}; udp-64-pps of it: ${
+    f(ratios.ppsOfCurrentWireguardGo)
+  }`,
+);
+console.log(
+  `tcp-4-streams: ${f(ratios.tcp4OfOpenvpn)} of openvpn; cpu-per-gb: ${
+    f(ratios.cpuPerGBOfOpenvpn)
   } of openvpn's`,
 );
-console.log(`udp-64-pps: ${ratios.ppsOfOpenvpn.toFixed(2)} of openvpn`);
-console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${ratios.tcpOfOpenvpn.toFixed(2)} of openvpn`);
+console.log(`udp-64-pps: ${f(ratios.ppsOfOpenvpn)} of openvpn`);
+const missing = Object.entries(ratios).filter(([, v]) => v === null).map(([k]) => k);
+if (missing.length) console.log(`missing ratios (a row was not measured): ${missing.join(", ")}`);
+console.log(`tunnel-${CIPHER.toLowerCase()}-udp: ${f(ratios.tcpOfOpenvpn)} of openvpn`);
 
 /** The results as JSON and as an SVG bar chart (TCP Mbit/s and 64-byte k pkt/s), in BENCH_OUT (bench-results/). */
-async function writeResults(rows: [string, Result][], ratios: Record<string, number>) {
+async function writeResults(all: [string, Result | string][], ratios: Record<string, number | null>) {
+  const rows = all.map(([n, r]) =>
+    [n, typeof r === "string" ? { tcpGbit: 0, tcp4Gbit: 0, udpPps: 0, cpuPerGB: null, missing: r } : r] as [
+      string,
+      Result & { missing?: string },
+    ]
+  );
   const dir = Deno.env.get("BENCH_OUT") ?? "bench-results";
   await Deno.mkdir(dir, { recursive: true });
   const when = new Date().toISOString();
@@ -395,6 +458,7 @@ async function writeResults(rows: [string, Result][], ratios: Record<string, num
           tcp4Mbit: r.tcp4Gbit * 1000,
           udp64Pps: r.udpPps,
           cpuSecondsPerGB: r.cpuPerGB,
+          ...(r.missing ? { missing: r.missing } : {}),
         })),
         ratios,
       },
@@ -403,12 +467,18 @@ async function writeResults(rows: [string, Result][], ratios: Record<string, num
     ) + "\n",
   );
   const W = 720, rowH = 26, top = 40, left = 230, barW = (W - left - 90) / 2;
-  const maxTcp = Math.max(...rows.map(([, r]) => r.tcpGbit)),
-    maxPps = Math.max(...rows.map(([, r]) => r.udpPps));
+  const maxTcp = Math.max(1e-9, ...rows.map(([, r]) => r.tcpGbit)),
+    maxPps = Math.max(1e-9, ...rows.map(([, r]) => r.udpPps));
   const esc = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;");
   const bars = rows.map(([name, r], i) => {
     const y = top + i * rowH;
     const tw = (r.tcpGbit / maxTcp) * (barW - 10), pw = (r.udpPps / maxPps) * (barW - 10);
+    if (r.missing) {
+      // every row is in the chart: a missing one says why
+      return `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(name)}</text><text x="${left}" y="${
+        y + 15
+      }" fill="#a00">not measured: ${esc(r.missing.slice(0, 80))}</text>`;
+    }
     return [
       `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(name)}</text>`,
       `<rect x="${left}" y="${y + 3}" width="${tw.toFixed(1)}" height="16" fill="#3b7dd8"/>`,

@@ -22,7 +22,13 @@ Deno.test({
       const key = `${lab.runDir}/k.key`, next = `${lab.runDir}/n.key`;
       await writeNewKeyFile(key);
       await writeNewKeyFile(next);
-      await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile: key });
+      // a runs the node provider (no AES-192-GCM there): a key it cannot do is refused, not installed
+      await startPair(lab, {
+        proto: "udp",
+        cipher: "AES-256-GCM",
+        keyFile: key,
+        extraFor: { a: ["--crypto", "node"] },
+      });
       const tool = (args: string[]) => lab.tool("a", [...args, "--ifname", "ovpn-a"]);
       const pings = async () =>
         parsePing(
@@ -39,6 +45,10 @@ Deno.test({
       await refused(["key", "swap"], "secondary slot is empty");
       await refused(["key", "del", "--slot", "secondary"], "secondary slot is empty; nothing to delete");
       await refused(["key", "new", "5", "AES-256-GCM", "0", next, "--key-id", "1"], "peer has id 0, not 5");
+      await refused(
+        ["key", "new", "0", "AES-192-GCM", "0", next, "--key-id", "1"],
+        "'node' cannot do AES-192-GCM",
+      );
       // a local client that sends key.new with a short key or non-hex bytes straight to the control socket gets
       // one error each and the tunnel keeps its keys (a short key used to end the tunnel at the next packet)
       const control = new URL("../driver/control.ts", import.meta.url).pathname;

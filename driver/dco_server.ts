@@ -55,6 +55,7 @@ import { newStats, type Stats } from "./datachannel/stats.ts";
 import { ControlInbox } from "./tunnel_end.ts";
 import {
   type DelPeerReason,
+  EventListeners,
   type PeerSettings,
   peerSettings,
   type ServerBackend,
@@ -96,7 +97,7 @@ export class DcoServerDevice implements ServerBackend {
   #h: Deno.PointerValue;
   #inbox = new ControlInbox();
   #peers = new Map<number, DcoPeer>();
-  #listeners = new Set<(e: ServerEvent) => void>();
+  #listeners = new EventListeners();
   #local: SockAddr | null = null;
   #closed = false;
   #loops: Promise<void>[] = [];
@@ -355,12 +356,11 @@ export class DcoServerDevice implements ServerBackend {
   }
 
   onEvent(fn: (e: ServerEvent) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    return this.#listeners.on(fn);
   }
 
   #emit(e: ServerEvent) {
-    for (const l of this.#listeners) l(e);
+    this.#listeners.emit(e);
   }
 
   /** A control packet to a peer: its sockaddr, then the packet. */

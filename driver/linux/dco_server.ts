@@ -25,6 +25,7 @@ import { libc } from "../../ffi/libc.ts";
 import { configureLink, run } from "../userspace/tun_linux.ts";
 import { boundPort, udpSocket } from "../userspace/sockets_linux.ts";
 import {
+  EventListeners,
   type PeerSettings,
   peerSettings,
   type ServerBackend,
@@ -46,7 +47,7 @@ export class LinuxDcoServer implements ServerBackend {
   #log: (line: string) => void;
   #inbox = new ControlInbox();
   #peers = new Map<number, PeerSettings>();
-  #listeners = new Set<(e: ServerEvent) => void>();
+  #listeners = new EventListeners();
   #local: SockAddr | null = null;
   #fd = -1;
   #reader: ControlReader | null = null;
@@ -323,12 +324,11 @@ export class LinuxDcoServer implements ServerBackend {
   }
 
   onEvent(fn: (e: ServerEvent) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    return this.#listeners.on(fn);
   }
 
   #emit(e: ServerEvent) {
-    for (const l of this.#listeners) l(e);
+    this.#listeners.emit(e);
   }
 
   readControl(): Promise<Uint8Array> {

@@ -90,3 +90,18 @@ export function peerSettings(peerId: number, p: PeerSettings): Record<string, un
     secondaryKeyId: p.keys.secondary ?? null,
   };
 }
+
+/** The subscribers of a server's notifications (`onEvent` / emit), shared by every server backend. */
+export class EventListeners {
+  #set = new Set<(e: ServerEvent) => void>();
+
+  /** Subscribe; returns the unsubscribe function. */
+  on(fn: (e: ServerEvent) => void): () => void {
+    this.#set.add(fn);
+    return () => this.#set.delete(fn);
+  }
+
+  emit(e: ServerEvent): void {
+    for (const l of this.#set) l(e);
+  }
+}

@@ -15,6 +15,7 @@ import { ControlInbox } from "../tunnel_end.ts";
 import { SharedStats } from "./shared_stats.ts";
 import {
   type DelPeerReason,
+  EventListeners,
   eventText,
   type PeerSettings,
   peerSettings,
@@ -44,7 +45,7 @@ export abstract class ServerBase implements ServerBackend {
   protected local: SockAddr | null = null;
   protected closed = false;
   #routes = new RouteTable();
-  #listeners = new Set<(e: ServerEvent) => void>();
+  #listeners = new EventListeners();
   #timer: ReturnType<typeof setInterval> | undefined;
   #generation = 0;
 
@@ -309,13 +310,12 @@ export abstract class ServerBase implements ServerBackend {
 
   /** Subscribe to notifications; returns the unsubscribe function. */
   onEvent(fn: (e: ServerEvent) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    return this.#listeners.on(fn);
   }
 
   protected emit(e: ServerEvent): void {
     this.log(eventText(e));
-    for (const l of this.#listeners) l(e);
+    this.#listeners.emit(e);
   }
 
   /**

@@ -118,7 +118,7 @@ for (const udpOffload of [true, false]) {
   Deno.test({
     name: `UDP offload ${
       udpOffload ? "on (UDP_SEGMENT, UDP_GRO, tun USO)" : "off (OVPN_DCO_CLI_UDP_OFFLOAD=off)"
-    }: 20000 datagrams each way (IPv4 1200 B, IPv6 200 B) arrive intact, in order, none lost`,
+    }: 20000 datagrams each way (IPv4 1200 B, IPv6 200 B) arrive intact, in order, none lost inside the tunnel`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -141,11 +141,24 @@ for (const udpOffload of [true, false]) {
             5322,
           ]] as const
         ) {
+          const drops0 = await socketDrops(lab);
           const r = await verifiedUdpTransfer(lab, dst, 20000, size, port, from);
+          // nothing damaged, doubled or reordered inside the tunnel, ever; a datagram missing is tolerated only
+          // where a receiving socket counted it dropped (a busy machine), and reported
           assertEquals(
-            r,
-            { received: 20000, corrupt: 0, duplicates: 0, reordered: 0 },
+            { corrupt: r.corrupt, duplicates: r.duplicates, reordered: r.reordered },
+            { corrupt: 0, duplicates: 0, reordered: 0 },
             `${size}-byte datagrams`,
+          );
+          const dropped = (await socketDrops(lab)) - drops0;
+          if (r.received < 20000) {
+            console.log(
+              `  ${size}-byte run: ${20000 - r.received} missing, ${dropped} dropped by receiving sockets`,
+            );
+          }
+          assert(
+            20000 - r.received <= dropped,
+            `${20000 - r.received} datagrams lost that no socket dropped`,
           );
         }
         for (const side of ["a", "b"] as const) {
@@ -179,4 +192,19 @@ for (const udpOffload of [true, false]) {
       }
     },
   });
+}
+
+/** UDP datagrams dropped by full receive buffers in both namespaces so far (UDP and UDP6 RcvbufErrors). */
+async function socketDrops(lab: NetnsLab): Promise<number> {
+  let n = 0;
+  for (const side of ["a", "b"] as const) {
+    const snmp = await lab.run(side, ["cat", "/proc/net/snmp", "/proc/net/snmp6"]);
+    const udp = snmp.split("\n").filter((l) => l.startsWith("Udp:"));
+    if (udp.length === 2) {
+      const names = udp[0].split(/\s+/), vals = udp[1].split(/\s+/);
+      n += Number(vals[names.indexOf("RcvbufErrors")] ?? 0);
+    }
+    n += Number(/^Udp6RcvbufErrors\s+(\d+)/m.exec(snmp)?.[1] ?? 0);
+  }
+  return n;
 }

@@ -87,3 +87,74 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "restart: a server names a client that restarted with the same key (log and events), once",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { StarLab } = await import("../cmd/netns.ts");
+    const { starClientArgs } = await import("./lab.ts");
+    const lab = await StarLab.create(152, 1);
+    try {
+      const SRV = "ovpn-srv";
+      const srv = lab.startTool("s", [
+        ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV],
+        ...["--ifaddr", "10.81.0.1/24", "--stats-interval", "0"],
+      ]);
+      const t = async (args: string[]) => {
+        const r = await lab.tool("s", [...args, "--ifname", SRV]);
+        if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+      };
+      await lab.waitFor(
+        async () => (await lab.tool("s", ["peer", "list", "--ifname", SRV])).code === 0,
+        30000,
+        "server",
+      );
+      const events = lab.spawn("s", [...selfCommand(), "events", "--ifname", SRV, "--json"]);
+      const key = `${lab.runDir}/c1.key`;
+      await writeNewKeyFile(key);
+      await t(["peer", "new", "1", `${lab.outer4.s}:1194`, `${lab.outer4.c1}:1194`, "--vpn-ip", "10.81.0.2"]);
+      await t(["key", "new", "1", "AES-256-GCM", "0", key, "--slot", "primary"]);
+      const args = starClientArgs({
+        local: `${lab.outer4.c1}:1194`,
+        server: `${lab.outer4.s}:1194`,
+        peerId: 1,
+        addr4: "10.81.0.2",
+        addr6: "fd81::2",
+        key,
+        proto: "udp",
+      });
+      const c = lab.startTool("c1", args);
+      await lab.waitFor(
+        async () => {
+          const out = await lab.run("c1", ["ping", "-c", "1", "-W", "1", "10.81.0.1"], { allowFail: true });
+          return out.includes(" 0% packet loss");
+        },
+        30000,
+        "client 1",
+      );
+      await lab.run("c1", ["ping", "-c", "300", "-i", "0.005", "-W", "1", "10.81.0.1"], { allowFail: true });
+      c.child.kill("SIGKILL");
+      await c.status;
+      lab.startTool("c1", args);
+      await new Promise((r) => setTimeout(r, 1500));
+      await lab.run("c1", ["ping", "-c", "40", "-i", "0.1", "-W", "1", "10.81.0.1"], { allowFail: true });
+      await lab.waitFor(
+        () => events.output().includes("the peer restarted with the same key"),
+        20000,
+        `the notice: ${events.output()} / ${srv.output().slice(-400)}`,
+      );
+      assertMatch(
+        srv.output(),
+        /peer 1: nothing from the peer gets through: \d+ of its packets are authentic/,
+      );
+      assert(
+        events.output().split("\n").filter((l) => l.includes('"event":"NOTICE"')).length === 1,
+        events.output(),
+      );
+    } finally {
+      await lab.destroy();
+    }
+  },
+});

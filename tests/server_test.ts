@@ -158,7 +158,7 @@ for (const proto of ["udp", "tcp"] as const) {
           5000,
           "the DEL_PEER event of peer 3",
         );
-        assertEquals(eventLines().find((e) => e.peerId === 3).reason, "userspace");
+        assertEquals(eventLines().find((e) => e.event === "DEL_PEER" && e.peerId === 3).reason, "userspace");
         assertEquals(await ping("c1", vpn4(0)), 2);
         assertEquals(await ping("c3", vpn4(0), 2), 0);
         // client 2 frozen: expired within its timeout (3 s) + 2 s; client 1 unaffected

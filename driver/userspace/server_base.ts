@@ -13,6 +13,7 @@ import { parsePrefix, RouteError, RouteTable } from "../datachannel/routes.ts";
 import type { Stats } from "../datachannel/stats.ts";
 import { ControlInbox } from "../tunnel_end.ts";
 import { SharedStats } from "./shared_stats.ts";
+import { RefusalWatch } from "./device_base.ts";
 import {
   type DelPeerReason,
   EventListeners,
@@ -343,9 +344,17 @@ export abstract class ServerBase implements ServerBackend {
     this.emit({ cmd: "FLOAT_PEER", peerId, address });
   }
 
+  /** Per peer: refused packets while nothing gets through (a restart with the same key, a mismatch). */
+  #watches = new Map<number, RefusalWatch>();
+
   #tick() {
     const now = Date.now();
+    for (const id of this.#watches.keys()) if (!this.peers.has(id)) this.#watches.delete(id);
     for (const [id, p] of this.peers) {
+      let w = this.#watches.get(id);
+      if (!w) this.#watches.set(id, w = new RefusalWatch());
+      const said = w.check(now, p.stats.ReceivedDataPackets, p.stats.drops());
+      if (said) this.emit({ cmd: "NOTICE", peerId: id, text: said }); // logged by emit, and on events
       const { interval, timeout } = p.keepalive;
       if (interval > 0 && now - p.stats.lastTx >= interval * 1000) {
         p.stats.lastTx = now; // refreshed again when the ping leaves

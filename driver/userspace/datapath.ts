@@ -134,7 +134,6 @@ export function viewCache(buf: Uint8Array, max = 4096): (off: number) => Uint8Ar
  */
 export function serverReceive(
   peers: Map<number, EnginePeer>,
-  routes: RouteTable,
   stats: SharedStats,
   buf: Uint8Array,
   off: number,
@@ -169,7 +168,7 @@ export function serverReceive(
     return;
   }
   if (
-    receive(p.ch, p.stats, p.mss, buf, off, len, sinks, p.source ??= { routes, peer: p.id }) &&
+    receive(p.ch, p.stats, p.mss, buf, off, len, sinks, p.source) &&
     p.ch.openAuthentic && !sameAddress(src, src.length, p.sa)
   ) {
     p.sa = src.slice();

@@ -41,6 +41,7 @@ function setup(cipher: string) {
     stats: pst,
     mss: 0,
     fd: -1,
+    source: { routes, peer: 1 },
   }]]);
   peerAddressesChanged(peers);
   const client = new DataChannel({ peerId: 1 });
@@ -64,7 +65,6 @@ function setup(cipher: string) {
   const deliver = (pkt: Uint8Array, from: number[]) =>
     serverReceive(
       peers,
-      routes,
       stats,
       pkt,
       0,

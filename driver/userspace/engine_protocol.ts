@@ -108,6 +108,6 @@ export interface EnginePeer {
   /** TCP server: the peer's connection (fd or SOCKET; -1: none yet, or ended) and its reassembly buffer. */
   fd: number;
   deframer?: TcpDeframer;
-  /** Server mode (rx): the check that a decrypted packet's source is this peer's (made on first use). */
-  source?: SourceCheck;
+  /** Server mode: the check that a decrypted packet's source is this peer's (its routes, its id). */
+  source: SourceCheck;
 }

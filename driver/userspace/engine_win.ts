@@ -399,7 +399,7 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
               off,
               len,
               sinks,
-              p.source ??= { routes: ctx.routes, peer: p.id },
+              p.source,
             ),
         );
         handled += r.packets;
@@ -411,7 +411,7 @@ function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
   const sinks = sinksOf(ctx, io, buf);
   const each = (n: number, from: Uint8Array) => {
-    if (n > 0) serverReceive(ctx.peers, ctx.routes, stats, buf, 0, n, from, sinks, ctx.post);
+    if (n > 0) serverReceive(ctx.peers, stats, buf, 0, n, from, sinks, ctx.post);
   };
   return rxPumps(io, () => io.recvBatch(buf, each));
 }

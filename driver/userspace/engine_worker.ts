@@ -178,6 +178,7 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
         stats: st,
         mss: m.mss,
         fd: -1,
+        source: { routes, peer: m.peer },
       });
       // tx routes by destination, rx checks sources: both keep the table
       for (const r of m.routes) routes.add(r, m.peer);
@@ -728,7 +729,7 @@ function makeServerTx(): () => number {
       if (p.fd < 0) return lost();
       outer[start] = len >> 8;
       outer[start + 1] = len & 0xff;
-      if (!tcpQueue.send(p, outerAt(start).subarray(0, len + 2))) lost();
+      if (!tcpQueue.send(p, outerAt(start), len + 2)) lost();
       return;
     }
     for (;;) {
@@ -801,12 +802,12 @@ const TCP_STALL_MS = 5000;
 const tcpQueue = (() => {
   const queues = new Map<number, { p: EnginePeer; chunks: Uint8Array[]; bytes: number; since: number }>();
   const L = () => libc().symbols;
-  /** Send as much of `v` as the connection takes now; the number of bytes sent, or -1 when it failed. */
-  const sendNow = (fd: number, v: Uint8Array): number => {
+  /** Send as much of `v[0 .. len]` as the connection takes now; the bytes sent, or -1 when it failed. */
+  const sendNow = (fd: number, v: Uint8Array, len = v.length): number => {
     let off = 0;
-    while (off < v.length) {
+    while (off < len) {
       const n = Number(
-        L().send(fd, off ? v.subarray(off) : v, BigInt(v.length - off), MSG_NOSIGNAL | MSG_DONTWAIT),
+        L().send(fd, off ? v.subarray(off) : v, BigInt(len - off), MSG_NOSIGNAL | MSG_DONTWAIT),
       );
       if (n < 0) {
         const e = errno();
@@ -828,20 +829,21 @@ const tcpQueue = (() => {
     }
   };
   return {
-    /** Queue or send one framed packet; false when it is dropped (queue full or the connection failed). */
-    send(p: EnginePeer, v: Uint8Array): boolean {
+    /**
+     * Queue or send one framed packet, `v[0 .. len]` (a reused buffer: copied only when it has to wait); false
+     * when it is dropped (queue full or the connection failed).
+     */
+    send(p: EnginePeer, v: Uint8Array, len: number): boolean {
       const q = queues.get(p.id);
       if (q && q.p === p && q.chunks.length) {
-        if (q.bytes + v.length > TCP_QUEUE_CAP) return false;
-        q.chunks.push(v.slice());
-        q.bytes += v.length;
+        if (q.bytes + len > TCP_QUEUE_CAP) return false;
+        q.chunks.push(v.slice(0, len));
+        q.bytes += len;
         return true;
       }
-      const n = sendNow(p.fd, v);
+      const n = sendNow(p.fd, v, len);
       if (n < 0) return false; // the rx side sees the connection end and reports it
-      if (n < v.length) {
-        queues.set(p.id, { p, chunks: [v.slice(n)], bytes: v.length - n, since: Date.now() });
-      }
+      if (n < len) queues.set(p.id, { p, chunks: [v.slice(n, len)], bytes: len - n, since: Date.now() });
       return true;
     },
     /** Move what waits; returns how many queued chunks went out. */
@@ -912,7 +914,7 @@ function makeServerRx(): () => number {
       do {
         const n = Math.min(seg, end - o);
         datagrams++;
-        if (n > 0) serverReceive(peers, routes, stats, buf, o, n, src, sinks, post);
+        if (n > 0) serverReceive(peers, stats, buf, o, n, src, sinks, post);
         o += seg;
       } while (o < end);
     }
@@ -935,8 +937,7 @@ function makeServerTcpRx(): () => number {
         p.deframer,
         (w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
         tcpFailure,
-        (b, off, len) =>
-          receive(p.ch, p.stats, p.mss, b, off, len, sinks, p.source ??= { routes, peer: p.id }),
+        (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks, p.source),
       );
       handledNow += r.packets;
       if (r.end) peerStreamEnded(p, r.end, post);

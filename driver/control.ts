@@ -311,7 +311,7 @@ export async function serveControl(
   const dir = runDir();
   if (WINDOWS) {
     try {
-      const server = servePipe(ifname, dir, (req) => handle(req as ControlRequest), events);
+      const server = servePipe(ifname, dir, (req) => handle(req as ControlRequest), events, limits);
       return { path: pipeName(ifname), close: () => server.close() };
     } catch (e) {
       if (e instanceof PipeError) throw new ControlError(e.message);

@@ -53,8 +53,8 @@ import {
 import { GENERIC_READ_WRITE, openHandleStatus, overlapped } from "./win_io.ts";
 
 const FILE_FLAG_OVERLAPPED = 0x40000000;
-/** A client gets this long to complete its exchange. */
-const CONVERSATION_MS = 5000;
+/** A client gets this long for each step of its exchange (its hello, its request; the answer's write). */
+const STEP_MS = 10_000;
 const MAX_LINE = 1 << 20;
 
 let k: Deno.DynamicLibrary<typeof PIPE_K32_SYMBOLS>["symbols"] | undefined;
@@ -369,7 +369,9 @@ export function servePipe(
   dir: string,
   handle: (req: unknown) => Promise<unknown>,
   events?: PipeEvents,
+  limits: { idleMs?: number; maxQueued?: number } = {},
 ): PipeServer {
+  const stepMs = limits.idleMs ?? STEP_MS, maxQueued = limits.maxQueued ?? 1024;
   secureRunDir(dir);
   const name = pipeName(ifname);
   const owner = ownerSid();
@@ -394,9 +396,8 @@ export function servePipe(
   let closed = false;
   const active = new Set<Promise<void>>();
   const serveOne = (conn: Deno.PointerValue) =>
-    converse(new PipeConn(conn, Date.now() + CONVERSATION_MS, () => closed), token, handle, events).catch(
-      () => {},
-    );
+    converse(new PipeConn(conn, Date.now() + stepMs, () => closed), token, handle, events, stepMs, maxQueued)
+      .catch(() => {});
   const loop = (async () => {
     while (!closed) {
       const cur = h;
@@ -453,41 +454,63 @@ async function converse(
   c: PipeConn,
   token: Buffer,
   handle: (req: unknown) => Promise<unknown>,
-  events?: PipeEvents,
+  events: PipeEvents | undefined,
+  stepMs: number,
+  maxQueued: number,
 ) {
+  // each step gets its own deadline: an idle client is dropped, a slow request still gets its answer written
+  const step = () => (c.deadline = Date.now() + stepMs);
   const hello = parse(await c.readLine());
   const nc = hello?.nonce;
   if (typeof nc !== "string" || !NONCE.test(nc)) return;
   const ns = randomBytes(16).toString("hex");
+  step();
   if (!(await c.writeLine({ nonce: ns, proof: hmac(token, "server", nc, ns) }))) return;
+  step();
   const msg = parse(await c.readLine());
+  step();
   if (!msg || !proofOk(msg.proof, hmac(token, "client", ns, nc))) {
     await c.writeLine({ ok: false, error: "the client did not prove it holds the control token" });
     return;
   }
   const req = msg.req as Record<string, unknown> | undefined;
-  if (events && req?.cmd === "events") return await streamEvents(c, events);
+  if (events && req?.cmd === "events") return await streamEvents(c, events, maxQueued);
   let resp: unknown;
   try {
     resp = await handle(msg.req);
   } catch (e) {
     resp = { ok: false, error: (e as Error).message };
   }
+  step();
   await c.writeLine(resp);
 }
 
-/** An ok line, then one line per notification, each write bounded; ends when the client closes its end. */
-async function streamEvents(c: PipeConn, events: PipeEvents) {
+/**
+ * An ok line, then one line per notification, each write bounded; ends when the client closes its end, or
+ * when it does not read: a write not taken within STREAM_WRITE_MS, or more than `maxQueued` notifications
+ * waiting, drops the subscriber (its memory stays bounded).
+ */
+async function streamEvents(c: PipeConn, events: PipeEvents, maxQueued: number) {
   if (!(await c.writeLine({ ok: true, events: true }))) return;
   let chain = Promise.resolve(true);
-  const send = (o: Record<string, unknown>) =>
-    chain = chain.then((ok) =>
-      ok && new PipeConn(c.h, Date.now() + STREAM_WRITE_MS, c.cancelled).writeLine(o).catch(() => false)
-    );
+  let queued = 0, dropped = false;
+  const send = (o: Record<string, unknown>) => {
+    if (dropped || ++queued > maxQueued) {
+      dropped = true;
+      return Promise.resolve(false);
+    }
+    return chain = chain.then(async (ok) => {
+      queued--;
+      const wrote = ok && !dropped &&
+        await new PipeConn(c.h, Date.now() + STREAM_WRITE_MS, c.cancelled).writeLine(o).catch(() => false);
+      if (!wrote) dropped = true;
+      return wrote;
+    });
+  };
   const stop = events(send);
   try {
-    c.deadline = Infinity;
-    await c.readLine(); // the client says nothing more: this returns when it goes (or the server closes)
+    // the client says nothing more: this returns when it goes, when the server closes, or once it is dropped
+    await new PipeConn(c.h, Infinity, () => c.cancelled() || dropped).readLine();
   } finally {
     stop();
     await chain;

@@ -10,24 +10,9 @@ if [ ! -x "$DENO" ]; then
   exit 2
 fi
 
-need=()
-for pair in openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3 \
-  qemu-system-x86_64:qemu-system-x86 depmod:kmod cpio:cpio xz:xz-utils; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing system packages: ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
-    exit 2
-  fi
-  echo "installing ${need[*]} with apt" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || {
-    echo "apt-get install ${need[*]} failed" >&2
-    exit 2
-  }
-fi
+. scripts/need.sh
+need openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3 \
+  qemu-system-x86_64:qemu-system-x86 depmod:kmod cpio:cpio xz:xz-utils || exit 2
 
 # the OpenVPN 2.7.6 test peer (epoch interop), built once from the source in tests/openvpn27 and cached
 if [ -z "${OPENVPN_27:-}" ]; then

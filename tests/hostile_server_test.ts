@@ -100,14 +100,15 @@ Deno.test({
 
 Deno.test({
   name:
-    "hostile server (tcp): a client that connects and stops reading stalls nobody; it is disconnected after 5 s",
+    "hostile server (tcp): a squatter from a client's address takes nothing; a client that stops reading stalls nobody and is disconnected after 5 s",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const lab = await StarLab.create(151, 3);
+    let client3: { pid: number } | null = null;
     try {
       const P = ["--proto", "tcp"];
-      lab.startTool("s", [
+      const srv = lab.startTool("s", [
         ...["start", "--mode", "server", "--local", `${lab.outer4.s}:1194`, "--ifname", SRV, ...P],
         ...["--ifaddr", "10.80.0.1/24", "--stats-interval", "0"],
       ]);
@@ -128,10 +129,11 @@ Deno.test({
         SRV,
         "--json",
       ]);
+      const keys: Record<string, string> = {};
       for (const i of [1, 2, 3]) {
-        const c = `c${i}`, key = `${lab.runDir}/${c}.key`;
+        const c = `c${i}`, key = keys[c] = `${lab.runDir}/${c}.key`;
         await writeNewKeyFile(key);
-        // client 3 is a bare TCP connection from any port of its address that never reads
+        // client 3 may come from any port of its address
         await t([
           "peer",
           "new",
@@ -143,8 +145,18 @@ Deno.test({
           ...P,
         ]);
         await t(["key", "new", String(i), "AES-256-GCM", "0", key, "--slot", "primary"]);
-        if (i === 3) continue;
-        lab.startTool(
+      }
+      // a squatter connects first from client 3's address and sends nothing: it must not take client 3's place
+      const squat = lab.spawn("c3", [
+        Deno.execPath(),
+        "eval",
+        `const c = await Deno.connect({ hostname: "${lab.outer4.s}", port: 1194 }); console.log("connected");
+         await new Promise((r) => setTimeout(r, 40000)); c.close();`,
+      ]);
+      await lab.waitFor(() => squat.output().includes("connected"), 30000, "the squatter's connection");
+      for (const i of [1, 2, 3]) {
+        const c = `c${i}`;
+        const proc = lab.startTool(
           c,
           starClientArgs({
             local: `${lab.outer4[c]}:1194`,
@@ -152,18 +164,12 @@ Deno.test({
             peerId: i,
             addr4: `10.80.0.${i + 1}`,
             addr6: `fd80::${i + 1}`,
-            key,
+            key: keys[c],
             proto: "tcp",
           }),
         );
+        if (i === 3) client3 = proc;
       }
-      const squat = lab.spawn("c3", [
-        Deno.execPath(),
-        "eval",
-        `const c = await Deno.connect({ hostname: "${lab.outer4.s}", port: 1194 }); console.log("connected");
-         await new Promise((r) => setTimeout(r, 40000)); c.close();`,
-      ]);
-      await lab.waitFor(() => squat.output().includes("connected"), 30000, "the stalled client's connection");
       const ping = async (c: string, n: number) =>
         parsePing(
           await lab.run(c, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", "10.80.0.1"], {
@@ -171,8 +177,16 @@ Deno.test({
           }),
         )
           .received;
-      for (const c of ["c1", "c2"]) await lab.waitFor(async () => (await ping(c, 1)) === 1, 30000, `${c} up`);
-      // fill the stalled client's connection: traffic from the server's side to its VPN address
+      for (const c of ["c1", "c2", "c3"]) {
+        await lab.waitFor(
+          async () => (await ping(c, 1)) === 1,
+          30000,
+          `${c} up\n${srv.output().slice(-800)}`,
+        );
+      }
+      assert(/peer 3: TCP connected from/.test(srv.output()), srv.output());
+      // client 3 stops reading (the whole process stopped): its connection fills up
+      Deno.kill(client3!.pid, "SIGSTOP");
       const flood = lab.spawn("s", [
         ...[Deno.execPath(), "run", "-A", new URL("./helpers/flood.ts", import.meta.url).pathname],
         ...["10.80.0.4", "9", "3", "2", "1400", "400000"],
@@ -201,6 +215,11 @@ Deno.test({
       assert(answered < 10000, `the control socket took ${answered} ms`);
       assertEquals(await ping("c1", 2), 2);
     } finally {
+      if (client3) {
+        try {
+          Deno.kill(client3.pid, "SIGCONT");
+        } catch { /* gone */ }
+      }
       await lab.destroy();
     }
   },

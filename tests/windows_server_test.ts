@@ -4,7 +4,8 @@
  * their own namespaces: peers, keys and keepalives set over the Windows control pipe; pings server ↔ client
  * and client ↔ client through the Windows server, a verified transfer, per-peer statistics that add up, and
  * `peer del` with its notification on a Windows `events` stream. Over UDP and TCP; over UDP also hostile
- * datagrams at the Windows engine (counted by reason, dropped, never floating a peer).
+ * datagrams at the Windows engine (counted by reason, dropped, never floating a peer); over TCP a client that
+ * stops reading, disconnected after 5 s without holding up the engine.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { StarLab } from "../cmd/netns.ts";
@@ -28,7 +29,7 @@ for (const proto of ["udp", "tcp"] as const) {
   Deno.test({
     name:
       `Windows server (wintun, under Wine) with two Linux clients over ${proto}: pings, client to client, a verified transfer, per-peer stats, peer del and its event${
-        proto === "udp" ? ", hostile datagrams" : ""
+        proto === "udp" ? ", hostile datagrams" : ", a client that stops reading"
       }`,
     sanitizeResources: false,
     sanitizeOps: false,
@@ -188,6 +189,25 @@ for (const proto of ["udp", "tcp"] as const) {
           assertEquals(grew("replay") + grew("too-old"), 20, JSON.stringify(drops));
           assertEquals(server.output().includes("float"), false, server.output());
           assertEquals(await ping("c1", vpn4(0)), 2, "peer 1 still at its own address");
+        } else {
+          // a client that stops reading (its whole process stopped) while the Windows side sends to it: the engine
+          // never waits on it; once it has taken nothing for 5 s it is disconnected, and the pipe answers meanwhile
+          Deno.kill(clients[0].pid, "SIGSTOP");
+          try {
+            const flood = lab.spawn("s", [
+              ...[Deno.execPath(), "run", "-A", new URL("./helpers/flood.ts", import.meta.url).pathname],
+              ...[vpn4(1), "9", "3", "1", "1400", "200000"],
+            ]);
+            await lab.waitFor(
+              () => /"peerId":1[^\n]*transport-error|transport-error[^\n]*"peerId":1/.test(events.output()),
+              30000,
+              "DEL_PEER of the client that stopped reading",
+            ).catch(fail(`stall (${events.output()})`));
+            await flood.status;
+            assertEquals(JSON.parse(await win(["peer", "list", "--json"])), []);
+          } finally {
+            Deno.kill(clients[0].pid, "SIGCONT");
+          }
         }
       } finally {
         await lab.destroy();

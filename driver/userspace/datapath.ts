@@ -182,7 +182,7 @@ export const CONTROL_RATE = 1000;
 let budget = CONTROL_RATE, budgetAt = 0;
 
 /** Whether one more control packet may go up now (a token bucket refilled every second). */
-function controlBudget(): boolean {
+export function controlBudget(): boolean {
   const t = stamp();
   if (t - budgetAt >= 1000) [budget, budgetAt] = [CONTROL_RATE, t];
   if (budget <= 0) return false;

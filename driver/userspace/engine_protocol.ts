@@ -70,7 +70,9 @@ export type ToEngine =
         mss: number;
       }
       | { t: "mp-del"; peer: number }
-      // TCP server: the peer's connection (a blocking fd the main thread owns)
+      // TCP server, to rx: a connection accepted from `from`, the address of `peers`: the one it proves to be
+      | { t: "mp-pending"; fd: number; from: string; peers: number[] }
+      // TCP server, to tx: the peer's connection now (an fd or SOCKET the main thread owns)
       | { t: "mp-conn"; peer: number; fd: number }
       | { t: "mp-float"; peer: number; sockaddr: Uint8Array }
       | { t: "route"; peer: number; cidr: string; add: boolean }
@@ -90,6 +92,10 @@ export type FromEngine =
   | { t: "float"; peer: number; sockaddr: Uint8Array }
   // rx, TCP server: a peer's connection ended (`error`: reset or failed, else closed by the peer)
   | { t: "peer-closed"; peer: number; error: boolean; reason: string }
+  // rx, TCP server: a pending connection sent an authentic packet and is now the peer's
+  | { t: "tcp-bound"; peer: number; fd: number }
+  // rx, TCP server: a pending connection is given up (closed by its sender, timed out, made room)
+  | { t: "tcp-refused"; fd: number; reason: string }
   | { t: "closed"; role: "tx" | "rx"; reason: string; error: boolean }
   | { t: "stopped"; role: "tx" | "rx" }
   | { t: "fatal"; role: "tx" | "rx"; message: string };

@@ -39,7 +39,6 @@ import {
 import type { RouteTable } from "../datachannel/routes.ts";
 import {
   countSend,
-  peerStreamEnded,
   receive,
   type ReceiveSinks,
   sameAddress,
@@ -49,6 +48,7 @@ import {
   viewCache,
 } from "./datapath.ts";
 import type { EngineInit, EnginePeer, FromEngine } from "./engine_protocol.ts";
+import { TcpSendQueue, TcpServerRx } from "./tcp_server.ts";
 import type { SharedStats } from "./shared_stats.ts";
 
 /** What a worker on Windows gets besides the common init: handles as numbers (they are process-wide). */
@@ -88,6 +88,9 @@ export interface WinPumps {
   /** Wait at most `ms` for the wake event, and for data too when `data` (tx: only once started). */
   idle(ms: number, data: boolean): void;
   extras(pending: { ping: boolean; ctl: { bytes: Uint8Array; peer?: number }[]; pings: Set<number> }): void;
+  /** TCP server: the connections of rx (bound and pending) or the send queues of tx. */
+  tcpRx?: TcpServerRx;
+  tcpTx?: TcpSendQueue;
 }
 
 const BATCH = 64;
@@ -191,6 +194,21 @@ export class WinIo {
     return (this.poll(sock, WS_POLLRDNORM, 0) & (WS_POLLERR | WS_POLLHUP | WS_POLLNVAL)) !== 0;
   }
 
+  /** Send as much of `v[0 .. len]` as a (non-blocking) TCP socket takes now: the bytes sent, or -1 when it failed. */
+  sendNow(sock: bigint, v: Uint8Array, len: number): number {
+    let off = 0;
+    while (off < len) {
+      const n = this.ws.send(sock, off ? v.subarray(off) : v, len - off, 0);
+      if (n > 0) {
+        off += n;
+        continue;
+      }
+      // a full send buffer (would block) or a failed connection: WSAPoll tells which
+      return this.poll(sock, WS_POLLWRNORM, 0) & (WS_POLLERR | WS_POLLHUP | WS_POLLNVAL) ? -1 : off;
+    }
+    return off;
+  }
+
   /** Send all of `b[0 .. len]` on a TCP socket; false when the connection failed. */
   sendAll(
     sock: bigint,
@@ -240,14 +258,22 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
 
   /** The gathered packets' "count it lost" functions (a server peer whose send fails loses them). */
   const gatheredLost: (() => void)[] = [];
+  // a TCP server never waits for one peer: what a connection does not take waits in that peer's queue
+  const queue = tcp && server
+    ? new TcpSendQueue(ctx.peers, (fd, v, len) => io.sendNow(BigInt(fd), v, len), ctx.post)
+    : undefined;
   const tcpFlush = () => {
     if (!gather || used === 0) return;
     const n = used;
     used = 0;
-    const ok = io.sendAll(server ? BigInt(gatherFor!.fd) : p2pSock, gather, n, gview!, ctx.stopping);
-    if (!ok && !server) throw ctx.closed("TCP connection lost", true);
-    // server: the packets are lost; the rx side sees the connection end and reports it
-    if (!ok) { for (const lost of gatheredLost) lost(); }
+    if (!queue) {
+      if (!io.sendAll(p2pSock, gather, n, gview!, ctx.stopping)) {
+        throw ctx.closed("TCP connection lost", true);
+      }
+      return;
+    }
+    // server: dropped when the queue is full or the connection failed (the rx side reports that)
+    if (gatherFor!.fd < 0 || !queue.send(gatherFor!, gather, n)) { for (const lost of gatheredLost) lost(); }
     gatheredLost.length = 0;
   };
   /** The sealed packet at buf[start .. end] to `p` (server) or the peer (p2p). */
@@ -281,8 +307,9 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
     if (p) send(at.start, p.ch.sealEnd, false, p);
   };
   return {
+    tcpTx: queue,
     pump() {
-      let moved = 0;
+      let moved = queue ? queue.drain() : 0;
       while (moved < BATCH) {
         const n = io.tunRead(readInto);
         if (n === 0) break;
@@ -295,7 +322,8 @@ function tx(ctx: WinEngineContext, io: WinIo): WinPumps {
       tcpFlush();
       return moved;
     },
-    idle: (ms, data) => io.wait(ms, data),
+    // queued sends: look again soon (a stalled connection is given up after TCP_STALL_MS)
+    idle: (ms, data) => io.wait(queue?.waiting().length ? Math.min(ms, 5) : ms, data),
     extras(pending) {
       if (pending.ping) {
         const ch = ctx.ch();
@@ -380,33 +408,17 @@ function p2pRx(ctx: WinEngineContext, io: WinIo): WinPumps {
 function serverRx(ctx: WinEngineContext, io: WinIo): WinPumps {
   const { init, stats } = ctx;
   if (init.proto === "tcp") {
-    const sinks = sinksOf(ctx, io, new Uint8Array(0));
-    return rxPumps(io, () => {
-      let handled = 0;
-      for (const p of ctx.peers.values()) {
-        if (p.fd < 0 || !p.deframer) continue;
-        const sock = BigInt(p.fd);
-        const r = tcpReceive(
-          p.deframer,
-          (w) => io.ws.recv(sock, w, w.length, 0),
-          () => io.failed(sock) ? "TCP connection lost" : null,
-          (b, off, len) =>
-            receive(
-              p.ch,
-              p.stats,
-              p.mss,
-              b,
-              off,
-              len,
-              sinks,
-              p.source,
-            ),
-        );
-        handled += r.packets;
-        if (r.end) peerStreamEnded(p, r.end, ctx.post);
-      }
-      return handled;
-    });
+    const rx = new TcpServerRx(
+      ctx.peers,
+      stats,
+      {
+        recv: (fd, w) => io.ws.recv(BigInt(fd), w, w.length, 0),
+        failure: (fd) => io.failed(BigInt(fd)) ? "TCP connection lost" : null,
+      },
+      sinksOf(ctx, io, new Uint8Array(0)),
+      ctx.post,
+    );
+    return { ...rxPumps(io, () => rx.round()), tcpRx: rx };
   }
   const buf = new Uint8Array(MAX_WIRE_LEN + 512);
   const sinks = sinksOf(ctx, io, buf);

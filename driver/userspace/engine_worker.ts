@@ -32,7 +32,6 @@ import { DataChannel } from "../datachannel/channel.ts";
 import {
   countSend,
   peerAddressesChanged,
-  peerStreamEnded,
   receive,
   sealForRoute,
   serverReceive,
@@ -65,6 +64,7 @@ import {
 } from "../datachannel/gso.ts";
 import { RouteTable } from "../datachannel/routes.ts";
 import { type WinEngineInit, winPumps } from "./engine_win.ts";
+import { TcpSendQueue, TcpServerRx } from "./tcp_server.ts";
 
 const BATCH = 64;
 /** A receive slot with UDP_GRO on: a whole train of coalesced datagrams (at most one IP datagram's payload). */
@@ -84,6 +84,9 @@ const pendingCtl: { bytes: Uint8Array; peer?: number }[] = [];
 const peers = new Map<number, EnginePeer>();
 const routes = new RouteTable();
 const pendingPings = new Set<number>();
+/** TCP server: the rx side's connections (bound and pending) and the tx side's send queues. */
+let tcpRx: TcpServerRx | null = null;
+let tcpTx: TcpSendQueue | null = null;
 
 function post(m: FromEngine) {
   self.postMessage(m);
@@ -185,17 +188,19 @@ self.onmessage = (e: MessageEvent<ToEngine>) => {
       break;
     }
     case "mp-del":
+      tcpRx?.dropPeer(m.peer);
       peerAddressesChanged(peers);
       peers.get(m.peer)?.ch.close();
       peers.delete(m.peer);
       routes.delPeer(m.peer);
       break;
+    case "mp-pending":
+      tcpRx?.addPending(m.fd, m.from, m.peers);
+      break;
     case "mp-conn": {
+      // tx: the peer's connection now (rx bound it itself)
       const p = peers.get(m.peer);
-      if (p) {
-        p.fd = m.fd;
-        p.deframer = new TcpDeframer(MAX_WIRE_LEN);
-      }
+      if (p) p.fd = m.fd;
       break;
     }
     case "mp-float": {
@@ -265,6 +270,8 @@ function windowsEngine(): { pump: () => number; idle: () => void } {
     stopping,
     closed: (reason, error) => new ClosedError(reason, error),
   });
+  tcpRx = w.tcpRx ?? null;
+  tcpTx = w.tcpTx ?? null;
   flushTxExtras = () => {
     const pending = { ping: pendingPing, ctl: pendingCtl, pings: pendingPings };
     pendingPing = false;
@@ -293,7 +300,7 @@ function linuxEngine(): { pump: () => number; idle: () => void } {
   const idle = () => {
     if (tcpServerRx) {
       // idle: wait for any peer's connection or a wake-up
-      const conns = [...peers.values()].filter((p) => p.fd >= 0).map((p) => p.fd);
+      const conns = tcpRx?.fds() ?? [];
       const set = new Uint8Array(8 * (conns.length + 1));
       const sdv = new DataView(set.buffer);
       [init.wakeFd, ...conns].forEach((fd, i) => {
@@ -306,7 +313,7 @@ function linuxEngine(): { pump: () => number; idle: () => void } {
       return;
     }
     if (role === "tx" && server && started) {
-      const waiting = tcpQueue.waiting();
+      const waiting = tcpTx?.waiting() ?? [];
       if (waiting.length) {
         // queued sends: wait for the tun, a wake-up, or any of those connections to take more
         const set = new Uint8Array(8 * (waiting.length + 2));
@@ -720,6 +727,7 @@ function makeServerTx(): () => number {
   const outerAt = viewCache(outer);
   const viewAt = (off: number) => outerAt(off + 2);
   const tcp = init.proto === "tcp";
+  const queue = tcp ? tcpTx = new TcpSendQueue(peers, linuxSendNow, post) : null;
   const sendTo = (p: EnginePeer, start: number, end: number, control: boolean) => {
     const len = end - start;
     const lost = countSend(p.stats, len, control);
@@ -729,7 +737,7 @@ function makeServerTx(): () => number {
       if (p.fd < 0) return lost();
       outer[start] = len >> 8;
       outer[start + 1] = len & 0xff;
-      if (!tcpQueue.send(p, outerAt(start), len + 2)) lost();
+      if (!queue!.send(p, outerAt(start), len + 2)) lost();
       return;
     }
     for (;;) {
@@ -782,107 +790,28 @@ function makeServerTx(): () => number {
     ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
     : null;
   return () =>
-    tcpQueue.drain() +
+    queue!.drain() +
     readBatch(
       readOffload ?? (() => Number(L.read(init.tunFd, readInto, readMax))),
       readOffload ? null : route,
     );
 }
 
-/** Bytes a TCP server peer may have waiting to be sent before more are dropped (counted as lost). */
-const TCP_QUEUE_CAP = 1 << 20;
-/** How long a TCP server peer may take nothing at all before it is disconnected (transport-error). */
-const TCP_STALL_MS = 5000;
-
-/**
- * The TCP server's sends: non-blocking, with a bounded queue per peer for what its connection does not take
- * at once. The queue drains first (order kept) on every pump and when the connection turns writable; a peer
- * whose queue moves not at all for TCP_STALL_MS is reported closed (transport-error) and dropped here.
- */
-const tcpQueue = (() => {
-  const queues = new Map<number, { p: EnginePeer; chunks: Uint8Array[]; bytes: number; since: number }>();
-  const L = () => libc().symbols;
-  /** Send as much of `v[0 .. len]` as the connection takes now; the bytes sent, or -1 when it failed. */
-  const sendNow = (fd: number, v: Uint8Array, len = v.length): number => {
-    let off = 0;
-    while (off < len) {
-      const n = Number(
-        L().send(fd, off ? v.subarray(off) : v, BigInt(len - off), MSG_NOSIGNAL | MSG_DONTWAIT),
-      );
-      if (n < 0) {
-        const e = errno();
-        if (e === EINTR) continue;
-        return e === EAGAIN ? off : -1;
-      }
-      off += n;
+/** Send as much of `v[0 .. len]` as connection `fd` takes now (MSG_DONTWAIT): the bytes sent, or -1 when it failed. */
+function linuxSendNow(fd: number, v: Uint8Array, len: number): number {
+  const L = libc().symbols;
+  let off = 0;
+  while (off < len) {
+    const n = Number(L.send(fd, off ? v.subarray(off) : v, BigInt(len - off), MSG_NOSIGNAL | MSG_DONTWAIT));
+    if (n < 0) {
+      const e = errno();
+      if (e === EINTR) continue;
+      return e === EAGAIN ? off : -1;
     }
-    return off;
-  };
-  const give = (id: number) => {
-    const q = queues.get(id);
-    queues.delete(id);
-    if (q && q.p.fd >= 0) {
-      peerStreamEnded(q.p, {
-        error: true,
-        reason: `the client took nothing for ${TCP_STALL_MS / 1000} s (its TCP connection stopped reading)`,
-      }, post);
-    }
-  };
-  return {
-    /**
-     * Queue or send one framed packet, `v[0 .. len]` (a reused buffer: copied only when it has to wait); false
-     * when it is dropped (queue full or the connection failed).
-     */
-    send(p: EnginePeer, v: Uint8Array, len: number): boolean {
-      const q = queues.get(p.id);
-      if (q && q.p === p && q.chunks.length) {
-        if (q.bytes + len > TCP_QUEUE_CAP) return false;
-        q.chunks.push(v.slice(0, len));
-        q.bytes += len;
-        return true;
-      }
-      const n = sendNow(p.fd, v, len);
-      if (n < 0) return false; // the rx side sees the connection end and reports it
-      if (n < len) queues.set(p.id, { p, chunks: [v.slice(n, len)], bytes: len - n, since: Date.now() });
-      return true;
-    },
-    /** Move what waits; returns how many queued chunks went out. */
-    drain(): number {
-      if (!queues.size) return 0;
-      let moved = 0;
-      const now = Date.now();
-      for (const [id, q] of queues) {
-        if (peers.get(id) !== q.p || q.p.fd < 0) {
-          queues.delete(id);
-          continue;
-        }
-        while (q.chunks.length) {
-          const head = q.chunks[0];
-          const n = sendNow(q.p.fd, head);
-          if (n < 0) {
-            queues.delete(id);
-            break;
-          }
-          if (n > 0) q.since = now;
-          q.bytes -= n;
-          if (n < head.length) {
-            q.chunks[0] = head.subarray(n);
-            break;
-          }
-          q.chunks.shift();
-          moved++;
-        }
-        if (!q.chunks.length) queues.delete(id);
-        else if (now - q.since > TCP_STALL_MS) give(id);
-      }
-      return moved;
-    },
-    /** The connections that wait to become writable. */
-    waiting(): number[] {
-      return [...queues.values()].map((q) => q.p.fd).filter((fd) => fd >= 0);
-    },
-  };
-})();
+    off += n;
+  }
+  return off;
+}
 
 /**
  * Server mode, transport → tun: a data packet goes to the peer its peer id names; once authentic, a new
@@ -923,27 +852,25 @@ function makeServerRx(): () => number {
   };
 }
 
-/** TCP server, transport → tun: each peer's connection, reassembled and opened with its channel. */
+/** TCP server, transport → tun: each peer's connection (and the pending ones), opened with its channel. */
 function makeServerTcpRx(): () => number {
   const L = libc().symbols;
   const tunSink = makeTunSink(stats, (b, off) => off === 0 ? b : b.subarray(off));
   const sinks = { control: (b: Uint8Array) => post({ t: "ctl", bytes: b }), tun: tunSink.tun };
+  const rx = tcpRx = new TcpServerRx(
+    peers,
+    stats,
+    {
+      recv: (fd, w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
+      failure: () => tcpFailure(),
+    },
+    sinks,
+    post,
+  );
   return () => {
-    let handledNow = 0;
-    for (const p of peers.values()) {
-      if (p.fd < 0 || !p.deframer) continue;
-      const fd = p.fd;
-      const r = tcpReceive(
-        p.deframer,
-        (w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
-        tcpFailure,
-        (b, off, len) => receive(p.ch, p.stats, p.mss, b, off, len, sinks, p.source),
-      );
-      handledNow += r.packets;
-      if (r.end) peerStreamEnded(p, r.end, post);
-    }
+    const n = rx.round();
     tunSink.flush();
-    return handledNow;
+    return n;
   };
 }
 

@@ -320,20 +320,24 @@ export abstract class ServerBase implements ServerBackend {
   }
 
   /**
-   * TCP: the peer a connection from `from` belongs to — the one with that remote address and port, else one with
-   * that address and port 0 (any source port) — among those not `connected` yet; it now shows `from` as its
-   * remote. Undefined: no such peer.
+   * TCP: the peers a connection from `from` may belong to — those with that remote address and port, or that
+   * address and port 0 (any source port). Which one it is, its first authentic packet tells.
    */
-  protected claimTcpPeer(from: SockAddr, connected: (peerId: number) => boolean): number | undefined {
-    const candidates = [...this.peers.entries()].filter(([id, p]) =>
-      !connected(id) && sameIP(p.spec.remote.address, from.address)
-    );
-    const hit = candidates.find(([, p]) => p.spec.remote.port === from.port) ??
-      candidates.find(([, p]) => p.spec.remote.port === 0);
-    if (!hit) return undefined;
-    hit[1].spec.remote = { address: plainIP(from.address), port: from.port };
-    hit[1].stats.lastRx = Date.now();
-    return hit[0];
+  protected tcpCandidates(from: SockAddr): number[] {
+    const ids: number[] = [];
+    for (const [id, p] of this.peers) {
+      const r = p.spec.remote;
+      if (sameIP(r.address, from.address) && (r.port === from.port || r.port === 0)) ids.push(id);
+    }
+    return ids;
+  }
+
+  /** TCP: a connection from `from` proved to be `peerId`'s: the peer shows it as its remote, heard now. */
+  protected tcpBound(peerId: number, from: SockAddr): void {
+    const p = this.peers.get(peerId);
+    if (!p) return;
+    p.spec.remote = { address: plainIP(from.address), port: from.port };
+    p.stats.lastRx = Date.now();
   }
 
   /** An authentic packet of `peerId` came from `address`: the peer moves there (the subclass told its I/O). */

@@ -16,13 +16,16 @@
  */
 import { type ProviderName, providerProblem } from "../../crypto/providers.ts";
 import { DeviceError } from "../device.ts";
-import { formatEndpoint, formatIP, type SockAddr } from "../uapi.ts";
+import { formatEndpoint, formatIP, plainIP, type SockAddr } from "../uapi.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import { EngineHost, type Role } from "./engine_host.ts";
 import { type PeerState, ServerBase } from "./server_base.ts";
 import type { TunHandle } from "./tun_linux.ts";
 import type { EngineIo } from "./engine_io.ts";
 import { linuxIo } from "./io_linux.ts";
+
+/** How often a line about unbound TCP connections that were closed may be logged at most. */
+const CONN_LOG_MS = 5000;
 
 /** The server device on a Linux tun or a WinTUN adapter: the engine workers in server mode. */
 export class ServerDevice extends ServerBase {
@@ -32,8 +35,12 @@ export class ServerDevice extends ServerBase {
   #host: EngineHost;
   #sockFd = -1;
   #listenFd = -1;
+  /** TCP: each peer's connection, and the connections not yet proven to be a peer's (with their source). */
   #fds = new Map<number, number>();
+  #pending = new Map<number, SockAddr>();
   #accepting: Promise<void> | null = null;
+  /** TCP: connections closed unbound, logged at most once per CONN_LOG_MS (with a count). */
+  #refusedLog = { at: 0, held: 0 };
 
   constructor(
     tun: TunHandle | EngineIo,
@@ -55,6 +62,12 @@ export class ServerDevice extends ServerBase {
             if (!a || !this.peers.has(m.peer)) return;
             this.#host.post("tx", { t: "mp-float", peer: m.peer, sockaddr: m.sockaddr });
             this.floated(m.peer, { address: formatIP(a.addr), port: a.port });
+          } else if (m.t === "tcp-bound") this.#bound(m.peer, m.fd);
+          else if (m.t === "tcp-refused") {
+            const at = this.#pending.get(m.fd);
+            this.#pending.delete(m.fd);
+            this.#io.closeSocket(m.fd);
+            this.#refused(`TCP connection from ${at ? formatEndpoint(at) : "?"} closed: ${m.reason}`);
           } else if (m.t === "peer-closed") {
             this.log(`peer ${m.peer}: ${m.reason}`);
             if (this.peers.has(m.peer)) {
@@ -104,7 +117,10 @@ export class ServerDevice extends ServerBase {
     return local;
   }
 
-  /** TCP: each connection goes to the peer whose remote address and port it comes from; others are closed. */
+  /**
+   * TCP: a connection from a peer's address (and port, or any port where the peer has port 0) is read by rx as
+   * pending until its first authentic packet names its peer; from anywhere else it is closed at once.
+   */
   async #acceptLoop(): Promise<void> {
     const io = this.#io;
     while (!this.closed) {
@@ -117,17 +133,50 @@ export class ServerDevice extends ServerBase {
       if (!c) continue;
       const from = io.parseSockaddr(c.from);
       const at = from ? { address: formatIP(from.addr), port: from.port } : null;
-      const id = at && !this.closed ? this.claimTcpPeer(at, (peerId) => this.#fds.has(peerId)) : undefined;
-      if (id === undefined) {
-        this.log(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
+      const peers = at && !this.closed ? this.tcpCandidates(at) : [];
+      if (!peers.length) {
+        this.#refused(`TCP connection from ${at ? formatEndpoint(at) : "?"} matches no peer: closed`);
         io.closeSocket(c.fd);
         continue;
       }
       io.watch(c.fd);
-      this.#fds.set(id, c.fd);
-      await this.#host.apply("both", { t: "mp-conn", peer: id, fd: c.fd });
-      this.log(`peer ${id}: TCP connected from ${formatEndpoint(at!)}`);
+      this.#pending.set(c.fd, at!);
+      await this.#host.apply("rx", { t: "mp-pending", fd: c.fd, from: plainIP(at!.address), peers });
     }
+  }
+
+  /** rx bound a pending connection to `peer`: tx sends on it from now, and the peer's older one is closed. */
+  #bound(peer: number, fd: number): void {
+    const at = this.#pending.get(fd)!;
+    this.#pending.delete(fd);
+    if (!this.peers.has(peer) || this.closed) {
+      this.#io.closeSocket(fd); // deleted meanwhile
+      return;
+    }
+    const old = this.#fds.get(peer);
+    this.#fds.set(peer, fd);
+    this.tcpBound(peer, at);
+    this.log(
+      `peer ${peer}: TCP connected from ${formatEndpoint(at)}${
+        old !== undefined ? " (a new connection)" : ""
+      }`,
+    );
+    this.#host.apply("tx", { t: "mp-conn", peer, fd }).then(
+      () => old !== undefined && this.#io.closeSocket(old),
+      () => {},
+    );
+  }
+
+  /** A line about a connection closed before it was any peer's: at most one per CONN_LOG_MS, with a count. */
+  #refused(line: string): void {
+    const now = Date.now(), l = this.#refusedLog;
+    if (now - l.at < CONN_LOG_MS) {
+      l.held++;
+      return;
+    }
+    this.log(l.held ? `${line} (and ${l.held} more such connections closed before)` : line);
+    l.at = now;
+    l.held = 0;
   }
 
   protected async ioAddPeer(peerId: number, p: PeerState, routes: string[]): Promise<void> {
@@ -186,8 +235,9 @@ export class ServerDevice extends ServerBase {
     await this.#host.stop();
     await this.#accepting;
     const io = this.#io;
-    for (const fd of this.#fds.values()) io.closeSocket(fd);
+    for (const fd of [...this.#fds.values(), ...this.#pending.keys()]) io.closeSocket(fd);
     this.#fds.clear();
+    this.#pending.clear();
     if (this.#listenFd >= 0) io.closeSocket(this.#listenFd);
     if (this.#sockFd >= 0) io.closeSocket(this.#sockFd);
     io.close();

@@ -242,3 +242,88 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "control (Windows): a client that stays silent is dropped after the idle limit; a slow request still gets its answer",
+  fn: () =>
+    withRunDir(async () => {
+      const srv = await serveControl(
+        "wc-idle",
+        async (req) => {
+          if (req.cmd === "stats") await new Promise((r) => setTimeout(r, 1500)); // longer than the idle limit
+          return { ok: true, echo: req.cmd };
+        },
+        undefined,
+        { idleMs: 500 },
+      );
+      try {
+        const o = openHandleStatus(pipeName("wc-idle"), GENERIC_READ_WRITE, 0);
+        assert(o.h !== null);
+        const t0 = Date.now();
+        try {
+          // says nothing: the instance hangs up (a read on this end then ends) instead of holding the instance
+          const c = new PipeConn(o.h, Date.now() + 10_000, () => false);
+          assertEquals(await c.readLine(), null);
+        } finally {
+          kernel32().CloseHandle(o.h);
+        }
+        const waited = Date.now() - t0;
+        assert(waited < 5000, `the silent client was dropped only after ${waited} ms`);
+        assertEquals(await controlRequest("wc-idle", { cmd: "stats" }), { ok: true, echo: "stats" });
+      } finally {
+        await srv.close();
+      }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name: "control (Windows): an events subscriber that does not read is dropped once its queue is full",
+  fn: () =>
+    withRunDir(async (dir) => {
+      const { createHmac } = await import("node:crypto");
+      const { Buffer } = await import("node:buffer");
+      const subs = new Set<(o: Record<string, unknown>) => Promise<boolean>>();
+      const srv = servePipe("wc-evq", dir, () => Promise.resolve({ ok: true }), (send) => {
+        subs.add(send);
+        return () => subs.delete(send);
+      }, { maxQueued: 16 });
+      try {
+        const token = Buffer.from(Deno.readTextFileSync(tokenPath(dir, "wc-evq")).trim(), "hex");
+        const mac = (label: string, a: string, b: string) =>
+          createHmac("sha256", token).update(`ovpn-dco-cli ${label}\n${a}\n${b}`).digest("hex");
+        const o = openHandleStatus(pipeName("wc-evq"), GENERIC_READ_WRITE, 0);
+        assert(o.h !== null);
+        try {
+          const c = new PipeConn(o.h, Date.now() + 10_000, () => false);
+          const nc = "1".repeat(32);
+          assert(await c.writeLine({ nonce: nc }));
+          const hello = JSON.parse((await c.readLine())!);
+          assert(await c.writeLine({ proof: mac("client", hello.nonce, nc), req: { cmd: "events" } }));
+          assertEquals(JSON.parse((await c.readLine())!), { ok: true, events: true });
+          const deadline = Date.now() + 5000;
+          while (subs.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+          // this client never reads again: 2 000 notifications of 1 KB each cannot all wait for it
+          const big = "x".repeat(1024);
+          const sent = [...subs].flatMap((s) =>
+            Array.from({ length: 2000 }, (_, i) => s({ event: "X", i, big }))
+          );
+          const results = await Promise.race([
+            Promise.all(sent),
+            new Promise<null>((r) => setTimeout(() => r(null), 20_000)),
+          ]);
+          assert(results !== null, "the notifications to a subscriber that does not read never settled");
+          assert(results.includes(false), "every notification was taken by a client that reads nothing");
+          const until = Date.now() + 10_000;
+          while (subs.size && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+          assertEquals(subs.size, 0, "the subscriber that does not read was kept");
+        } finally {
+          kernel32().CloseHandle(o.h);
+        }
+      } finally {
+        await srv.close();
+      }
+    }),
+});

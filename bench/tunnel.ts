@@ -8,11 +8,13 @@
  *     batching tunnel delivered (UdpRcvbufErrors in its namespace while the tunnel's counters showed nothing
  *     lost), which measured iperf3's buffer rather than the tunnel
  * Also this tool with epoch data keys (`--epoch`), and in server mode with one peer (a p2p client → `start --mode
- * server`), against p2p; the raw veth
+ * server`), against p2p, and that server again while strangers flood its port with unauthenticated non-data
+ * datagrams (BENCH_FLOOD_RATE per second, default 20 000 of 1 200 B), against the quiet server; the raw veth
  * (the ceiling), wireguard-go (Debian's, installed with apt when missing) and the Windows instance (wintun
  * under Wine, fake wintun.dll bridged into a tun; BENCH_WINE=0 skips it; its CPU figure adds the Wine process,
  * its wineserver and the Linux instance). Results also go to
- * bench-results/tunnel.json and tunnel.svg (BENCH_OUT overrides).
+ * bench-results/tunnel.json and tunnel.svg (BENCH_OUT overrides). BENCH_ROWS=name,name runs only the rows whose
+ * names contain one of those (the others show as not selected).
  * Prints a table; the last line is `tunnel-aes-256-gcm-udp: <ratio> of openvpn` (TCP throughput ratio).
  * @module
  */
@@ -97,8 +99,14 @@ async function measureOurs(extra: string[] = []): Promise<Result> {
   }
 }
 
-/** The same traffic through a server-mode instance (b) with one peer: a point-to-point client (a). */
-async function measureServer(): Promise<Result> {
+/** Unauthenticated non-data datagrams per second at the server's port in the flooded row (1 200 B each). */
+const FLOOD_RATE = Number(Deno.env.get("BENCH_FLOOD_RATE") ?? "20000");
+
+/**
+ * The same traffic through a server-mode instance (b) with one peer: a point-to-point client (a). `flood`: while
+ * it runs, four sockets of a that are no peer's send FLOOD_RATE non-data datagrams per second at the server.
+ */
+async function measureServer(flood = false): Promise<Result> {
   const lab = await NetnsLab.create(92);
   try {
     const keyFile = `${lab.runDir}/k.key`;
@@ -134,7 +142,18 @@ async function measureServer(): Promise<Result> {
       20000,
       "a ping through the server",
     );
-    return await iperf(lab, lab.inner4.b, [srv.pid, client.pid]);
+    const flooder = flood
+      ? lab.spawn("a", [
+        ...[Deno.execPath(), "run", "-A", new URL("../tests/helpers/flood.ts", import.meta.url).pathname],
+        ...[lab.outer4.b, "1194", String(2 * TCP_SECONDS + UDP_SECONDS + 30), "4", "1200", "1e9"],
+        String(FLOOD_RATE),
+      ])
+      : null;
+    try {
+      return await iperf(lab, lab.inner4.b, [srv.pid, client.pid]);
+    } finally {
+      if (flooder) await lab.stop(flooder);
+    }
   } finally {
     await lab.destroy();
   }
@@ -353,17 +372,23 @@ async function row(name: string, fn: () => Promise<Result>): Promise<[string, Re
 }
 
 const wgCurrent = currentWireguardGo();
+/** BENCH_ROWS: only the rows whose names contain one of these (comma-separated), for a quick look. */
+const only = Deno.env.get("BENCH_ROWS")?.split(",").map((s) => s.trim()).filter(Boolean);
+const wanted = (name: string) => !only || only.some((o) => name.includes(o));
+const rowIf = (name: string, fn: () => Promise<Result>): Promise<[string, Result | string]> =>
+  wanted(name) ? row(name, fn) : Promise.resolve([name, "not selected (BENCH_ROWS)"]);
 const measured: [string, Result | string][] = [
-  await row("raw veth (the ceiling)", measureRaw),
-  await row("openvpn 2.6 (userspace)", measureOpenvpn),
-  await row("wireguard-go (Debian)", () => measureWireguardGo()),
+  await rowIf("raw veth (the ceiling)", measureRaw),
+  await rowIf("openvpn 2.6 (userspace)", measureOpenvpn),
+  await rowIf("wireguard-go (Debian)", () => measureWireguardGo()),
   wgCurrent
-    ? await row("wireguard-go 0.0.20250522", () => measureWireguardGo(wgCurrent, 95))
+    ? await rowIf("wireguard-go 0.0.20250522", () => measureWireguardGo(wgCurrent, 95))
     : ["wireguard-go 0.0.20250522", "not found (set WIREGUARD_GO to its binary)"],
-  await row("ovpn-dco-cli (tun)", () => measureOurs()),
-  await row("ovpn-dco-cli (tun, --epoch)", () => measureOurs(["--epoch"])),
-  await row("ovpn-dco-cli server, 1 peer", measureServer),
-  ...(Deno.env.get("BENCH_WINE") === "0" ? [] : [await row("Windows wintun (Wine) → Linux", measureWine)]),
+  await rowIf("ovpn-dco-cli (tun)", () => measureOurs()),
+  await rowIf("ovpn-dco-cli (tun, --epoch)", () => measureOurs(["--epoch"])),
+  await rowIf("ovpn-dco-cli server, 1 peer", () => measureServer()),
+  await rowIf(`ovpn-dco-cli server, flooded`, () => measureServer(true)),
+  ...(Deno.env.get("BENCH_WINE") === "0" ? [] : [await rowIf("Windows wintun (Wine) → Linux", measureWine)]),
 ];
 const get = (name: string): Result | null => {
   const r = measured.find(([n]) => n === name)?.[1];
@@ -391,6 +416,7 @@ const ours = get("ovpn-dco-cli (tun)"), epoch = get("ovpn-dco-cli (tun, --epoch)
 const server = get("ovpn-dco-cli server, 1 peer"), ovpn = get("openvpn 2.6 (userspace)");
 const wg = get("wireguard-go (Debian)"), wgNew = get("wireguard-go 0.0.20250522");
 const wine = get("Windows wintun (Wine) → Linux");
+const flooded = get("ovpn-dco-cli server, flooded");
 /** a / b where both were measured, else null (and the summary names it missing). */
 const ratio = (a: number | null | undefined, b: number | null | undefined) =>
   a !== null && a !== undefined && b ? a / b : null;
@@ -399,6 +425,8 @@ const ratios: Record<string, number | null> = {
   epochTcpOfP2p: ratio(epoch?.tcpGbit, ours?.tcpGbit),
   epochPpsOfOpenvpn: ratio(epoch?.udpPps, ovpn?.udpPps),
   serverPpsOfP2p: ratio(server?.udpPps, ours?.udpPps),
+  floodedTcpOfServer: ratio(flooded?.tcpGbit, server?.tcpGbit),
+  floodedPpsOfServer: ratio(flooded?.udpPps, server?.udpPps),
   tcpOfWireguardGo: ratio(ours?.tcpGbit, wg?.tcpGbit),
   tcpOfCurrentWireguardGo: ratio(ours?.tcpGbit, wgNew?.tcpGbit),
   ppsOfCurrentWireguardGo: ratio(ours?.udpPps, wgNew?.udpPps),
@@ -412,6 +440,11 @@ await writeResults(measured, ratios);
 const f = (x: number | null) => x === null ? "missing" : x.toFixed(2);
 console.log(
   `server-1-peer: ${f(ratios.serverTcpOfP2p)} of p2p (TCP), ${f(ratios.serverPpsOfP2p)} of p2p (64 B)`,
+);
+console.log(
+  `server-flooded (${FLOOD_RATE} non-data datagrams/s from strangers): ${
+    f(ratios.floodedTcpOfServer)
+  } of the server's TCP, ${f(ratios.floodedPpsOfServer)} of its 64 B`,
 );
 console.log(
   `epoch-keys: ${f(ratios.epochTcpOfP2p)} of p2p (TCP), ${f(ratios.epochPpsOfOpenvpn)} of openvpn (64 B)`,

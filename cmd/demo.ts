@@ -48,6 +48,8 @@ export async function startPair(
     env?: Record<string, string>;
     /** How long the tunnel may take to come up (default 30 s; more under emulation). */
     upTimeoutMs?: number;
+    /** Another --remote for an end (default: the other end's outer address, port 1194), e.g. a relay. */
+    remote?: { a?: string; b?: string };
   },
 ): Promise<{ a: LabProcess; b: LabProcess }> {
   const o = opts.outer6 ? lab.outer6 : lab.outer4;
@@ -56,7 +58,8 @@ export async function startPair(
   const instance = (s: "a" | "b") => {
     const other = s === "a" ? "b" : "a";
     return lab.startTool(s, [
-      ...["start", "--ifname", `ovpn-${s}`, "--local", ep(o[s], 1194), "--remote", ep(o[other], 1194)],
+      ...["start", "--ifname", `ovpn-${s}`, "--local", ep(o[s], 1194)],
+      ...["--remote", opts.remote?.[s] ?? ep(o[other], 1194)],
       ...["--ifaddr", `${lab.inner4[s]}/24`, "--ifaddr", `${lab.inner6[s]}/64`],
       ...[
         "--key-direction",

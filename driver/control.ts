@@ -44,7 +44,11 @@ export type ControlRequest =
   | { cmd: "events" };
 
 /** A response: `ok` and data, or an error message for the user. */
-export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
+export type ControlResponse = { ok: true; [k: string]: unknown } | {
+  ok: false;
+  error: string;
+  busy?: boolean;
+};
 
 /** KeyMaterial as it travels on the (owner-only) control socket. */
 export interface WireKey {
@@ -145,7 +149,11 @@ async function connectControl(path: string): Promise<Deno.Conn> {
 }
 
 async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse> {
-  await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(req) + "\n"));
+  } catch {
+    // refused before the request went (too many clients): the refusal line is still there to read
+  }
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(64 * 1024);
   for (;;) {
@@ -154,7 +162,9 @@ async function exchange(conn: Deno.Conn, req: unknown): Promise<ControlResponse>
     chunks.push(buf.slice(0, n));
     if (buf[n - 1] === 10) break;
   }
-  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((off, c) => (all.set(c, off), off + c.length), 0);
+  const text = new TextDecoder().decode(all);
   if (!text.trim()) {
     throw new ControlError("the running instance closed the control connection without answering");
   }
@@ -218,24 +228,36 @@ export async function controlRequest(
   timeoutMs = 30_000, // liveness only: a busy machine (Wine, a VM) can take seconds to answer
 ): Promise<ControlResponse> {
   if (WINDOWS) return await fromPipe(() => pipeRequest(ifname, runDir(), req, timeoutMs)) as ControlResponse;
-  const conn = await openControl(ifname);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      exchange(conn, req),
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(
-          () =>
-            rej(new ControlError(`the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`)),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const conn = await openControl(ifname);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let r: ControlResponse;
     try {
-      conn.close();
-    } catch { /* already closed */ }
+      r = await Promise.race([
+        exchange(conn, req),
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(
+            () =>
+              rej(
+                new ControlError(`the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`),
+              ),
+            Math.max(1, deadline - Date.now()),
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+    // the instance serves as many clients as it may at once: a refused one comes back a moment later
+    if (r.ok === false && r.busy === true && Date.now() < deadline - 200) {
+      await new Promise((res) => setTimeout(res, 20 + Math.random() * 80));
+      continue;
+    }
+    return r;
   }
 }
 
@@ -267,7 +289,7 @@ export async function streamControl(
   };
   Deno.addSignalListener("SIGINT", stop);
   try {
-    await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(req) + "\n"));
     const dec = new TextDecoder();
     const buf = new Uint8Array(64 * 1024);
     let text = "";
@@ -351,7 +373,9 @@ export async function serveControl(
   await Deno.chmod(path, 0o600);
   let closed = false;
   const maxClients = limits.maxClients ?? 64;
-  let clients = 0;
+  // requests in progress, and `events` streams (long-lived by design: they have a cap of their own, so
+  // subscribers, even ones that never read, cannot take the places of requests)
+  const slots = { clients: 0, streams: 0, maxStreams: limits.maxStreams ?? 128 };
   (async () => {
     let lastError = "";
     while (!closed) {
@@ -367,12 +391,12 @@ export async function serveControl(
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      if (clients >= maxClients) {
-        refuse(conn, `too many control connections at once (${maxClients}); try again`);
+      if (slots.clients >= maxClients) {
+        refuse(conn, `too many control connections at once (${maxClients}); try again`, true);
         continue;
       }
-      clients++;
-      serveConn(conn, handle, events, limits).catch(() => {}).finally(() => clients--);
+      slots.clients++;
+      serveConn(conn, handle, events, limits, slots).catch(() => {});
     }
   })().catch(() => {});
   return {
@@ -393,19 +417,28 @@ export async function serveControl(
 
 const enc = new TextEncoder();
 
+/** Write all of `b` (a connection's write may take only part of it: a large answer, a full buffer). */
+async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
+  for (let off = 0; off < b.length;) off += await conn.write(off ? b.subarray(off) : b);
+}
+
 /** Bounds of the control server (defaults for real use; tests shorten them). */
 export interface ControlLimits {
   /** Connections served at once; more get one error line (default 64). */
   maxClients?: number;
   /** A client must send its request line within this (default 10 s). */
   idleMs?: number;
+  /** `events` subscribers at once (apart from the requests' connections); more get one error line (default 128). */
+  maxStreams?: number;
   /** Notifications queued for one `events` subscriber that does not read; more drop it (default 1024). */
   maxQueued?: number;
 }
 
 /** One error line, then close (no waiting on a client that may not read). */
-function refuse(conn: Deno.Conn, error: string) {
-  conn.write(enc.encode(JSON.stringify({ ok: false, error }) + "\n")).catch(() => {}).finally(() => {
+function refuse(conn: Deno.Conn, error: string, busy = false) {
+  conn.write(enc.encode(JSON.stringify({ ok: false, error, ...(busy ? { busy } : {}) }) + "\n")).catch(
+    () => {},
+  ).finally(() => {
     try {
       conn.close();
     } catch { /* closed */ }
@@ -455,7 +488,7 @@ async function streamEvents(conn: Deno.Conn, events: EventSource, maxQueued = 10
       queued--;
       if (!ok) return false;
       try {
-        await conn.write(enc.encode(JSON.stringify(e) + "\n"));
+        await writeAll(conn, enc.encode(JSON.stringify(e) + "\n"));
         return true;
       } catch {
         gone();
@@ -484,9 +517,15 @@ export type EventSource = (send: (event: Record<string, unknown>) => Promise<boo
 async function serveConn(
   conn: Deno.Conn,
   handle: (req: ControlRequest) => Promise<ControlResponse>,
-  events?: EventSource,
-  limits: ControlLimits = {},
+  events: EventSource | undefined,
+  limits: ControlLimits,
+  slots: { clients: number; streams: number; maxStreams: number },
 ) {
+  let counted: "clients" | "streams" | null = "clients";
+  const release = () => {
+    if (counted) slots[counted]--;
+    counted = null;
+  };
   // a client that connects and sends nothing (or no whole line) is closed after idleMs
   const idle = setTimeout(() => {
     try {
@@ -514,8 +553,22 @@ async function serveConn(
     }
     let resp: ControlResponse;
     try {
-      const req = JSON.parse(text.slice(0, text.indexOf("\n"))) as ControlRequest;
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(text.slice(0, text.indexOf("\n")));
+      } catch (e) {
+        throw new Error(`the request is not valid JSON (${(e as Error).message}); send one JSON object per line`);
+      }
       if (req.cmd === "events" && events) {
+        // from a request's place to a stream's
+        release();
+        if (slots.streams >= slots.maxStreams) {
+          const error = `too many events subscribers at once (${slots.maxStreams}); try again later`;
+          await conn.write(enc.encode(JSON.stringify({ ok: false, error }) + "\n")).catch(() => {});
+          return;
+        }
+        slots.streams++;
+        counted = "streams";
         await streamEvents(conn, events, limits.maxQueued);
         return;
       }
@@ -523,8 +576,9 @@ async function serveConn(
     } catch (e) {
       resp = { ok: false, error: (e as Error).message };
     }
-    await conn.write(new TextEncoder().encode(JSON.stringify(resp) + "\n"));
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(resp) + "\n"));
   } finally {
+    release();
     try {
       conn.close();
     } catch { /* closed */ }

@@ -34,8 +34,13 @@ function evpCipher(lib: Libcrypto, c: CipherInfo): Deno.PointerValue {
 
 class LibcryptoAead implements Aead {
   #lib: Libcrypto;
-  #enc: Deno.PointerValue;
-  #dec: Deno.PointerValue;
+  #evp: Deno.PointerValue;
+  #key: Uint8Array | null;
+  // each context is made on its first use: a key slot's encrypting AEAD only seals and its decrypting one only
+  // opens, and a server's tx and rx workers each use one direction (1 000 peers: 2 000 contexts, not 8 000)
+  #enc: Deno.PointerValue = null;
+  #dec: Deno.PointerValue = null;
+  #closed = false;
   #outl = new Int32Array(1);
   #scratch = new Uint8Array(32);
 
@@ -43,21 +48,39 @@ class LibcryptoAead implements Aead {
     this.#lib = lib;
     const evp = evpCipher(lib, cipher);
     if (evp === null) throw new Error(`libcrypto has no ${cipher.name}`);
-    const s = lib.symbols;
-    this.#enc = s.EVP_CIPHER_CTX_new();
-    this.#dec = s.EVP_CIPHER_CTX_new();
-    if (this.#enc === null || this.#dec === null) throw new Error("EVP_CIPHER_CTX_new failed");
-    if (
-      s.EVP_CipherInit_ex(this.#enc, evp, null, key, null, 1) !== 1 ||
-      s.EVP_CipherInit_ex(this.#dec, evp, null, key, null, 0) !== 1
-    ) {
-      this.close();
-      throw new Error(`EVP_CipherInit_ex failed for ${cipher.name}`);
+    this.#evp = evp;
+    this.#key = key.slice();
+    // fail here, not on the first packet, when libcrypto cannot take this key (the probe is not kept)
+    const s = lib.symbols, probe = s.EVP_CIPHER_CTX_new();
+    if (probe === null) throw new Error("EVP_CIPHER_CTX_new failed");
+    const ok = s.EVP_CipherInit_ex(probe, evp, null, this.#key, null, 1) === 1;
+    s.EVP_CIPHER_CTX_free(probe);
+    if (!ok) throw new Error(`EVP_CipherInit_ex failed for ${cipher.name}`);
+  }
+
+  /** The encrypting (1) or decrypting (0) context, made now if it is not yet. */
+  #context(enc: 0 | 1): Deno.PointerValue {
+    if (this.#closed) return null;
+    const have = enc ? this.#enc : this.#dec;
+    if (have !== null) return have;
+    const s = this.#lib.symbols;
+    const ctx = s.EVP_CIPHER_CTX_new();
+    if (ctx === null) throw new Error("EVP_CIPHER_CTX_new failed");
+    if (s.EVP_CipherInit_ex(ctx, this.#evp, null, this.#key!, null, enc) !== 1) {
+      s.EVP_CIPHER_CTX_free(ctx);
+      return null;
     }
+    if (enc) this.#enc = ctx;
+    else this.#dec = ctx;
+    if (this.#enc !== null && this.#dec !== null) {
+      this.#key!.fill(0); // both made: the key lives in libcrypto only
+      this.#key = null;
+    }
+    return ctx;
   }
 
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, tag: Uint8Array): void {
-    const s = this.#lib.symbols, ctx = this.#enc, outl = this.#outl;
+    const s = this.#lib.symbols, ctx = this.#enc ?? this.#context(1), outl = this.#outl;
     if (ctx === null) throw new Error("AEAD is closed");
     let ok = s.EVP_CipherInit_ex(ctx, null, null, null, nonce, -1) === 1 &&
       s.EVP_CipherUpdate(ctx, null, outl, aad, aad.length) === 1;
@@ -76,7 +99,7 @@ class LibcryptoAead implements Aead {
     tag: Uint8Array,
     out: Uint8Array,
   ): boolean {
-    const s = this.#lib.symbols, ctx = this.#dec, outl = this.#outl;
+    const s = this.#lib.symbols, ctx = this.#dec ?? this.#context(0), outl = this.#outl;
     if (ctx === null) throw new Error("AEAD is closed");
     if (s.EVP_CipherInit_ex(ctx, null, null, null, nonce, -1) !== 1) return false;
     if (s.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) !== 1) return false;
@@ -92,6 +115,9 @@ class LibcryptoAead implements Aead {
     if (this.#dec !== null) this.#lib.symbols.EVP_CIPHER_CTX_free(this.#dec);
     this.#enc = null;
     this.#dec = null;
+    this.#key?.fill(0);
+    this.#key = null;
+    this.#closed = true;
   }
 }
 

@@ -88,6 +88,9 @@ export interface DataChannelOptions {
 }
 
 /** One peer's data channel. */
+/** The initial value of the cached views (one shared array: a server keeps a channel per peer per worker). */
+const EMPTY = new Uint8Array(0);
+
 export class DataChannel {
   readonly stats: Stats;
   readonly keys = new KeySlots();
@@ -97,32 +100,32 @@ export class DataChannel {
   #countDrop: (reason: DropReason) => void;
   // Views of the last buffers used, so that the hot path creates no subarrays for repeated buffers.
   #sBuf?: Uint8Array;
-  #sAad: Uint8Array = new Uint8Array(0);
-  #sTag: Uint8Array = new Uint8Array(0);
-  #sPt: Uint8Array = new Uint8Array(0);
+  #sAad: Uint8Array = EMPTY;
+  #sTag: Uint8Array = EMPTY;
+  #sPt: Uint8Array = EMPTY;
   #sLen = -1;
   #oBuf?: Uint8Array;
   #oOff = -1;
   #oLen = -1;
-  #oAad: Uint8Array = new Uint8Array(0);
-  #oTag: Uint8Array = new Uint8Array(0);
-  #oCt: Uint8Array = new Uint8Array(0);
+  #oAad: Uint8Array = EMPTY;
+  #oTag: Uint8Array = EMPTY;
+  #oCt: Uint8Array = EMPTY;
   #makeAead: (c: CipherInfo, key: Uint8Array) => Aead;
   #onPeerEpoch?: (generation: number, epoch: number) => void;
   #onEpochChange?: () => void;
   #generation = 0;
   // epoch-format views
   #eBuf?: Uint8Array;
-  #eAad: Uint8Array = new Uint8Array(0);
+  #eAad: Uint8Array = EMPTY;
   #eLen = -1;
-  #ePt: Uint8Array = new Uint8Array(0);
-  #eTag: Uint8Array = new Uint8Array(0);
+  #ePt: Uint8Array = EMPTY;
+  #eTag: Uint8Array = EMPTY;
   #oeBuf?: Uint8Array;
   #oeOff = -1;
   #oeLen = -1;
-  #oeAad: Uint8Array = new Uint8Array(0);
-  #oeCt: Uint8Array = new Uint8Array(0);
-  #oeTag: Uint8Array = new Uint8Array(0);
+  #oeAad: Uint8Array = EMPTY;
+  #oeCt: Uint8Array = EMPTY;
+  #oeTag: Uint8Array = EMPTY;
   /** Where the last sealed wire packet ends. */
   sealEnd = 0;
   /** Where the last opened plaintext ends. */

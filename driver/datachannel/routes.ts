@@ -54,68 +54,104 @@ export function parsePrefix(cidr: string): Prefix {
 interface Entry {
   p: Prefix;
   peerId: number;
-  /** IPv4: network and mask as u32; IPv6: four u32 words of each. */
-  net: Uint32Array;
-  mask: Uint32Array;
 }
 
-function words(b: Uint8Array): Uint32Array {
-  const w = new Uint32Array(b.length / 4);
-  for (let i = 0; i < w.length; i++) {
-    w[i] = ((b[4 * i] << 24) | (b[4 * i + 1] << 16) | (b[4 * i + 2] << 8) | b[4 * i + 3]) >>> 0;
+/** The network of `b` (4 or 16 address bytes) under `bits`, as a map key: a u32 (IPv4) or four u32s (IPv6). */
+const MASK32 = Array.from({ length: 33 }, (_, k) => k === 0 ? 0 : (0xffffffff << (32 - k)) >>> 0);
+
+/** One family's routes: per prefix length (longest first), a map from the network to its entry. */
+class Family<K> {
+  readonly byBits = new Map<number, Map<K, Entry>>();
+  /** The prefix lengths in use, longest first (at most 33 or 129; in practice a few). */
+  bits: number[] = [];
+
+  get(bits: number, key: K): Entry | undefined {
+    return this.byBits.get(bits)?.get(key);
   }
-  return w;
-}
 
-function maskWords(bits: number, n: number): Uint32Array {
-  const m = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    const k = Math.max(0, Math.min(32, bits - 32 * i));
-    m[i] = k === 0 ? 0 : (0xffffffff << (32 - k)) >>> 0;
+  set(bits: number, key: K, e: Entry): void {
+    let m = this.byBits.get(bits);
+    if (!m) {
+      this.byBits.set(bits, m = new Map());
+      this.bits = [...this.byBits.keys()].sort((x, y) => y - x);
+    }
+    m.set(key, e);
   }
-  return m;
+
+  delete(bits: number, key: K): void {
+    const m = this.byBits.get(bits);
+    if (!m) return;
+    m.delete(key);
+    if (!m.size) {
+      this.byBits.delete(bits);
+      this.bits = [...this.byBits.keys()].sort((x, y) => y - x);
+    }
+  }
+
+  *entries(): Generator<[number, K, Entry]> {
+    for (const [bits, m] of this.byBits) for (const [k, e] of m) yield [bits, k, e];
+  }
 }
 
-/** The routes of every peer, IPv4 and IPv6, longest prefix first. */
+const v4Key = (addr: Uint8Array): number =>
+  ((addr[0] << 24) | (addr[1] << 16) | (addr[2] << 8) | addr[3]) >>> 0;
+const v6Key = (w0: number, w1: number, w2: number, w3: number) => `${w0}:${w1}:${w2}:${w3}`;
+
+/**
+ * The routes of every peer, IPv4 and IPv6. A lookup tries each prefix length in use, longest first, with one
+ * hash lookup each: its cost grows with the number of distinct prefix lengths, not with the number of routes.
+ */
 export class RouteTable {
-  #v4: Entry[] = [];
-  #v6: Entry[] = [];
+  #v4 = new Family<number>();
+  #v6 = new Family<string>();
   #d = new Uint32Array(4);
+
+  #key(p: Prefix): number | string {
+    if (!p.v6) return v4Key(p.addr);
+    const w = [0, 1, 2, 3].map((i) => v4Key(p.addr.subarray(4 * i, 4 * i + 4)));
+    return v6Key(w[0], w[1], w[2], w[3]);
+  }
+
+  #family(p: Prefix): Family<number | string> {
+    return (p.v6 ? this.#v6 : this.#v4) as Family<number | string>;
+  }
 
   /** Add `cidr` for `peerId`; a prefix another peer holds is refused, the same peer's is kept once. */
   add(cidr: string, peerId: number): Prefix {
     const p = parsePrefix(cidr);
-    const list = p.v6 ? this.#v6 : this.#v4;
-    const have = list.find((e) => e.p.text === p.text);
+    const f = this.#family(p), key = this.#key(p);
+    const have = f.get(p.bits, key);
     if (have) {
       if (have.peerId === peerId) return p;
       throw new RouteError(`the route ${p.text} is already held by peer ${have.peerId}`);
     }
-    const n = p.v6 ? 4 : 1;
-    list.push({ p, peerId, net: words(p.addr), mask: maskWords(p.bits, n) });
-    list.sort((a, b) => b.p.bits - a.p.bits);
+    f.set(p.bits, key, { p, peerId });
     return p;
   }
 
   /** Remove `cidr` of `peerId`; false when that peer does not hold it. */
   del(cidr: string, peerId: number): boolean {
     const p = parsePrefix(cidr);
-    const list = p.v6 ? this.#v6 : this.#v4;
-    const i = list.findIndex((e) => e.p.text === p.text && e.peerId === peerId);
-    if (i < 0) return false;
-    list.splice(i, 1);
+    const f = this.#family(p), key = this.#key(p);
+    if (f.get(p.bits, key)?.peerId !== peerId) return false;
+    f.delete(p.bits, key);
     return true;
   }
 
   /** Remove every route of a peer. */
   delPeer(peerId: number): void {
-    this.#v4 = this.#v4.filter((e) => e.peerId !== peerId);
-    this.#v6 = this.#v6.filter((e) => e.peerId !== peerId);
+    for (const f of [this.#v4, this.#v6] as Family<number | string>[]) {
+      for (const [bits, k, e] of [...f.entries()]) if (e.peerId === peerId) f.delete(bits, k);
+    }
   }
 
-  /** The prefixes a peer holds. */
+  /** The prefixes a peer holds, longest first. */
   of(peerId: number): string[] {
-    return [...this.#v4, ...this.#v6].filter((e) => e.peerId === peerId).map((e) => e.p.text);
+    const out: Entry[] = [];
+    for (const f of [this.#v4, this.#v6] as Family<number | string>[]) {
+      for (const [, , e] of f.entries()) if (e.peerId === peerId) out.push(e);
+    }
+    return out.sort((a, b) => Number(a.p.v6) - Number(b.p.v6) || b.p.bits - a.p.bits).map((e) => e.p.text);
   }
 
   /** The peer for the IP packet at `b[off .. off+len]` (its destination), or -1. */
@@ -139,7 +175,11 @@ export class RouteTable {
       if (len < 20) return -1;
       const a = off + at4;
       const d = ((b[a] << 24) | (b[a + 1] << 16) | (b[a + 2] << 8) | b[a + 3]) >>> 0;
-      for (const e of this.#v4) if (((d & e.mask[0]) >>> 0) === e.net[0]) return e.peerId;
+      const f = this.#v4;
+      for (const bits of f.bits) {
+        const e = f.byBits.get(bits)!.get((d & MASK32[bits]) >>> 0);
+        if (e) return e.peerId;
+      }
       return -1;
     }
     if (ver === 6) {
@@ -149,11 +189,13 @@ export class RouteTable {
         const o = off + at6 + 4 * i;
         d[i] = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
       }
-      for (const e of this.#v6) {
-        if (
-          ((d[0] & e.mask[0]) >>> 0) === e.net[0] && ((d[1] & e.mask[1]) >>> 0) === e.net[1] &&
-          ((d[2] & e.mask[2]) >>> 0) === e.net[2] && ((d[3] & e.mask[3]) >>> 0) === e.net[3]
-        ) return e.peerId;
+      const f = this.#v6;
+      for (const bits of f.bits) {
+        const m = (i: number) => MASK32[Math.max(0, Math.min(32, bits - 32 * i))];
+        const e = f.byBits.get(bits)!.get(
+          v6Key((d[0] & m(0)) >>> 0, (d[1] & m(1)) >>> 0, (d[2] & m(2)) >>> 0, (d[3] & m(3)) >>> 0),
+        );
+        if (e) return e.peerId;
       }
       return -1;
     }

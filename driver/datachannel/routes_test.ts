@@ -91,3 +91,33 @@ Deno.test("routes: lookupSource finds the holder of a packet's source address, n
   assertEquals(src(pkt6("fd00:8::2", "fd00:8::3")), -1);
   assertEquals(src(new Uint8Array([0x45, 0, 0])), -1); // truncated
 });
+
+Deno.test("routes: 5 000 peers' host routes and a few subnets: every lookup finds its own holder", () => {
+  const t = new RouteTable();
+  for (let i = 1; i <= 5000; i++) {
+    t.add(`10.${(i >> 8) & 255}.${i & 255}.1/32`, i);
+    t.add(`fd00::${i.toString(16)}/128`, i);
+  }
+  t.add("10.0.0.0/8", 9999);
+  t.add("192.168.7.0/24", 4242);
+  const v4 = (a: number[]) => new Uint8Array([0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 1, 1, 1, ...a]);
+  const v6 = (last: number) => {
+    const b = new Uint8Array(40);
+    b[0] = 0x60;
+    b.set([0xfd, 0], 24);
+    b[38] = last >> 8;
+    b[39] = last & 255;
+    return b;
+  };
+  for (const i of [1, 255, 256, 4097, 5000]) {
+    assertEquals(t.lookup(v4([10, (i >> 8) & 255, i & 255, 1]), 0, 20), i);
+    assertEquals(t.lookup(v6(i), 0, 40), i);
+  }
+  assertEquals(t.lookup(v4([10, 200, 3, 4]), 0, 20), 9999); // no host route: the /8
+  assertEquals(t.lookup(v4([192, 168, 7, 99]), 0, 20), 4242);
+  assertEquals(t.lookup(v4([192, 168, 8, 99]), 0, 20), -1);
+  t.delPeer(4097);
+  assertEquals(t.lookup(v4([10, 16, 1, 1]), 0, 20), 9999);
+  assertEquals(t.lookup(v6(4097), 0, 40), -1);
+  assertEquals(t.of(5000), ["10.19.136.1/32", "fd00:0:0:0:0:0:0:1388/128"]);
+});

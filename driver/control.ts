@@ -557,7 +557,9 @@ async function serveConn(
       try {
         req = JSON.parse(text.slice(0, text.indexOf("\n")));
       } catch (e) {
-        throw new Error(`the request is not valid JSON (${(e as Error).message}); send one JSON object per line`);
+        throw new Error(
+          `the request is not valid JSON (${(e as Error).message}); send one JSON object per line`,
+        );
       }
       if (req.cmd === "events" && events) {
         // from a request's place to a stream's

@@ -5,7 +5,8 @@
  *
  * - the peers and their keys go in through the control socket (8 requests in flight): how long it took;
  * - `peer.list` and `stats --all` over the control socket: the answer's time (best of 3, no process start);
- * - resident memory of the server before and after the peers: per peer;
+ * - resident memory of the server before and after the peers: per peer; and after the traffic, against the
+ *   1-peer server's (every peer's crypto contexts made by then: the steady state);
  * - up: every client sends its equal share (round robin) of SIZE-byte packets to the server's tun for SECONDS:
  *   packets/s and Mbit/s that the server wrote to its tun, and the server's CPU seconds per GB;
  * - down: a sender in the server's namespace sprays SIZE-byte packets at every client's VPN address round robin
@@ -32,6 +33,8 @@ interface Row {
   listMs: number;
   statsAllMs: number;
   rssPerPeerKB: number;
+  /** The server's resident memory once both directions ran (every peer's contexts made), KB. */
+  rssAfterKB: number;
   upPps: number;
   upMbit: number;
   upCpuPerGB: number;
@@ -109,6 +112,7 @@ async function measure(n: number, index: number): Promise<Row> {
     s1 = await stats(), c1 = await cpuSeconds(srv.pid);
     const dt2 = (performance.now() - t0) / 1000;
     const downPkts = s1.sentDataPkts - s0.sentDataPkts, downBytes = s1.tunBytesSent - s0.tunBytesSent;
+    const rssAfterKB = rssKB(srv.pid);
     // the rates over the generators' own SECONDS (the measured span includes their start)
     const span = Math.min(dt, SECONDS), span2 = Math.min(dt2, SECONDS);
     return {
@@ -117,6 +121,7 @@ async function measure(n: number, index: number): Promise<Row> {
       listMs: setup.listMs,
       statsAllMs: setup.statsAllMs,
       rssPerPeerKB: (rss1 - rss0) / n,
+      rssAfterKB,
       upPps: upPkts / span,
       upMbit: upBytes * 8 / span / 1e6,
       upCpuPerGB,
@@ -186,7 +191,9 @@ if (one && most && most !== one) {
       f(most.downPps / one.downPps, 2)
     } down; server CPU per packet ${f(most.upUsPerPkt / one.upUsPerPkt, 2)}× up, ${
       f(most.downUsPerPkt / one.downUsPerPkt, 2)
-    }× down; ${f(most.rssPerPeerKB, 1)} KB per peer; ${most.peers} peers added in ${
+    }× down; ${f(most.rssPerPeerKB, 1)} KB per peer added (${
+      f((most.rssAfterKB - one.rssAfterKB) / (most.peers - 1), 1)
+    } KB per peer in steady state, against the 1-peer server after traffic); ${most.peers} peers added in ${
       f(most.addMs / 1000, 2)
     } s; peer list ${f(most.listMs, 1)} ms, stats --all ${f(most.statsAllMs, 1)} ms`,
   );

@@ -3,13 +3,9 @@
 # missing, as root with apt, then runs `ovpn-dco-cli demo` with any arguments given (npm run demo -- --time 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DENO=./node_modules/deno/deno
-if [ ! -x "$DENO" ]; then
-  echo "the pinned Deno is missing: run 'npm ci' first" >&2
-  exit 2
-fi
+. scripts/need.sh
+need_deno || exit 2
 if [ "$(id -u)" = 0 ]; then
-  . scripts/need.sh
   need ip:iproute2 ping:iputils-ping iperf3:iperf3 || exit 2
 fi # without root, the demo itself says that it needs root
 exec "$DENO" run -A main.ts demo "$@"

@@ -1,5 +1,14 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: `need cmd:package ...` installs, as root with apt, the
-# Debian packages of the commands that are missing; without root it names them and fails.
+# Sourced by scripts/test.sh and scripts/demo.sh (from the repository's top): `need_deno` checks that `npm ci`
+# put the pinned Deno in place ($DENO); `need cmd:package ...` installs, as root with apt, the Debian packages of
+# the commands that are missing; without root it names them and fails.
+DENO=./node_modules/deno/deno
+need_deno() {
+  if [ ! -x "$DENO" ]; then
+    echo "the pinned Deno is missing: run 'npm ci' first" >&2
+    return 2
+  fi
+}
+
 need() {
   local missing=() pair cmd pkg
   for pair in "$@"; do

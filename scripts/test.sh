@@ -4,13 +4,9 @@
 # "N passed, N failed". A test that cannot run here fails; nothing is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DENO=./node_modules/deno/deno
-if [ ! -x "$DENO" ]; then
-  echo "the pinned Deno is missing: run 'npm ci' first" >&2
-  exit 2
-fi
-
 . scripts/need.sh
+need_deno || exit 2
+
 need openssl:openssl ip:iproute2 ping:iputils-ping openvpn:openvpn iperf3:iperf3 \
   qemu-system-x86_64:qemu-system-x86 depmod:kmod cpio:cpio xz:xz-utils || exit 2
 

@@ -146,6 +146,33 @@ async function rotateWhile(
   return n;
 }
 
+/** A point-to-point pair whose path runs through a relay in b's namespace (a → relay → b and back). */
+async function relayedPair(
+  lab: NetnsLab,
+  proto: "udp" | "tcp",
+  impair: Record<string, unknown>,
+  keepalive: string,
+) {
+  const keyFile = `${lab.runDir}/k.key`;
+  await writeNewKeyFile(keyFile);
+  const b = lab.outer4.b;
+  const relay = await new Relay(lab, "b", {
+    proto,
+    front: `${b}:2000`,
+    back: `${b}:${proto === "udp" ? 2001 : 0}`,
+    upstream: `${b}:1194`,
+    ...impair,
+  }).start();
+  const ends = await startPair(lab, {
+    proto,
+    cipher: "AES-256-GCM",
+    keyFile,
+    remote: { a: `${b}:2000`, b: `${b}:2001` },
+    extra: ["--keepalive", keepalive],
+  });
+  return { relay, ...ends };
+}
+
 const ping = async (lab: NetnsLab | StarLab, side: string, dst: string, n: number, wait = 2) =>
   parsePing(
     await (lab as NetnsLab).run(
@@ -165,23 +192,7 @@ for (const proto of ["udp", "tcp"] as const) {
     async fn() {
       const lab = await NetnsLab.create(proto === "udp" ? 160 : 161);
       try {
-        const keyFile = `${lab.runDir}/k.key`;
-        await writeNewKeyFile(keyFile);
-        const b = lab.outer4.b;
-        const relay = await new Relay(lab, "b", {
-          proto,
-          front: `${b}:2000`,
-          back: `${b}:${proto === "udp" ? 2001 : 0}`,
-          upstream: `${b}:1194`,
-          ...BAD,
-        }).start();
-        await startPair(lab, {
-          proto,
-          cipher: "AES-256-GCM",
-          keyFile,
-          remote: { a: `${b}:2000`, b: `${b}:2001` },
-          extra: ["--keepalive", "2,60"],
-        });
+        const { relay } = await relayedPair(lab, proto, BAD, "2,60");
         let done = false;
         const transfer = verifiedTransfer(lab, lab.inner4.b, TRANSFER, 5320).finally(() => (done = true));
         const rotations = await rotateWhile(
@@ -218,23 +229,7 @@ for (const proto of ["udp", "tcp"] as const) {
     async fn() {
       const lab = await NetnsLab.create(proto === "udp" ? 162 : 163);
       try {
-        const keyFile = `${lab.runDir}/k.key`;
-        await writeNewKeyFile(keyFile);
-        const b = lab.outer4.b;
-        const relay = await new Relay(lab, "b", {
-          proto,
-          front: `${b}:2000`,
-          back: `${b}:${proto === "udp" ? 2001 : 0}`,
-          upstream: `${b}:1194`,
-          seed: 30,
-        }).start();
-        const { a, b: bEnd } = await startPair(lab, {
-          proto,
-          cipher: "AES-256-GCM",
-          keyFile,
-          remote: { a: `${b}:2000`, b: `${b}:2001` },
-          extra: ["--keepalive", "1,6"],
-        });
+        const { relay, a, b: bEnd } = await relayedPair(lab, proto, { seed: 30 }, "1,6");
         await relay.set({ drop: 0.3 });
         const t0 = Date.now();
         let lossy = 0, sent = 0;

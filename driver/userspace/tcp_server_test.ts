@@ -6,7 +6,7 @@ import { assertEquals } from "../../tests/assert.ts";
 import { DataChannel, KeySlotId } from "../datachannel/channel.ts";
 import { HEADROOM } from "../datachannel/packet.ts";
 import { RouteTable } from "../datachannel/routes.ts";
-import { cipherByName } from "../../crypto/aead.ts";
+import { material } from "./test_helpers.ts";
 import { SharedStats } from "./shared_stats.ts";
 import type { EnginePeer, FromEngine } from "./engine_protocol.ts";
 import {
@@ -18,19 +18,7 @@ import {
   TcpServerRx,
 } from "./tcp_server.ts";
 
-const key = (fill: number, dir: 0 | 1) => {
-  const c = cipherByName("AES-256-GCM")!;
-  const a = new Uint8Array(c.keyLen).fill(fill), b = new Uint8Array(c.keyLen).fill(fill + 1);
-  const t = new Uint8Array(8).fill(0x33);
-  return {
-    cipher: c,
-    keyId: 0,
-    encryptKey: dir ? b : a,
-    decryptKey: dir ? a : b,
-    encryptNonceTail: t,
-    decryptNonceTail: t,
-  };
-};
+const key = (seed: number, dir: 0 | 1) => material("AES-256-GCM", dir, 0, seed);
 
 /** Server peers 1 and 2 (VPN 10.8.0.1 and .2), each with its own key, and a client channel for each. */
 function setup() {

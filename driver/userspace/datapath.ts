@@ -190,15 +190,22 @@ export function controlBudget(): boolean {
   return true;
 }
 
-/** The relevant bytes of a sockaddr (family, port, address; either platform's layout) as a map key. */
-function addressKey(sa: Uint8Array): string {
-  const end = sa.length >= 24 ? 24 : 8;
+/**
+ * The relevant bytes of a sockaddr (family, port, address; either platform's layout) as a map key: IPv4 a
+ * number (no string built per packet: a flood of strangers' datagrams asks this for each one), IPv6 a string.
+ */
+function addressKey(sa: Uint8Array): number | string {
+  if (sa.length < 24) {
+    // a 16-byte sockaddr is AF_INET on both platforms: port · IPv4 address, 48 bits, exact in a double
+    return ((sa[2] << 8) | sa[3]) * 4294967296 +
+      (((sa[4] << 24) | (sa[5] << 16) | (sa[6] << 8) | sa[7]) >>> 0);
+  }
   let k = "";
-  for (let i = 0; i < end; i++) k += String.fromCharCode(sa[i]);
+  for (let i = 0; i < 24; i++) k += String.fromCharCode(sa[i]);
   return k;
 }
 
-const addressIndex = new WeakMap<Map<number, EnginePeer>, Map<string, EnginePeer>>();
+const addressIndex = new WeakMap<Map<number, EnginePeer>, Map<number | string, EnginePeer>>();
 
 /** The peer whose transport address is `sa`, through an index rebuilt after the peers changed. */
 export function peerAt(peers: Map<number, EnginePeer>, sa: Uint8Array): EnginePeer | undefined {

@@ -32,6 +32,13 @@ function evpCipher(lib: Libcrypto, c: CipherInfo): Deno.PointerValue {
   return null;
 }
 
+/**
+ * Out-parameters of the EVP calls, shared by every AEAD of this thread (the calls are synchronous; a typed array
+ * costs a few hundred bytes, and a server holds AEADs for every peer in each worker).
+ */
+const outl = new Int32Array(1);
+const scratch = new Uint8Array(32);
+
 class LibcryptoAead implements Aead {
   #lib: Libcrypto;
   #evp: Deno.PointerValue;
@@ -41,8 +48,6 @@ class LibcryptoAead implements Aead {
   #enc: Deno.PointerValue = null;
   #dec: Deno.PointerValue = null;
   #closed = false;
-  #outl = new Int32Array(1);
-  #scratch = new Uint8Array(32);
 
   constructor(lib: Libcrypto, cipher: CipherInfo, key: Uint8Array) {
     this.#lib = lib;
@@ -80,14 +85,14 @@ class LibcryptoAead implements Aead {
   }
 
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, tag: Uint8Array): void {
-    const s = this.#lib.symbols, ctx = this.#enc ?? this.#context(1), outl = this.#outl;
+    const s = this.#lib.symbols, ctx = this.#enc ?? this.#context(1);
     if (ctx === null) throw new Error("AEAD is closed");
     let ok = s.EVP_CipherInit_ex(ctx, null, null, null, nonce, -1) === 1 &&
       s.EVP_CipherUpdate(ctx, null, outl, aad, aad.length) === 1;
     if (ok && plaintext.length > 0) {
       ok = s.EVP_CipherUpdate(ctx, out, outl, plaintext, plaintext.length) === 1;
     }
-    ok = ok && s.EVP_CipherFinal_ex(ctx, this.#scratch, outl) === 1 &&
+    ok = ok && s.EVP_CipherFinal_ex(ctx, scratch, outl) === 1 &&
       s.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) === 1;
     if (!ok) throw new Error("libcrypto seal failed");
   }
@@ -99,7 +104,7 @@ class LibcryptoAead implements Aead {
     tag: Uint8Array,
     out: Uint8Array,
   ): boolean {
-    const s = this.#lib.symbols, ctx = this.#dec ?? this.#context(0), outl = this.#outl;
+    const s = this.#lib.symbols, ctx = this.#dec ?? this.#context(0);
     if (ctx === null) throw new Error("AEAD is closed");
     if (s.EVP_CipherInit_ex(ctx, null, null, null, nonce, -1) !== 1) return false;
     if (s.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) !== 1) return false;
@@ -107,7 +112,7 @@ class LibcryptoAead implements Aead {
     if (ciphertext.length > 0 && s.EVP_CipherUpdate(ctx, out, outl, ciphertext, ciphertext.length) !== 1) {
       return false;
     }
-    return s.EVP_CipherFinal_ex(ctx, this.#scratch, outl) > 0;
+    return s.EVP_CipherFinal_ex(ctx, scratch, outl) > 0;
   }
 
   close(): void {

@@ -377,7 +377,7 @@ export async function serveControl(
   // subscribers, even ones that never read, cannot take the places of requests)
   const slots = { clients: 0, streams: 0, maxStreams: limits.maxStreams ?? 128 };
   (async () => {
-    let lastError = "";
+    const said = new Set<string>(); // each kind of accept failure is logged once
     while (!closed) {
       let conn: Deno.Conn;
       try {
@@ -386,8 +386,8 @@ export async function serveControl(
         if (closed) break;
         // out of file descriptors and the like: say it once per kind, wait a moment, keep serving
         const what = (e as Error).message.split("\n")[0];
-        if (what !== lastError) console.error(`control socket: accept failed (${what}); still serving`);
-        lastError = what;
+        if (!said.has(what)) console.error(`control socket: accept failed (${what}); still serving`);
+        said.add(what);
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }

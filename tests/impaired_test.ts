@@ -211,7 +211,7 @@ for (const proto of ["udp", "tcp"] as const) {
           })),
           lab.runDir,
         );
-        await transfer;
+        console.log(`  transfer compared: ${await transfer} (bytes and digest, sent = received)`);
         await new Promise((r) => setTimeout(r, 500)); // the relay's counts of the last packets
         const drops = [(await statsOf(lab, "a")).drops, (await statsOf(lab, "b")).drops];
         const slack = proto === "udp" ? await socketDrops(lab, ["a", "b"]) : 0;
@@ -368,7 +368,7 @@ for (const proto of ["udp", "tcp"] as const) {
             ) => ["key", "new", "1", "AES-256-GCM", "1", file, "--key-id", String(keyId)],
           },
         ], lab.runDir);
-        await transfer;
+        console.log(`  transfer compared: ${await transfer} (bytes and digest, sent = received)`);
         await new Promise((r) => setTimeout(r, 500));
         const peer1 = JSON.parse(await t(["stats", "--peer-id", "1", "--json"]));
         const client1 = JSON.parse((await lab.tool("c1", ["stats", "--ifname", "ovpn-c", "--json"])).stdout);

@@ -18,7 +18,7 @@ export async function verifiedTransfer<S extends string>(
   port = 5301,
   from: S = "a" as S,
   to: S = (from === "a" ? "b" : "a") as S,
-): Promise<void> {
+): Promise<string> {
   const sink = lab.spawn(to, [Deno.execPath(), "run", "-A", XFER, "sink", dst, String(port)]);
   await lab.waitFor(() => sink.output().includes("listening"), 15000, "the transfer sink");
   const sent =
@@ -29,6 +29,7 @@ export async function verifiedTransfer<S extends string>(
   const got = sink.output().trim().split("\n").pop()!;
   assertEquals(got, sent, "bytes received differ from bytes sent");
   assertEquals(sent.split(" ")[0], String(bytes));
+  return got;
 }
 
 /**

@@ -105,6 +105,7 @@ function checkCounts(
   for (const d of before) {
     for (const [k, v] of Object.entries(d ?? {})) if (k !== "replay" && k !== "bad-tag") total[k] -= v;
   }
+  for (const k of Object.keys(total)) if (total[k] === 0) delete total[k];
   const dup = sum(relay, "duplicated"), bad = sum(relay, "corrupted");
   console.log(
     `  ${what}: relay ${sum(relay, "packets")} packets, ${

@@ -53,8 +53,11 @@ import {
 import { GENERIC_READ_WRITE, openHandleStatus, overlapped } from "./win_io.ts";
 
 const FILE_FLAG_OVERLAPPED = 0x40000000;
-/** A client gets this long for each step of its exchange (its hello, its request; the answer's write). */
-const STEP_MS = 10_000;
+/**
+ * A client gets this long for each step of its exchange (its hello, its request; the answer's write): a
+ * liveness bound (a client under Wine on a busy machine took over 10 s for one step), not a measure of speed.
+ */
+const STEP_MS = 30_000;
 const MAX_LINE = 1 << 20;
 
 let k: Deno.DynamicLibrary<typeof PIPE_K32_SYMBOLS>["symbols"] | undefined;
@@ -251,6 +254,9 @@ export class PipeConn {
     return Math.max(1, this.deadline - Date.now());
   }
 
+  /** Why the last `readLine` returned null: the other end closed the pipe, or the deadline passed. */
+  ended: "closed" | "timeout" | null = null;
+
   async readLine(): Promise<string | null> {
     for (;;) {
       const nl = this.#buf.indexOf("\n");
@@ -259,7 +265,10 @@ export class PipeConn {
         this.#buf = this.#buf.slice(nl + 1);
         return line;
       }
-      if (this.#buf.length > MAX_LINE || Date.now() >= this.deadline) return null;
+      if (this.#buf.length > MAX_LINE || Date.now() >= this.deadline) {
+        this.ended = "timeout";
+        return null;
+      }
       const h = this.h, chunk = this.#chunk, off = this.#offset;
       const r = await overlapped(
         h,
@@ -269,7 +278,10 @@ export class PipeConn {
         this.#left(),
         this.cancelled,
       );
-      if (!ntSuccess(r.status) || r.info === 0) return null;
+      if (!ntSuccess(r.status) || r.info === 0) {
+        this.ended = r.timedOut ? "timeout" : "closed";
+        return null;
+      }
       this.#buf += new TextDecoder().decode(chunk.subarray(0, r.info));
     }
   }
@@ -598,7 +610,13 @@ export async function pipeRequest(
   const c = await pipeSend(ifname, dir, req, timeoutMs, () => false);
   try {
     const resp = parse(await c.readLine());
-    if (!resp) throw new PipeError(`the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`);
+    if (!resp) {
+      throw new PipeError(
+        c.ended === "closed"
+          ? `the instance on '${ifname}' closed the control pipe without answering (it is ending, or gave up waiting for this request)`
+          : `the instance on '${ifname}' did not answer within ${timeoutMs / 1000} s`,
+      );
+    }
     return resp;
   } finally {
     kernel32().CloseHandle(c.h);

@@ -322,7 +322,9 @@ Deno.test({
       } catch { /* it ended by itself: the error above says why */ }
       const out = await inst.output();
       const err = new TextDecoder().decode(out.stderr);
-      console.log(`  instance log: ${err.split("\n").filter((l) => l.includes("accept failed")).join(" | ")}`);
+      console.log(
+        `  instance log: ${err.split("\n").filter((l) => l.includes("accept failed")).join(" | ")}`,
+      );
       assert(err.split("\n").filter((l) => l.includes("accept failed")).length <= 1, err);
       await Deno.remove(run, { recursive: true });
     }

@@ -62,7 +62,12 @@ export class KeySlot {
   readonly encNonce = new Uint8Array(12);
   readonly decNonce = new Uint8Array(12);
   readonly tx = new PacketIdCounter();
-  readonly rx: ReplayWindow;
+  #rx: ReplayWindow | null = null;
+  #now?: () => number;
+  /** The replay window, made on the first packet opened (a server's tx worker never opens one). */
+  get rx(): ReplayWindow {
+    return this.#rx ??= new ReplayWindow(this.#now);
+  }
   /** Epoch data format: the sending and receiving ratchets (null for DATA_V2 keys). */
   readonly epochSend: EpochSend | null = null;
   readonly epochRecv: EpochRecv | null = null;
@@ -78,7 +83,7 @@ export class KeySlot {
     this.cipher = m.cipher;
     this.keyId = m.keyId;
     this.generation = generation;
-    this.rx = new ReplayWindow(now);
+    this.#now = now;
     if (m.firstPacketId) this.tx.seek(m.firstPacketId);
     if (m.epoch && m.cipher.alg !== CipherAlg.NONE) {
       if (m.encryptKey.length < EPOCH_SECRET_LEN || m.decryptKey.length < EPOCH_SECRET_LEN) {

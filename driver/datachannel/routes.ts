@@ -51,8 +51,11 @@ export function parsePrefix(cidr: string): Prefix {
   return { v6: !v4, addr: out, bits, text };
 }
 
+/** A route as the table keeps it: its text and length (the address bytes live only in the map key). */
 interface Entry {
-  p: Prefix;
+  text: string;
+  v6: boolean;
+  bits: number;
   peerId: number;
 }
 
@@ -125,7 +128,7 @@ export class RouteTable {
       if (have.peerId === peerId) return p;
       throw new RouteError(`the route ${p.text} is already held by peer ${have.peerId}`);
     }
-    f.set(p.bits, key, { p, peerId });
+    f.set(p.bits, key, { text: p.text, v6: p.v6, bits: p.bits, peerId });
     return p;
   }
 
@@ -151,7 +154,7 @@ export class RouteTable {
     for (const f of [this.#v4, this.#v6] as Family<number | string>[]) {
       for (const [, , e] of f.entries()) if (e.peerId === peerId) out.push(e);
     }
-    return out.sort((a, b) => Number(a.p.v6) - Number(b.p.v6) || b.p.bits - a.p.bits).map((e) => e.p.text);
+    return out.sort((a, b) => Number(a.v6) - Number(b.v6) || b.bits - a.bits).map((e) => e.text);
   }
 
   /** The peer for the IP packet at `b[off .. off+len]` (its destination), or -1. */

@@ -44,9 +44,16 @@ for (const proto of ["udp", "tcp"] as const) {
           ...args,
           ...["--ifname", "wsrv"],
         ], { ...env, ...WIN_ENV });
-        assertEquals(r.code, 0, `windows ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        assertEquals(
+          r.code,
+          0,
+          `windows ${args.join(" ")}: ${r.stdout}${r.stderr}\n--- windows server:\n${
+            serverLog().slice(-1500)
+          }`,
+        );
         return r.stdout;
       };
+      let serverLog = () => "(not started)";
       const ping = async (host: string, dst: string, n = 2) =>
         parsePing(
           await lab.run(host, ["ping", "-c", String(n), "-i", "0.2", "-W", "2", dst], { allowFail: true }),
@@ -63,6 +70,7 @@ for (const proto of ["udp", "tcp"] as const) {
           ...["start", "--mode", "server", "--backend", "wintun", "--ifname", "wsrv", ...P],
           ...["--local", `${lab.outer4.s}:1194`, "--stats-interval", "0"],
         ], { ...env, ...WIN_ENV, WINTUN_FAKE_PORT: "40012", WINTUN_FAKE_PEER_PORT: "40011" });
+        serverLog = () => server.output();
         const fail = (what: string) => (e: Error) => {
           throw new Error(`${what}: ${e.message}\n--- windows server:\n${server.output()}`);
         };

@@ -147,9 +147,9 @@ export class ServerDevice extends ServerBase {
 
   /** rx bound a pending connection to `peer`: tx sends on it from now, and the peer's older one is closed. */
   #bound(peer: number, fd: number): void {
-    const at = this.#pending.get(fd)!;
+    const at = this.#pending.get(fd);
     this.#pending.delete(fd);
-    if (!this.peers.has(peer) || this.closed) {
+    if (!at || !this.peers.has(peer) || this.closed) {
       this.#io.closeSocket(fd); // deleted meanwhile
       return;
     }

@@ -22,11 +22,14 @@ for (const cipher of ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]) {
       try {
         const d = lab.runDir;
         const { client, net, clientLog, serverLog } = await startOpenvpnPair(lab, cipher, { clientVerb: 9 });
-        // real traffic first, so that the log shows both directions' IVs
-        assertEquals(
-          parsePing(await lab.run("a", ["ping", "-c", "2", "-i", "0.3", `${net}.1`], { allowFail: true }))
-            .received,
-          2,
+        // real traffic first, so that the log shows both directions' IVs (the first ping may go while OpenVPN
+        // still settles on a busy machine: wait for one to come back)
+        await lab.waitFor(
+          async () =>
+            parsePing(await lab.run("a", ["ping", "-c", "1", "-W", "1", `${net}.1`], { allowFail: true }))
+              .received === 1,
+          30000,
+          "a ping through the OpenVPN pair",
         );
         const key = keyFromOpenvpnLog(await Deno.readTextFile(clientLog));
         assertEquals(key.cipher, cipher);

@@ -151,13 +151,7 @@ export function serverReceive(
       stats.countDrop("wrong-source");
       return;
     }
-    if (len > MAX_CONTROL_LEN || !controlBudget()) {
-      stats.LostInControlPackets++;
-      stats.countDrop(len > MAX_CONTROL_LEN ? "too-long" : "queue-full");
-      return;
-    }
-    stats.ReceivedControlPackets++;
-    post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
+    if (admitControl(stats, len)) post({ t: "ctl", bytes: buf.slice(off, off + len), from: src.slice() });
     return;
   }
   const p = len >= 4 ? peers.get(peerIdOf(buf, off)) : undefined;
@@ -181,8 +175,22 @@ export function serverReceive(
 export const CONTROL_RATE = 1000;
 let budget = CONTROL_RATE, budgetAt = 0;
 
+/**
+ * Whether a control packet of `len` bytes that may come from a peer goes up to the main thread: of a sane size
+ * and within the rate; counted either way (received, or lost as `too-long` / `queue-full`).
+ */
+export function admitControl(stats: SharedStats, len: number): boolean {
+  if (len > MAX_CONTROL_LEN || !controlBudget()) {
+    stats.LostInControlPackets++;
+    stats.countDrop(len > MAX_CONTROL_LEN ? "too-long" : "queue-full");
+    return false;
+  }
+  stats.ReceivedControlPackets++;
+  return true;
+}
+
 /** Whether one more control packet may go up now (a token bucket refilled every second). */
-export function controlBudget(): boolean {
+function controlBudget(): boolean {
   const t = stamp();
   if (t - budgetAt >= 1000) [budget, budgetAt] = [CONTROL_RATE, t];
   if (budget <= 0) return false;

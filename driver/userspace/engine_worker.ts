@@ -862,7 +862,7 @@ function makeServerTcpRx(): () => number {
     stats,
     {
       recv: (fd, w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
-      failure: () => tcpFailure(),
+      failure: tcpFailure,
     },
     sinks,
     post,

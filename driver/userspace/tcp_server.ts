@@ -25,8 +25,8 @@
  * @module
  */
 import { TcpDeframer } from "../datachannel/framing.ts";
-import { isDataV2, MAX_CONTROL_LEN, MAX_WIRE_LEN, peerIdOf } from "../datachannel/packet.ts";
-import { controlBudget, peerStreamEnded, receive, type ReceiveSinks, tcpReceive } from "./datapath.ts";
+import { isDataV2, MAX_WIRE_LEN, peerIdOf } from "../datachannel/packet.ts";
+import { admitControl, peerStreamEnded, receive, type ReceiveSinks, tcpReceive } from "./datapath.ts";
 import type { EnginePeer, FromEngine } from "./engine_protocol.ts";
 import type { SharedStats } from "./shared_stats.ts";
 
@@ -215,13 +215,7 @@ export class TcpServerRx {
           if (!isDataV2(b, off, len)) {
             // as from a peer's UDP address: a control packet of a sane size, at a bounded rate
             st.TransportBytesReceived += len;
-            if (len <= MAX_CONTROL_LEN && controlBudget()) {
-              st.ReceivedControlPackets++;
-              this.sinks.control(b.slice(off, off + len));
-            } else {
-              st.LostInControlPackets++;
-              st.countDrop(len > MAX_CONTROL_LEN ? "too-long" : "queue-full");
-            }
+            if (admitControl(st, len)) this.sinks.control(b.slice(off, off + len));
             return;
           }
           const id = len >= 4 ? peerIdOf(b, off) : -1;

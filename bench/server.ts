@@ -19,6 +19,7 @@
  * @module
  */
 import { NetnsLab } from "../cmd/netns.ts";
+import { cpuSeconds, rssMb } from "../tests/lab.ts";
 
 const COUNTS = (Deno.env.get("BENCH_SERVER_PEERS") ?? "1,10,100,1000").split(",").map(Number);
 const SECONDS = Number(Deno.env.get("BENCH_SERVER_SECONDS") ?? "5");
@@ -49,16 +50,7 @@ interface Row {
   offeredDown: number;
 }
 
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-function rssKB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) : NaN;
-}
+const rssKB = (pid: number) => rssMb(pid) * 1024;
 
 async function measure(n: number, index: number): Promise<Row> {
   const lab = await NetnsLab.create(index);

@@ -21,7 +21,7 @@
 import { NetnsLab } from "../cmd/netns.ts";
 import { startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { startOpenvpnPair } from "../tests/lab.ts";
+import { cpuSeconds, startOpenvpnPair } from "../tests/lab.ts";
 
 const CIPHER = Deno.env.get("BENCH_CIPHER") ?? "AES-256-GCM";
 const TCP_SECONDS = Number(Deno.env.get("BENCH_TCP_SECONDS") ?? "10");
@@ -36,13 +36,6 @@ interface Result {
   udpPps: number;
   /** CPU seconds (user + system, both tunnel processes) per GB of the one-stream TCP run; null: no processes. */
   cpuPerGB: number | null;
-}
-
-/** user + system CPU seconds of a process so far (Linux /proc, clock ticks of 1/100 s). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 (utime, stime)
 }
 
 async function iperf(lab: NetnsLab, dst: string, pids: number[] = []): Promise<Result> {

@@ -8,14 +8,9 @@ import { assert, assertEquals } from "./assert.ts";
 import { StarLab } from "../cmd/netns.ts";
 import { parsePing } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { starClientArgs, verifiedTransfer } from "./lab.ts";
+import { rssMb, starClientArgs, verifiedTransfer } from "./lab.ts";
 
 const SRV = "ovpn-srv";
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 Deno.test({
   name:

@@ -250,3 +250,16 @@ export async function verifiedUdpTransfer<S extends string>(
   assertEquals(st.code, 0, `UDP sink failed: ${sink.output()}`);
   return JSON.parse(sink.output().trim().split("\n").pop()!);
 }
+
+/** user + system CPU seconds of a process so far (Linux /proc, clock ticks of 1/100 s). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 (utime, stime)
+}
+
+/** Resident memory of a process in MB (Linux /proc). */
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}

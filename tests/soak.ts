@@ -12,12 +12,7 @@
 import { type LabProcess, NetnsLab } from "../cmd/netns.ts";
 import { startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-
-/** Resident memory of a process in MB (Linux /proc). */
-export function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
+import { rssMb } from "./lab.ts";
 
 export interface SoakSample {
   /** Seconds since the traffic began. */

@@ -87,10 +87,10 @@ export interface DataChannelOptions {
   onEpochChange?: () => void;
 }
 
-/** One peer's data channel. */
 /** The initial value of the cached views (one shared array: a server keeps a channel per peer per worker). */
 const EMPTY = new Uint8Array(0);
 
+/** One peer's data channel. */
 export class DataChannel {
   readonly stats: Stats;
   readonly keys = new KeySlots();

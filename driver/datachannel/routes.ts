@@ -59,7 +59,7 @@ interface Entry {
   peerId: number;
 }
 
-/** The network of `b` (4 or 16 address bytes) under `bits`, as a map key: a u32 (IPv4) or four u32s (IPv6). */
+/** MASK32[k]: a u32 with its k highest bits set (0 ≤ k ≤ 32). */
 const MASK32 = Array.from({ length: 33 }, (_, k) => k === 0 ? 0 : (0xffffffff << (32 - k)) >>> 0);
 
 /** One family's routes: per prefix length (longest first), a map from the network to its entry. */
@@ -95,6 +95,9 @@ class Family<K> {
     for (const [bits, m] of this.byBits) for (const [k, e] of m) yield [bits, k, e];
   }
 }
+
+/** The mask of word `i` (0–3) of an IPv6 address under a /`bits` prefix. */
+const word = (bits: number, i: number) => MASK32[Math.max(0, Math.min(32, bits - 32 * i))];
 
 const v4Key = (addr: Uint8Array): number =>
   ((addr[0] << 24) | (addr[1] << 16) | (addr[2] << 8) | addr[3]) >>> 0;
@@ -194,9 +197,13 @@ export class RouteTable {
       }
       const f = this.#v6;
       for (const bits of f.bits) {
-        const m = (i: number) => MASK32[Math.max(0, Math.min(32, bits - 32 * i))];
         const e = f.byBits.get(bits)!.get(
-          v6Key((d[0] & m(0)) >>> 0, (d[1] & m(1)) >>> 0, (d[2] & m(2)) >>> 0, (d[3] & m(3)) >>> 0),
+          v6Key(
+            (d[0] & word(bits, 0)) >>> 0,
+            (d[1] & word(bits, 1)) >>> 0,
+            (d[2] & word(bits, 2)) >>> 0,
+            (d[3] & word(bits, 3)) >>> 0,
+          ),
         );
         if (e) return e.peerId;
       }

@@ -12,7 +12,7 @@
 import { type LabProcess, NetnsLab } from "../cmd/netns.ts";
 import { startPair } from "../cmd/demo.ts";
 import { writeNewKeyFile } from "../keys/keyfile.ts";
-import { rssMb } from "./lab.ts";
+import { rssMb, statsOf } from "./lab.ts";
 
 export interface SoakSample {
   /** Seconds since the traffic began. */
@@ -53,8 +53,7 @@ export async function soak(o: {
     const keyFile = `${lab.runDir}/k.key`;
     await writeNewKeyFile(keyFile);
     const { a, b } = await startPair(lab, { proto: "udp", cipher: "AES-256-GCM", keyFile });
-    const stats = async (s: "a" | "b") =>
-      JSON.parse((await lab.tool(s, ["stats", "--ifname", `ovpn-${s}`, "--json"])).stdout).drops ?? {};
+    const stats = async (s: "a" | "b") => (await statsOf(lab, s)).drops ?? {};
     // what either end counted while the other was still starting (a packet before its keys) is not the soak's
     const before = { a: await stats("a"), b: await stats("b") };
     const since = (now: Record<string, number>, then: Record<string, number>) =>

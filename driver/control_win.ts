@@ -407,9 +407,14 @@ export function servePipe(
   watchConsole();
   let closed = false;
   const active = new Set<Promise<void>>();
-  const serveOne = (conn: Deno.PointerValue) =>
-    converse(new PipeConn(conn, Date.now() + stepMs, () => closed), token, handle, events, stepMs, maxQueued)
-      .catch(() => {});
+  const serveOne = async (conn: Deno.PointerValue) => {
+    const c = new PipeConn(conn, Date.now() + stepMs, () => closed);
+    await converse(c, token, handle, events, stepMs, maxQueued).catch(() => {});
+    // DisconnectNamedPipe throws away what the client has not read yet (an answer written a moment ago): wait
+    // until the client has closed its end (a read then ends), within one step
+    c.deadline = Date.now() + stepMs;
+    while ((await c.readLine().catch(() => null)) !== null) { /* a client says nothing more */ }
+  };
   const loop = (async () => {
     while (!closed) {
       const cur = h;

@@ -143,6 +143,11 @@ export class UserspaceDevice extends EngineDeviceBase implements Device {
 
   onNotice?: (text: string) => void;
 
+  protected override socketDrops(): number {
+    const fd = this.#sockFd, io = this.#io;
+    return fd >= 0 && this.peer?.proto === "udp" && io.socketDrops ? io.socketDrops(fd) : -1;
+  }
+
   protected note(line: string): void {
     this.#log(line);
     this.onNotice?.(line);

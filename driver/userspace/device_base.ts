@@ -204,8 +204,15 @@ export abstract class EngineDeviceBase {
     return Promise.resolve(null);
   }
 
+  /** Datagrams the kernel dropped at the UDP transport socket, or -1 where it does not say (io_linux.ts). */
+  protected socketDrops(): number {
+    return -1;
+  }
+
   peerInfo(): Record<string, unknown> {
     const p = this.peer;
+    const k = this.socketDrops();
+    if (k >= 0) this.stats.setDrop("kernel-socket", k);
     return {
       backend: this.backend,
       ifname: this.ifname,

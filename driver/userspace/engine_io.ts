@@ -30,6 +30,8 @@ export interface EngineIo {
   /** A socket the workers will receive on (Windows: it signals their socket event from now on). */
   watch(s: number): void;
   closeSocket(s: number): void;
+  /** Datagrams the kernel dropped at UDP socket `s` (Linux: its filter and a full buffer); absent elsewhere. */
+  socketDrops?(s: number): number;
   /** Each worker's wake-up. */
   waker(): Waker;
   configure(o: { mtu: number; addresses: string[] }, log: (line: string) => void): Promise<void>;

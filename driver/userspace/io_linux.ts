@@ -8,6 +8,7 @@ import { pipeWaker } from "./engine_host.ts";
 import {
   endpointSockaddr,
   peerSockaddrOf,
+  socketDrops,
   tcpAcceptNext,
   tcpConnect,
   tcpListen,
@@ -30,6 +31,7 @@ export function linuxIo(tun: TunHandle): EngineIo {
     parseSockaddr,
     watch: () => {},
     closeSocket: (s) => void libc().symbols.close(s),
+    socketDrops,
     waker: pipeWaker,
     configure: (o) => tun.configure(o),
     close: () => tun.close(),

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { ECONNREFUSED, EIO, EMSGSIZE, libc, MSG_DONTWAIT } from "../../ffi/libc.ts";
 import { enableUdpGro, MsgBatch, UdpBatchTx } from "./mmsg.ts";
-import { boundPort, endpointSockaddr, udpSocket } from "./sockets_linux.ts";
+import { boundPort, endpointSockaddr, socketDrops, udpSocket } from "./sockets_linux.ts";
 
 const L = () => libc().symbols;
 const lo = (port: number) => ({ address: "127.0.0.1", port });
@@ -59,6 +59,34 @@ Deno.test("mmsg: runs of equal datagrams leave as UDP_SEGMENT sends and arrive a
     assertEquals(bb.dgrams, plan.slice(51).map(([, len], k) => datagram(k + 51, len)));
   } finally {
     for (const fd of [tx, rxA, rxB]) L().close(fd);
+  }
+});
+
+Deno.test("socket filter: a non-data datagram longer than a control packet is dropped by the kernel and counted", async () => {
+  const tx = udpSocket(lo(0), lo(0)), rx = udpSocket(lo(0), lo(0));
+  try {
+    const to = endpointSockaddr(lo(boundPort(rx)));
+    const send = (first: number, len: number) => {
+      const d = datagram(len, len);
+      d[0] = first;
+      assertEquals(Number(L().sendto(tx, d, BigInt(len), 0, to, to.length)), len);
+      return d;
+    };
+    assertEquals(socketDrops(rx), 0);
+    const kept = [
+      send(9 << 3, 1400), // DATA_V2
+      send(9 << 3 | 2, 9000), // DATA_V2, key id 2, oversized: the worker's to count (too-long)
+      send(7 << 3, 1500), // a control packet of the largest size
+      send(0, 1), // one byte
+    ];
+    send(7 << 3, 1501); // control opcode, one byte too long
+    send(6 << 3, 60000); // DATA_V1 (handled as control), 60 KB
+    send(0, 2000);
+    await new Promise((r) => setTimeout(r, 50));
+    assertEquals(drain(rx, false).dgrams, kept);
+    assertEquals(socketDrops(rx), 3);
+  } finally {
+    for (const fd of [tx, rx]) L().close(fd);
   }
 });
 

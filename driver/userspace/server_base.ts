@@ -272,11 +272,18 @@ export abstract class ServerBase implements ServerBackend {
 
   /** Drops by reason, the device's and every peer's together. */
   drops(): Record<string, number> {
+    const k = this.socketDrops();
+    if (k >= 0) this.stats.setDrop("kernel-socket", k);
     const d = this.stats.drops();
     for (const p of this.peers.values()) {
       for (const [k, v] of Object.entries(p.stats.drops())) d[k] = (d[k] ?? 0) + v;
     }
     return d;
+  }
+
+  /** Datagrams the kernel dropped at the UDP transport socket, or -1 where it does not say (io_linux.ts). */
+  protected socketDrops(): number {
+    return -1;
   }
 
   /** One peer's settings, keys, routes, epochs and drops. */

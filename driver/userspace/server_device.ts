@@ -223,6 +223,11 @@ export class ServerDevice extends ServerBase {
     return this.#host.apply("both", { t: "route", peer: peerId, cidr, add });
   }
 
+  protected override socketDrops(): number {
+    const fd = this.#sockFd, io = this.#io;
+    return fd >= 0 && io.socketDrops ? io.socketDrops(fd) : -1;
+  }
+
   protected ioPing(peerId: number): void {
     this.#host.post("tx", { t: "ping", peer: peerId });
   }

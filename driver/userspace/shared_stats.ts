@@ -27,6 +27,7 @@ export const DROP_REASONS: readonly (
   | "no-route"
   | "bad-offload"
   | "bad-source"
+  | "kernel-socket"
 )[] = [
   "no-key",
   "pktid-limit",
@@ -47,6 +48,9 @@ export const DROP_REASONS: readonly (
   "no-route", // server mode: a tun packet whose destination no peer holds
   "bad-offload", // a tun super-packet (IFF_VNET_HDR) that cannot be split or checksummed
   "bad-source", // server mode: an authentic packet whose inner source address is not the sending peer's
+  // Linux UDP: datagrams the kernel dropped at the transport socket (SO_MEMINFO): non-data ones longer than a
+  // control packet (the socket's filter) and any that found the receive buffer full; set by the main thread
+  "kernel-socket",
 ];
 export type AnyDropReason = typeof DROP_REASONS[number];
 
@@ -238,6 +242,11 @@ export class SharedStats implements Stats {
   /** Count one drop by reason (the lost counter itself is counted by the caller). */
   countDrop(reason: AnyDropReason): void {
     this.#f[DROPS + DROP_REASONS.indexOf(reason)]++;
+  }
+
+  /** Set a drop count that another counter keeps (the kernel's socket drops), read by the main thread. */
+  setDrop(reason: AnyDropReason, n: number): void {
+    this.#f[DROPS + DROP_REASONS.indexOf(reason)] = n;
   }
 
   /** Drop counts by reason (non-zero only). */

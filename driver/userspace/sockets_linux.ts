@@ -44,6 +44,7 @@ import {
 } from "../../ffi/libc.ts";
 import { DeviceError } from "../device.ts";
 import { formatEndpoint, type SockAddr } from "../uapi.ts";
+import { MAX_CONTROL_LEN, OP_DATA_V2 } from "../datachannel/packet.ts";
 import { addrBytes, bindError, ipVersionOf } from "./sockets_common.ts";
 
 export { addrBytes };
@@ -102,8 +103,66 @@ export function udpOffloadWanted(): boolean {
 export function udpSocket(local: SockAddr, remote: SockAddr): number {
   const fd = newSocket(familyOf(local, remote), SOCK_DGRAM);
   bigBuffers(fd);
+  dropOversizedNonData(fd);
   bindOrThrow(fd, local, "UDP");
   return fd;
+}
+
+const SO_ATTACH_FILTER = 26;
+const SO_MEMINFO = 55;
+/** Index of the socket's drop count in SO_MEMINFO's u32 array (SK_MEMINFO_DROPS). */
+const SK_MEMINFO_DROPS = 8;
+
+/**
+ * The classic BPF program of a UDP transport socket (it sees the datagram from its UDP header on): a datagram
+ * longer than any control packet (MAX_CONTROL_LEN) whose opcode is not DATA_V2 is dropped by the kernel before
+ * it is queued. The workers would count and drop it anyway (too long, or no peer's); in the kernel a flood of
+ * large datagrams costs this process no copy and no wake-up. A UDP_GRO train of data packets opens with DATA_V2
+ * and passes whole.
+ */
+const FILTER: readonly (readonly [number, number, number, number])[] = [
+  [0x80, 0, 0, 0], // ld len (UDP header included)
+  [0x25, 0, 4, 8 + MAX_CONTROL_LEN], // jgt: longer than a control packet → on, else accept
+  [0x30, 0, 0, 8], // ldb [8]: the first payload byte, opcode << 3 | key id
+  [0x74, 0, 0, 3], // rsh #3
+  [0x15, 1, 0, OP_DATA_V2], // jeq DATA_V2 → accept
+  [0x06, 0, 0, 0], // ret 0: drop
+  [0x06, 0, 0, 0xffffffff], // ret: accept all of it
+];
+
+/**
+ * Attach FILTER to a UDP transport socket. False where the kernel refuses it (the workers then drop those
+ * datagrams themselves, as before).
+ */
+export function dropOversizedNonData(fd: number): boolean {
+  const prog = new Uint8Array(FILTER.length * 8);
+  const pv = new DataView(prog.buffer);
+  FILTER.forEach(([code, jt, jf, k], i) => {
+    pv.setUint16(i * 8, code, true);
+    pv.setUint8(i * 8 + 2, jt);
+    pv.setUint8(i * 8 + 3, jf);
+    pv.setUint32(i * 8 + 4, k, true);
+  });
+  // struct sock_fprog { unsigned short len; struct sock_filter *filter; } (LP64: the pointer at 8)
+  const fprog = new Uint8Array(16);
+  const fv = new DataView(fprog.buffer);
+  fv.setUint16(0, FILTER.length, true);
+  fv.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(prog))), true);
+  return libc().symbols.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16) === 0;
+}
+
+const meminfo = new Uint32Array(9), meminfoLen = new Uint32Array([36]);
+/**
+ * Datagrams the kernel dropped at socket `fd` (SO_MEMINFO's drop count): those the filter refused and those
+ * that found the receive buffer full. -1 where the kernel does not say.
+ */
+export function socketDrops(fd: number): number {
+  meminfoLen[0] = 36;
+  const b = new Uint8Array(meminfo.buffer);
+  if (libc().symbols.getsockopt(fd, SOL_SOCKET, SO_MEMINFO, b, new Uint8Array(meminfoLen.buffer)) < 0) {
+    return -1;
+  }
+  return meminfoLen[0] > SK_MEMINFO_DROPS * 4 ? meminfo[SK_MEMINFO_DROPS] : -1;
 }
 
 /** The port an fd is bound to. */

@@ -88,16 +88,23 @@ export async function startPair(
       );
     }
   };
-  await lab.waitFor(
-    async () => {
-      await alive(a, "a");
-      await alive(b, "b");
-      const out = await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true });
-      return parsePing(out).received === 1;
-    },
-    opts.upTimeoutMs ?? 30000,
-    "the tunnel to carry a ping",
-  );
+  try {
+    await lab.waitFor(
+      async () => {
+        await alive(a, "a");
+        await alive(b, "b");
+        const out = await lab.run("a", ["ping", "-c", "1", "-W", "1", lab.inner4.b], { allowFail: true });
+        return parsePing(out).received === 1;
+      },
+      opts.upTimeoutMs ?? 30000,
+      "the tunnel to carry a ping",
+    );
+  } catch (e) {
+    // what each end said last: the reason is usually there
+    const tail = (p: LabProcess) =>
+      p.output().split("\n").filter((l) => l.trim() && !/^\w+: \d+$|^\{"time"/.test(l)).slice(-4).join(" | ");
+    throw new Error(`${(e as Error).message}; a said: ${tail(a)}; b said: ${tail(b)}`);
+  }
   return { a, b };
 }
 

@@ -14,12 +14,29 @@
  */
 import { CliError, EXIT } from "./errors.ts";
 
+/**
+ * The V8 flags every instance of this tool runs with (the compile tasks bake them in, the `ovpn-dco-cli`
+ * launcher and {@linkcode selfCommand} pass them; a test keeps the three the same). The young generation of each
+ * isolate (the main thread and the two engine workers) is capped at a 2 MB semi-space: V8 otherwise grows it
+ * under a burst of control requests and keeps it, which was half of a server's memory per peer (1 000 peers
+ * added: 62 KB/peer, with the cap 36). A smaller cap (1 MB: 30 KB/peer) doubled the time the workers spend in
+ * scavenges, since the data path still allocates a few hundred bytes per packet (ARCHITECTURE.md, "Memory").
+ */
+export const V8_FLAGS = "--max-semi-space-size=2";
+
 /** The command that runs this tool: the compiled binary, or deno + main.ts. */
 export function selfCommand(): string[] {
   const exe = Deno.execPath();
   const base = exe.split(/[\\/]/).pop()!.toLowerCase();
   if (/^deno([-.][\w.-]*)?$/.test(base)) {
-    return [exe, "run", "-A", "--no-prompt", new URL("../main.ts", import.meta.url).pathname];
+    return [
+      exe,
+      "run",
+      "-A",
+      "--no-prompt",
+      `--v8-flags=${V8_FLAGS}`,
+      new URL("../main.ts", import.meta.url).pathname,
+    ];
   }
   return [exe];
 }

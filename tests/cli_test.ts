@@ -4,12 +4,14 @@
  * dropping privileges); CI runs as root.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { selfCommand } from "../cmd/netns.ts";
+import { selfCommand, V8_FLAGS } from "../cmd/netns.ts";
 import { boundPort, udpSocket } from "../driver/userspace/sockets_linux.ts";
 import { libc } from "../ffi/libc.ts";
 import { formatStats, newStats, STATS_FIELDS, statsToJson } from "../driver/datachannel/stats.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "ovpn-cli-test-" });
+// the key files, run directory and Deno cache of these tests go when the module's tests are done (any of them)
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 const runDir = `${dir}/run`;
 const f = (name: string, text: string) => {
   Deno.writeTextFileSync(`${dir}/${name}`, text);
@@ -339,6 +341,28 @@ Deno.test("cli: a port in use, a second start on the same interface, and no priv
   const demo = await run(["demo"], {}, true);
   assertEquals(demo.code, 4, demo.stderr);
   assertMatch(demo.stderr, "demo needs root");
+});
+
+Deno.test("cli: every way of running the tool carries the same V8 flags (launcher, compile tasks, tests)", async () => {
+  const root = new URL("../", import.meta.url).pathname;
+  const flag = `--v8-flags=${V8_FLAGS}`;
+  assert(selfCommand().includes(flag), selfCommand().join(" "));
+  assert((await Deno.readTextFile(`${root}ovpn-dco-cli`)).includes(` ${flag} `), "the launcher");
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks as Record<string, string>;
+  for (const t of ["compile:linux", "compile:windows"]) {
+    assert(tasks[t].includes(` ${flag} `), `${t}: ${tasks[t]}`);
+  }
+  // Deno refuses a V8 flag it does not know, so the launcher's run proves the flag is a real one
+  const out = await new Deno.Command(`${root}ovpn-dco-cli`, {
+    args: ["version"],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  assert(
+    new TextDecoder().decode(out.stdout).startsWith("ovpn-dco-cli "),
+    new TextDecoder().decode(out.stderr),
+  );
 });
 
 Deno.test("cli: help for the tool and every command, with an example; version", async () => {

@@ -70,12 +70,13 @@ Deno.test("kernel backend on a host without the ovpn module: --backend dco is on
     present = true;
   } catch { /* absent, as on these machines */ }
   assert(!present, "this host has the ovpn module loaded; this case needs a host without it");
+  const runDir = await Deno.makeTempDir({ prefix: "ovpn-host-" });
   const run = async (args: string[]) => {
     const out = await new Deno.Command(selfCommand()[0], {
       args: [...selfCommand().slice(1), ...args],
       stdout: "piped",
       stderr: "piped",
-      env: { OVPN_DCO_CLI_RUNDIR: await Deno.makeTempDir() },
+      env: { OVPN_DCO_CLI_RUNDIR: runDir },
     }).output();
     return {
       code: out.code,
@@ -83,6 +84,16 @@ Deno.test("kernel backend on a host without the ovpn module: --backend dco is on
       stderr: new TextDecoder().decode(out.stderr).trim(),
     };
   };
+  try {
+    await hostCase(run);
+  } finally {
+    await Deno.remove(runDir, { recursive: true });
+  }
+});
+
+async function hostCase(
+  run: (args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>,
+): Promise<void> {
   const r = await run(["start", "--backend", "dco", "--remote", "127.0.0.1:1", "--ifname", "ovpnhostx"]);
   assertEquals(r.code, 8, r.stderr);
   assertEquals(r.stderr.split("\n").length, 1, r.stderr);
@@ -103,4 +114,4 @@ Deno.test("kernel backend on a host without the ovpn module: --backend dco is on
   const v = await run(["version"]);
   assertEquals(v.code, 0, v.stderr);
   assert(/Linux's ovpn module is not available/.test(v.stdout), v.stdout);
-});
+}

@@ -90,6 +90,57 @@ export interface DataChannelOptions {
 /** The initial value of the cached views (one shared array: a server keeps a channel per peer per worker). */
 const EMPTY = new Uint8Array(0);
 
+/** The views of one packet's parts that the AEAD calls take: header (AAD), tag, and text by its length. */
+interface PartViews {
+  aad: Uint8Array;
+  tag: Uint8Array;
+  text: Uint8Array;
+  /** The packet length `text` and (epoch format) `tag` were made for; -1: none yet. */
+  len: number;
+}
+
+/**
+ * Packet-part views cached per buffer and offset, shared by every channel of the thread (views depend on the
+ * buffer, not the key). The engines seal into 64 rotating send slots and open datagrams at varying offsets of a
+ * receive batch: a cache of the last layout alone missed on nearly every packet and made three subarrays (about
+ * 310 bytes of garbage) per seal and per open. Bounded: past MAX_PART_VIEWS layouts it starts over; keyed
+ * weakly, so a buffer that is dropped (a TCP peer's) takes its views with it.
+ */
+class PartCache {
+  #byBuf = new WeakMap<Uint8Array, Map<number, PartViews>>();
+  #count = 0;
+  // the last lookup, checked first (a single buffer and offset, as the TCP paths use, never reaches the maps)
+  #lastBuf?: Uint8Array;
+  #lastOff = -1;
+  #last?: PartViews;
+
+  /** The views of the packet at `buf[off..]` (new ones have len -1: the caller fills them). */
+  at(buf: Uint8Array, off: number): PartViews {
+    if (buf === this.#lastBuf && off === this.#lastOff) return this.#last!;
+    let byOff = this.#byBuf.get(buf);
+    if (byOff === undefined) this.#byBuf.set(buf, byOff = new Map());
+    let v = byOff.get(off);
+    if (v === undefined) {
+      if (++this.#count > MAX_PART_VIEWS) {
+        this.#byBuf = new WeakMap();
+        this.#count = 1;
+        this.#byBuf.set(buf, byOff = new Map());
+      }
+      v = { aad: EMPTY, tag: EMPTY, text: EMPTY, len: -1 };
+      byOff.set(off, v);
+    }
+    this.#lastBuf = buf;
+    this.#lastOff = off;
+    this.#last = v;
+    return v;
+  }
+}
+
+/** Layouts a PartCache keeps (64 send slots; 64 receive slots × up to 64 datagrams of a UDP_GRO train). */
+const MAX_PART_VIEWS = 8192;
+const sealViews = new PartCache(), openViews = new PartCache();
+const sealEpochViews = new PartCache(), openEpochViews = new PartCache();
+
 /** One peer's data channel. */
 export class DataChannel {
   readonly stats: Stats;
@@ -98,34 +149,10 @@ export class DataChannel {
   peerId: number;
   #now?: () => number;
   #countDrop: (reason: DropReason) => void;
-  // Views of the last buffers used, so that the hot path creates no subarrays for repeated buffers.
-  #sBuf?: Uint8Array;
-  #sAad: Uint8Array = EMPTY;
-  #sTag: Uint8Array = EMPTY;
-  #sPt: Uint8Array = EMPTY;
-  #sLen = -1;
-  #oBuf?: Uint8Array;
-  #oOff = -1;
-  #oLen = -1;
-  #oAad: Uint8Array = EMPTY;
-  #oTag: Uint8Array = EMPTY;
-  #oCt: Uint8Array = EMPTY;
   #makeAead: (c: CipherInfo, key: Uint8Array) => Aead;
   #onPeerEpoch?: (generation: number, epoch: number) => void;
   #onEpochChange?: () => void;
   #generation = 0;
-  // epoch-format views
-  #eBuf?: Uint8Array;
-  #eAad: Uint8Array = EMPTY;
-  #eLen = -1;
-  #ePt: Uint8Array = EMPTY;
-  #eTag: Uint8Array = EMPTY;
-  #oeBuf?: Uint8Array;
-  #oeOff = -1;
-  #oeLen = -1;
-  #oeAad: Uint8Array = EMPTY;
-  #oeCt: Uint8Array = EMPTY;
-  #oeTag: Uint8Array = EMPTY;
   /** Where the last sealed wire packet ends. */
   sealEnd = 0;
   /** Where the last opened plaintext ends. */
@@ -213,17 +240,16 @@ export class DataChannel {
     nonce[1] = buf[5];
     nonce[2] = buf[6];
     nonce[3] = buf[7];
-    if (buf !== this.#sBuf) {
-      this.#sBuf = buf;
-      this.#sAad = buf.subarray(0, DATA_V2_HEADER_LEN);
-      this.#sTag = buf.subarray(DATA_V2_HEADER_LEN, AEAD_OVERHEAD);
-      this.#sLen = -1;
+    const v = sealViews.at(buf, 0);
+    if (v.len !== len) {
+      if (v.len < 0) {
+        v.aad = buf.subarray(0, DATA_V2_HEADER_LEN);
+        v.tag = buf.subarray(DATA_V2_HEADER_LEN, AEAD_OVERHEAD);
+      }
+      v.text = buf.subarray(HEADROOM, HEADROOM + len);
+      v.len = len;
     }
-    if (len !== this.#sLen) {
-      this.#sPt = buf.subarray(HEADROOM, HEADROOM + len);
-      this.#sLen = len;
-    }
-    aead.seal(nonce, this.#sAad, this.#sPt, this.#sPt, this.#sTag);
+    aead.seal(nonce, v.aad, v.text, v.text, v.tag);
     return 0;
   }
 
@@ -251,17 +277,14 @@ export class DataChannel {
     buf[start + 9] = (lo >>> 16) & 0xff;
     buf[start + 10] = (lo >>> 8) & 0xff;
     buf[start + 11] = lo & 0xff;
-    if (buf !== this.#eBuf) {
-      this.#eBuf = buf;
-      this.#eAad = buf.subarray(start, HEADROOM);
-      this.#eLen = -1;
+    const v = sealEpochViews.at(buf, start);
+    if (v.len !== len) {
+      if (v.len < 0) v.aad = buf.subarray(start, HEADROOM);
+      v.text = buf.subarray(HEADROOM, end);
+      v.tag = buf.subarray(end, end + 16);
+      v.len = len;
     }
-    if (len !== this.#eLen) {
-      this.#ePt = buf.subarray(HEADROOM, end);
-      this.#eTag = buf.subarray(end, end + 16);
-      this.#eLen = len;
-    }
-    k.aead.seal(k.nonceFor(buf, start + 4), this.#eAad, this.#ePt, this.#ePt, this.#eTag);
+    k.aead.seal(k.nonceFor(buf, start + 4), v.aad, v.text, v.text, v.tag);
     this.sealEnd = end + 16;
     return start;
   }
@@ -305,19 +328,17 @@ export class DataChannel {
       nonce[2] = buf[off + 6];
       nonce[3] = buf[off + 7];
       start = off + AEAD_OVERHEAD;
-      if (buf !== this.#oBuf || off !== this.#oOff) {
-        this.#oBuf = buf;
-        this.#oOff = off;
-        this.#oAad = buf.subarray(off, off + DATA_V2_HEADER_LEN);
-        this.#oTag = buf.subarray(off + DATA_V2_HEADER_LEN, start);
-        this.#oLen = -1;
+      const pv = openViews.at(buf, off);
+      if (pv.len !== len) {
+        if (pv.len < 0) {
+          pv.aad = buf.subarray(off, off + DATA_V2_HEADER_LEN);
+          pv.tag = buf.subarray(off + DATA_V2_HEADER_LEN, start);
+        }
+        pv.text = buf.subarray(start, off + len);
+        pv.len = len;
       }
-      if (len !== this.#oLen) {
-        this.#oCt = buf.subarray(start, off + len);
-        this.#oLen = len;
-      }
-      const ct = this.#oCt;
-      if (!aead.open(nonce, this.#oAad, ct, this.#oTag, ct)) return this.#drop("bad-tag", false);
+      const ct = pv.text;
+      if (!aead.open(nonce, pv.aad, ct, pv.tag, ct)) return this.#drop("bad-tag", false);
       const v = slot.rx.check(pid);
       if (v !== "ok") return this.#drop(v === "zero" ? "zero-pktid" : v, false);
     }
@@ -338,19 +359,15 @@ export class DataChannel {
     if (!k) return this.#drop("unknown-epoch", false);
     if (k.failed > FAIL_LIMIT) return this.#drop("bad-tag", false);
     const start = off + EPOCH_HEADER_LEN, end = off + len - 16;
-    if (buf !== this.#oeBuf || off !== this.#oeOff) {
-      this.#oeBuf = buf;
-      this.#oeOff = off;
-      this.#oeAad = buf.subarray(off, start);
-      this.#oeLen = -1;
+    const v = openEpochViews.at(buf, off);
+    if (v.len !== len) {
+      if (v.len < 0) v.aad = buf.subarray(off, start);
+      v.text = buf.subarray(start, end);
+      v.tag = buf.subarray(end, off + len);
+      v.len = len;
     }
-    if (len !== this.#oeLen) {
-      this.#oeCt = buf.subarray(start, end);
-      this.#oeTag = buf.subarray(end, off + len);
-      this.#oeLen = len;
-    }
-    const ct = this.#oeCt;
-    if (!k.aead.open(k.nonceFor(buf, off + 4), this.#oeAad, ct, this.#oeTag, ct)) {
+    const ct = v.text;
+    if (!k.aead.open(k.nonceFor(buf, off + 4), v.aad, ct, v.tag, ct)) {
       k.failed++;
       return this.#drop("bad-tag", false);
     }

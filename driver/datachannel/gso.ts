@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { SpanCache } from "./views.ts";
 
 /** sizeof(struct virtio_net_hdr). */
 export const VNET_HDR_LEN = 10;
@@ -39,15 +40,15 @@ export interface VnetHdr {
 /** A malformed offload packet (counted and dropped by the caller). */
 export class GsoError extends Error {}
 
-export function parseVnetHdr(b: Uint8Array, off = 0): VnetHdr {
-  return {
-    flags: b[off],
-    gsoType: b[off + 1],
-    hdrLen: b[off + 2] | (b[off + 3] << 8),
-    gsoSize: b[off + 4] | (b[off + 5] << 8),
-    csumStart: b[off + 6] | (b[off + 7] << 8),
-    csumOffset: b[off + 8] | (b[off + 9] << 8),
-  };
+export function parseVnetHdr(b: Uint8Array, off = 0, into?: VnetHdr): VnetHdr {
+  const h = into ?? { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
+  h.flags = b[off];
+  h.gsoType = b[off + 1];
+  h.hdrLen = b[off + 2] | (b[off + 3] << 8);
+  h.gsoSize = b[off + 4] | (b[off + 5] << 8);
+  h.csumStart = b[off + 6] | (b[off + 7] << 8);
+  h.csumOffset = b[off + 8] | (b[off + 9] << 8);
+  return h;
 }
 
 /** The plain byte-pair loop of {@linkcode sum16} (short ranges, and the ends of long ones). */
@@ -213,12 +214,13 @@ function eachSegment(
   l4: (o: Uint8Array, at: number, total: number, i: number, last: boolean) => void,
 ): number {
   const id0 = (b[p + 4] << 8) | b[p + 5];
+  const headers = b.subarray(p, p + hdrLen);
   let data = hdrLen, i = 0;
   do {
     const end = Math.min(data + gsoSize, len), total = hdrLen + end - data;
     const { buf: o, at } = out(i);
-    o.set(b.subarray(p, p + hdrLen), at);
-    o.set(b.subarray(p + data, p + end), at + hdrLen);
+    o.set(headers, at);
+    o.set(spans.view(b, p + data, p + end), at + hdrLen);
     setIpLength(o, at, v6, ipLen, total, (id0 + i) & 0xffff);
     l4(o, at, total, i, end === len);
     done(i, total);
@@ -227,6 +229,9 @@ function eachSegment(
   } while (data < len);
   return i;
 }
+
+/** The views the split and the coalescer copy from (one per thread: the buffers are the engine's). */
+const spans = new SpanCache();
 
 /** What the coalescer knows of a packet it may join: protocol (6 TCP, 17 UDP), IP version and header lengths. */
 interface JoinInfo {
@@ -315,6 +320,17 @@ export class Coalescer {
   }
 
   /** A TCP segment (or UDP datagram) that may be joined: its protocol and header lengths; else null. */
+  /** The one JoinInfo of this coalescer, filled per packet (push uses it before the next). */
+  #t: JoinInfo = { proto: 0, v6: false, ipLen: 0, hdrLen: 0 };
+  #joinInfo(proto: number, v6: boolean, ipLen: number, hdrLen: number): JoinInfo {
+    const t = this.#t;
+    t.proto = proto;
+    t.v6 = v6;
+    t.ipLen = ipLen;
+    t.hdrLen = hdrLen;
+    return t;
+  }
+
   #info(b: Uint8Array, off: number, len: number): JoinInfo | null {
     const ver = b[off] >> 4;
     let ipLen: number, proto: number;
@@ -338,7 +354,7 @@ export class Coalescer {
     if (fold(sum16(b, off + ipLen, off + len, pseudoSum(b, off, ver === 6, 6, len - ipLen))) !== 0xffff) {
       return null;
     }
-    return { proto: 6, v6: ver === 6, ipLen, hdrLen };
+    return this.#joinInfo(6, ver === 6, ipLen, hdrLen);
   }
 
   /** A UDP datagram with a payload, its UDP length right and its checksum present and valid. */
@@ -347,7 +363,7 @@ export class Coalescer {
     if (len <= ipLen + 8 || ((b[u + 4] << 8) | b[u + 5]) !== len - ipLen) return null;
     if ((b[u + 6] | b[u + 7]) === 0) return null; // IPv4 without a checksum: written as it came
     if (fold(sum16(b, u, off + len, pseudoSum(b, off, v6, 17, len - ipLen))) !== 0xffff) return null;
-    return { proto: 17, v6, ipLen, hdrLen: ipLen + 8 };
+    return this.#joinInfo(17, v6, ipLen, ipLen + 8);
   }
 
   #fits(b: Uint8Array, off: number, len: number, t: JoinInfo): boolean {
@@ -391,7 +407,7 @@ export class Coalescer {
   }
 
   #start(b: Uint8Array, off: number, len: number, t: JoinInfo) {
-    this.#buf.set(b.subarray(off, off + len), VNET_HDR_LEN);
+    this.#buf.set(spans.view(b, off, off + len), VNET_HDR_LEN);
     this.#len = len;
     this.#bytes = len;
     this.#count = 1;
@@ -411,7 +427,7 @@ export class Coalescer {
 
   #append(b: Uint8Array, off: number, len: number, t: JoinInfo) {
     const size = len - t.hdrLen;
-    this.#buf.set(b.subarray(off + t.hdrLen, off + len), VNET_HDR_LEN + this.#len);
+    this.#buf.set(spans.view(b, off + t.hdrLen, off + len), VNET_HDR_LEN + this.#len);
     this.#len += size;
     this.#bytes += len;
     this.#count++;
@@ -426,7 +442,7 @@ export class Coalescer {
 
   #writeAlone(b: Uint8Array, off: number, len: number) {
     this.#buf.fill(0, 0, VNET_HDR_LEN);
-    this.#buf.set(b.subarray(off, off + len), VNET_HDR_LEN);
+    this.#buf.set(spans.view(b, off, off + len), VNET_HDR_LEN);
     if (!this.write(this.#buf, VNET_HDR_LEN + len)) this.lost(1, len);
   }
 }

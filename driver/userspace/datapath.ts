@@ -51,6 +51,29 @@ export function countSend(stats: SharedStats, len: number, control: boolean): ()
   };
 }
 
+/**
+ * The counting of {@linkcode countSend} for data packets of one statistics object, without a closure per packet:
+ * `sent(len)` before a packet leaves, `lost(len)` (a LossSink for the UDP batch) when its send failed.
+ */
+export class SendCount {
+  constructor(readonly stats: SharedStats) {}
+
+  sent(len: number): void {
+    const s = this.stats;
+    s.SentDataPackets++;
+    s.TransportBytesSent += len;
+    s.lastTx = stamp();
+  }
+
+  lost(len: number): void {
+    const s = this.stats;
+    s.SentDataPackets--;
+    s.LostOutDataPackets++;
+    s.TransportBytesSent -= len;
+    s.countDrop("send-error");
+  }
+}
+
 /** Server mode: the route table and the sending peer, whose addresses a decrypted packet must come from. */
 export interface SourceCheck {
   routes: RouteTable;

@@ -7,7 +7,7 @@ import type { ProviderName } from "../../crypto/providers.ts";
 import type { KeyMaterial, KeySlotId } from "../datachannel/keyslot.ts";
 import type { DataChannel } from "../datachannel/channel.ts";
 import type { TcpDeframer } from "../datachannel/framing.ts";
-import type { SourceCheck } from "./datapath.ts";
+import type { SendCount, SourceCheck } from "./datapath.ts";
 import type { SharedStats } from "./shared_stats.ts";
 import type { WinEngineInit } from "./engine_win.ts";
 
@@ -116,4 +116,6 @@ export interface EnginePeer {
   deframer?: TcpDeframer;
   /** Server mode: the check that a decrypted packet's source is this peer's (its routes, its id). */
   source: SourceCheck;
+  /** The UDP batch's counting on this peer's statistics (made on its first packet). */
+  sendCount?: SendCount;
 }

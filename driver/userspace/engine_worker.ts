@@ -15,6 +15,7 @@
  * wait come from engine_win.ts (WinTUN, Winsock, WaitForMultipleObjects on [data event, wake event]).
  * @module
  */
+import { SpanCache } from "../datachannel/views.ts";
 import {
   EAGAIN,
   EINTR,
@@ -34,6 +35,7 @@ import {
   peerAddressesChanged,
   receive,
   sealForRoute,
+  SendCount,
   serverReceive,
   tcpReceive,
   tick,
@@ -280,6 +282,13 @@ function windowsEngine(): { pump: () => number; idle: () => void } {
   return { pump: w.pump, idle: () => w.idle(IDLE_POLL_MS, init.role === "rx" || started) };
 }
 
+/** Views of the receive batches' source addresses (per slot: no garbage per datagram). */
+const spans = new SpanCache(1024);
+
+/** Lengths as the bigints the hot FFI calls take (a plain number falls to a slow path), made once per length. */
+const bigLens = new Array<bigint | undefined>(65536 + 64);
+const big = (n: number): bigint => (n < bigLens.length ? bigLens[n] ??= BigInt(n) : BigInt(n));
+
 /** The Linux pumps (below) and their wait in poll(2) on [data fd, wake-up pipe]. */
 function linuxEngine(): { pump: () => number; idle: () => void } {
   const L = libc().symbols;
@@ -374,7 +383,7 @@ function makeTx(): () => number {
       return sendAllTcp(viewAt(start), len + 2);
     }
     for (;;) {
-      const n = Number(L.sendto(sock, viewAt(start + 2), BigInt(len), 0, peer, peerLen));
+      const n = Number(L.sendto(sock, viewAt(start + 2), big(len), 0, peer, peerLen));
       if (n >= 0) return true;
       if (errno() !== EINTR) return false;
     }
@@ -441,7 +450,7 @@ function makeTx(): () => number {
     used += 2 + len;
   };
   const readOffload = init.vnetHdr
-    ? makeOffloadReader(sealAndSend, () => ({ buf: chBuf, at: HEADROOM }), (p) => readInto.set(p))
+    ? makeOffloadReader(sealAndSend, constOut(chBuf), (p) => readInto.set(p))
     : null;
   return () => {
     const moved = readBatch(
@@ -493,7 +502,7 @@ function makeUdpBatchReader(
   seal: (
     b: Uint8Array,
     n: number,
-  ) => { start: number; len: number; to: Uint8Array; stats: SharedStats } | null,
+  ) => { start: number; len: number; to: Uint8Array; count: SendCount } | null,
 ): () => number {
   const L = libc().symbols;
   const reads = tx.bufs.map((b) => b.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN));
@@ -502,9 +511,14 @@ function makeUdpBatchReader(
   const queue = (n: number) => {
     const s = seal(tx.bufs[tx.filled], n);
     if (s === null) return; // counted by the channel, or as no route
-    if (tx.add(s.start, s.len, s.to, countSend(s.stats, s.len, false))) tx.flush();
+    s.count.sent(s.len);
+    if (tx.add(s.start, s.len, s.to, s.count)) tx.flush();
   };
-  const slotOut = () => ({ buf: tx.bufs[tx.filled], at: HEADROOM });
+  const slot = { buf: tx.bufs[0], at: HEADROOM }; // one object, pointed at the current slot (no garbage)
+  const slotOut = () => {
+    slot.buf = tx.bufs[tx.filled];
+    return slot;
+  };
   const readOffload = init.vnetHdr ? makeOffloadReader(queue, slotOut, (p) => reads[tx.filled].set(p)) : null;
   const readPlain = () => Number(L.read(init.tunFd, reads[tx.filled], readMax));
   return () => {
@@ -518,7 +532,7 @@ function makeUdpBatchReader(
 /** p2p UDP tun → transport: every packet sealed with the one channel, to the one peer. */
 function makeUdpBatchTx(): () => number {
   const to = init.peerSockaddr;
-  const sealed = { start: 0, len: 0, to, stats };
+  const sealed = { start: 0, len: 0, to, count: new SendCount(stats) };
   return makeUdpBatchReader(newUdpTx(), (b, n) => {
     if (mss > 0) clampMss(b, HEADROOM, n, mss);
     const start = ch.seal(b, n);
@@ -527,6 +541,12 @@ function makeUdpBatchTx(): () => number {
     sealed.len = ch.sealEnd - start;
     return sealed;
   });
+}
+
+/** The `out` of {@linkcode makeOffloadReader} for one fixed buffer: the same object every time. */
+function constOut(buf: Uint8Array): () => { buf: Uint8Array; at: number } {
+  const o = { buf, at: HEADROOM };
+  return () => o;
 }
 
 /**
@@ -542,17 +562,20 @@ function makeOffloadReader(
   const L = libc().symbols;
   const sup = new Uint8Array(VNET_HDR_LEN + 65536);
   const max = BigInt(sup.length);
+  const hdr = parseVnetHdr(sup); // parsed into this one object per read (no garbage per packet)
+  // a plain packet's view of `sup` by its read length, made once per length (the copy into the send slot)
+  const plainViews = new Array<Uint8Array | undefined>(VNET_HDR_LEN + MAX_PLAINTEXT_LEN + 1);
   return () => {
     const r = Number(L.read(init.tunFd, sup, max));
     if (r <= 0) return r;
     const n = r - VNET_HDR_LEN;
     try {
       if (n <= 0) throw new GsoError("no packet after the virtio_net_hdr");
-      const h = parseVnetHdr(sup);
+      const h = parseVnetHdr(sup, 0, hdr);
       if (h.gsoType === GSO_NONE) {
         if (n > MAX_PLAINTEXT_LEN) throw new GsoError(`a ${n}-byte packet without GSO`);
         if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) completeChecksum(sup, VNET_HDR_LEN, n, h);
-        copy(sup.subarray(VNET_HDR_LEN, r));
+        copy(plainViews[r] ??= sup.subarray(VNET_HDR_LEN, r));
         queue(n);
       } else {
         stats.countSplit(splitSuperPacket(sup, VNET_HDR_LEN, n, h, out, (_i, size) => queue(size)));
@@ -591,7 +614,7 @@ function makeRx(): () => number {
 
   if (tcp) {
     const d = deframer!;
-    const recv = (w: Uint8Array) => Number(L.recv(sock, w, BigInt(w.length), MSG_DONTWAIT));
+    const recv = (w: Uint8Array) => Number(L.recv(sock, w, big(w.length), MSG_DONTWAIT));
     return () => {
       const r = tcpReceive(d, recv, tcpFailure, deliver);
       flushGro();
@@ -680,7 +703,7 @@ function makeTunSink(
   const scratch = vh ? new Uint8Array(VNET_HDR_LEN + MAX_WIRE_LEN) : new Uint8Array(0);
   const gro = init.gro
     ? new Coalescer(
-      (w, n) => Number(L.write(init.tunFd, w, BigInt(n))) === n,
+      (w, n) => Number(L.write(init.tunFd, w, big(n))) === n,
       (packets, bytes) => {
         st.LostInDataPackets += packets;
         // p2p: the bytes were counted on these very statistics; a server counted them on each packet's peer,
@@ -702,14 +725,14 @@ function makeTunSink(
         gro.push(b, off, len); // written at the end of this batch, or before a packet it cannot join
         return true;
       }
-      if (!vh) return Number(L.write(init.tunFd, viewAt(b, off), BigInt(len))) === len;
+      if (!vh) return Number(L.write(init.tunFd, viewAt(b, off), big(len))) === len;
       if (off >= vh) {
         b.fill(0, off - vh, off);
-        return Number(L.write(init.tunFd, viewAt(b, off - vh), BigInt(len + vh))) === len + vh;
+        return Number(L.write(init.tunFd, viewAt(b, off - vh), big(len + vh))) === len + vh;
       }
       scratch.fill(0, 0, vh);
       scratch.set(b.subarray(off, off + len), vh);
-      return Number(L.write(init.tunFd, scratch, BigInt(len + vh))) === len + vh;
+      return Number(L.write(init.tunFd, scratch, big(len + vh))) === len + vh;
     },
   };
 }
@@ -741,7 +764,7 @@ function makeServerTx(): () => number {
       return;
     }
     for (;;) {
-      if (Number(L.sendto(sock, viewAt(start), BigInt(len), 0, p.sa, p.sa.length)) >= 0) return;
+      if (Number(L.sendto(sock, viewAt(start), big(len), 0, p.sa, p.sa.length)) >= 0) return;
       if (errno() !== EINTR) return lost();
     }
   };
@@ -771,24 +794,22 @@ function makeServerTx(): () => number {
     if (p) sendTo(p, at.start, p.ch.sealEnd, false);
   };
   if (!tcp) {
-    const sealed: { start: number; len: number; to: Uint8Array; stats: SharedStats } = {
+    const sealed: { start: number; len: number; to: Uint8Array; count: SendCount } = {
       start: 0,
       len: 0,
       to: new Uint8Array(0),
-      stats,
+      count: new SendCount(stats),
     };
     return makeUdpBatchReader(newUdpTx(), (b, n) => {
       const p = sealForRoute(peers, routes, stats, b, n, sealed);
       if (!p) return null;
       sealed.len = p.ch.sealEnd - sealed.start;
       sealed.to = p.sa;
-      sealed.stats = p.stats;
+      sealed.count = p.sendCount ??= new SendCount(p.stats);
       return sealed;
     });
   }
-  const readOffload = init.vnetHdr
-    ? makeOffloadReader(route, () => ({ buf, at: HEADROOM }), (p) => readInto.set(p))
-    : null;
+  const readOffload = init.vnetHdr ? makeOffloadReader(route, constOut(buf), (p) => readInto.set(p)) : null;
   return () =>
     queue!.drain() +
     readBatch(
@@ -837,7 +858,7 @@ function makeServerRx(): () => number {
     let datagrams = 0;
     for (let i = 0; i < got; i++) {
       const len = mb.received(i), off = i * size, end = off + len;
-      const src = names.subarray(i * NAME_LEN, i * NAME_LEN + mb.nameLen(i));
+      const src = spans.view(names, i * NAME_LEN, i * NAME_LEN + mb.nameLen(i));
       const seg = trainOf(mb, i, len);
       let o = off;
       do {
@@ -861,7 +882,7 @@ function makeServerTcpRx(): () => number {
     peers,
     stats,
     {
-      recv: (fd, w) => Number(L.recv(fd, w, BigInt(w.length), MSG_DONTWAIT)),
+      recv: (fd, w) => Number(L.recv(fd, w, big(w.length), MSG_DONTWAIT)),
       failure: tcpFailure,
     },
     sinks,

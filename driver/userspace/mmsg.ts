@@ -155,6 +155,11 @@ export interface SendLib {
   sendmmsg(fd: number, hdrs: Uint8Array, n: number, flags: number): number;
 }
 
+/** Told of a queued datagram the kernel refused (with its length). */
+export interface LossSink {
+  lost(len: number): void;
+}
+
 /**
  * Sealed datagrams in slots, sent with one sendmmsg per batch; with `gso`, runs of datagrams of one size to
  * one address (the last of a run may be shorter) go as one message with UDP_SEGMENT. Where the kernel refuses
@@ -177,7 +182,7 @@ export class UdpBatchTx {
   #gsoLimit = Infinity;
   readonly #len: Int32Array;
   readonly #to: (Uint8Array | null)[];
-  readonly #lost: ((() => void) | null)[];
+  readonly #lost: (LossSink | null)[];
   readonly #gh: Uint8Array;
   readonly #gv: DataView;
   readonly #ghViews: Uint8Array[];
@@ -223,9 +228,10 @@ export class UdpBatchTx {
 
   /**
    * Queue the datagram at `bufs[filled][start .. start + len]` for `to` (a sockaddr; runs are joined only
-   * for the same array). `lost` is called if the kernel refuses it. Returns true when the batch is full.
+   * for the same array). `lost.lost(len)` is called if the kernel refuses it (an object, so that the caller
+   * makes no closure per packet). Returns true when the batch is full.
    */
-  add(start: number, len: number, to: Uint8Array, lost: () => void): boolean {
+  add(start: number, len: number, to: Uint8Array, lost: LossSink): boolean {
     const i = this.filled;
     if (this.#to[i] !== to) {
       this.mb.setName(i, to);
@@ -266,7 +272,7 @@ export class UdpBatchTx {
           this.#onGsoOff?.("the kernel refused UDP segmentation offload (no checksum offload on the route)");
         } else this.#gsoLimit = Math.min(this.#gsoLimit, this.#len[s]);
         this.#plain(s, s + k);
-      } else for (let j = s; j < s + k; j++) this.#lost[j]!();
+      } else for (let j = s; j < s + k; j++) this.#lost[j]!.lost(this.#len[j]);
       g++;
     }
   }
@@ -281,7 +287,7 @@ export class UdpBatchTx {
         continue;
       }
       if (r < 0 && this.#errno() === EINTR) continue;
-      this.#lost[i]!(); // the kernel refused this one: the rest go on
+      this.#lost[i]!.lost(this.#len[i]); // the kernel refused this one: the rest go on
       i++;
     }
   }

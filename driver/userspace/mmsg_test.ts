@@ -44,7 +44,7 @@ Deno.test("mmsg: runs of equal datagrams leave as UDP_SEGMENT sends and arrive a
     let lost = 0;
     plan.forEach(([to, len], k) => {
       b.bufs[b.filled].set(datagram(k, len), 16);
-      b.add(16, len, to, () => lost++);
+      b.add(16, len, to, { lost: () => lost++ });
     });
     assertEquals(b.filled, 64);
     b.flush();
@@ -109,7 +109,7 @@ function fakeLib(fail: (call: number, iovlen: number) => number) {
 }
 
 function fill(b: UdpBatchTx, sizes: number[], to: Uint8Array, lost: number[]) {
-  sizes.forEach((len, k) => b.add(0, len, to, () => lost.push(k)));
+  sizes.forEach((len, k) => b.add(0, len, to, { lost: () => lost.push(k) }));
 }
 
 Deno.test("mmsg: EIO (no checksum offload) turns UDP_SEGMENT off for good and the run is sent one by one", () => {

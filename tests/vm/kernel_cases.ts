@@ -72,7 +72,13 @@ async function runCase(name: string, fn: () => Promise<void>) {
   await Deno.writeTextFile(resultsFile, JSON.stringify(results, null, 1));
 }
 
-const STATS = ["--stats-interval", "1", "--json"];
+/**
+ * Every instance's statistics as JSON each second, and a TCP connect/accept timeout as long as the cases wait
+ * (UP): under emulation on a busy host the second instance's start-up alone took more than the default 30 s,
+ * so the listener gave up before its peer connected and the peer then found the port closed (seen twice:
+ * "no TCP connection from … within 30 s" at one end, "connection refused" at the other).
+ */
+const STATS = ["--stats-interval", "1", "--json", "--connect-timeout", "120"];
 /**
  * Liveness budget for anything to happen in the guest: QEMU without KVM runs 5-20 times slower than the host,
  * and slower still when the host is busy; these waits are about liveness, never speed.
@@ -177,7 +183,7 @@ await runCase(
         ...["start", "--backend", "tun", "--proto", "tcp", "--listen", "--ifname", "ovpn-b"],
         ...["--local", `${lab.outer4.b}:1194`, "--remote", `${lab.outer4.a}:0`],
         ...["--ifaddr", `${lab.inner4.b}/24`, "--key", key, "--key-direction", "1", "--keepalive", "5,60"],
-        ...["--stats-interval", "0", "--hello"],
+        ...["--stats-interval", "0", "--hello", "--connect-timeout", "120"],
       ]);
       await lab.waitFor(() => b.output().includes("waiting for a TCP connection"), UP, "the TCP listener");
       const a = lab.startTool("a", [

@@ -19,8 +19,9 @@ import { CliError, EXIT } from "./errors.ts";
  * launcher and {@linkcode selfCommand} pass them; a test keeps the three the same). The young generation of each
  * isolate (the main thread and the two engine workers) is capped at a 2 MB semi-space: V8 otherwise grows it
  * under a burst of control requests and keeps it, which was half of a server's memory per peer (1 000 peers
- * added: 62 KB/peer, with the cap 36). A smaller cap (1 MB: 30 KB/peer) doubled the time the workers spend in
- * scavenges, since the data path still allocates a few hundred bytes per packet (ARCHITECTURE.md, "Memory").
+ * added: 62 KB/peer, with the cap 36; 1 MB gave 30). The cap was chosen while the data path still made a few
+ * hundred bytes of garbage per packet, which 1 MB turned into twice the time in scavenges; it makes next to none
+ * now (ARCHITECTURE.md, "Memory", "No garbage per packet").
  */
 export const V8_FLAGS = "--max-semi-space-size=2";
 

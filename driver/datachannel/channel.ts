@@ -44,6 +44,7 @@ import {
   writeDataV2Header,
 } from "./packet.ts";
 import { newStats, type Stats } from "./stats.ts";
+import { OffsetCache } from "./views.ts";
 
 /** `open` result: the packet was dropped (and counted in LostInDataPackets). */
 export const RX_DROP = -1;
@@ -103,43 +104,15 @@ interface PartViews {
  * Packet-part views cached per buffer and offset, shared by every channel of the thread (views depend on the
  * buffer, not the key). The engines seal into 64 rotating send slots and open datagrams at varying offsets of a
  * receive batch: a cache of the last layout alone missed on nearly every packet and made three subarrays (about
- * 310 bytes of garbage) per seal and per open. Bounded: past MAX_PART_VIEWS layouts it starts over; keyed
- * weakly, so a buffer that is dropped (a TCP peer's) takes its views with it.
+ * 310 bytes of garbage) per seal and per open.
  */
-class PartCache {
-  #byBuf = new WeakMap<Uint8Array, Map<number, PartViews>>();
-  #count = 0;
-  // the last lookup, checked first (a single buffer and offset, as the TCP paths use, never reaches the maps)
-  #lastBuf?: Uint8Array;
-  #lastOff = -1;
-  #last?: PartViews;
+const partCache = () =>
+  new OffsetCache<PartViews>(MAX_PART_VIEWS, () => ({ aad: EMPTY, tag: EMPTY, text: EMPTY, len: -1 }));
 
-  /** The views of the packet at `buf[off..]` (new ones have len -1: the caller fills them). */
-  at(buf: Uint8Array, off: number): PartViews {
-    if (buf === this.#lastBuf && off === this.#lastOff) return this.#last!;
-    let byOff = this.#byBuf.get(buf);
-    if (byOff === undefined) this.#byBuf.set(buf, byOff = new Map());
-    let v = byOff.get(off);
-    if (v === undefined) {
-      if (++this.#count > MAX_PART_VIEWS) {
-        this.#byBuf = new WeakMap();
-        this.#count = 1;
-        this.#byBuf.set(buf, byOff = new Map());
-      }
-      v = { aad: EMPTY, tag: EMPTY, text: EMPTY, len: -1 };
-      byOff.set(off, v);
-    }
-    this.#lastBuf = buf;
-    this.#lastOff = off;
-    this.#last = v;
-    return v;
-  }
-}
-
-/** Layouts a PartCache keeps (64 send slots; 64 receive slots × up to 64 datagrams of a UDP_GRO train). */
+/** Layouts a cache keeps (64 send slots; 64 receive slots × up to 64 datagrams of a UDP_GRO train). */
 const MAX_PART_VIEWS = 8192;
-const sealViews = new PartCache(), openViews = new PartCache();
-const sealEpochViews = new PartCache(), openEpochViews = new PartCache();
+const sealViews = partCache(), openViews = partCache();
+const sealEpochViews = partCache(), openEpochViews = partCache();
 
 /** One peer's data channel. */
 export class DataChannel {

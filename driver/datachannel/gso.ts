@@ -319,7 +319,6 @@ export class Coalescer {
     if (!this.write(buf, VNET_HDR_LEN + len)) this.lost(n, bytes);
   }
 
-  /** A TCP segment (or UDP datagram) that may be joined: its protocol and header lengths; else null. */
   /** The one JoinInfo of this coalescer, filled per packet (push uses it before the next). */
   #t: JoinInfo = { proto: 0, v6: false, ipLen: 0, hdrLen: 0 };
   #joinInfo(proto: number, v6: boolean, ipLen: number, hdrLen: number): JoinInfo {
@@ -331,6 +330,7 @@ export class Coalescer {
     return t;
   }
 
+  /** A TCP segment (or UDP datagram) that may be joined: its protocol and header lengths; else null. */
   #info(b: Uint8Array, off: number, len: number): JoinInfo | null {
     const ver = b[off] >> 4;
     let ipLen: number, proto: number;

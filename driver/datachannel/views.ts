@@ -15,36 +15,62 @@
  * @module
  */
 
+/**
+ * One `T` per buffer and offset, made by `make` on first use: the shared mechanism of the view caches here and
+ * of the channel's AEAD views. Bounded (past `max` entries it starts over), weakly keyed by buffer, and the last
+ * lookup is checked first (a path that keeps to one buffer and offset never reaches the maps).
+ */
+export class OffsetCache<T> {
+  #byBuf = new WeakMap<Uint8Array, Map<number, T>>();
+  #count = 0;
+  #lastBuf?: Uint8Array;
+  #lastOff = -1;
+  #last?: T;
+
+  constructor(readonly max: number, readonly make: () => T) {}
+
+  at(buf: Uint8Array, off: number): T {
+    if (buf === this.#lastBuf && off === this.#lastOff) return this.#last!;
+    let byOff = this.#byBuf.get(buf);
+    if (byOff === undefined) this.#byBuf.set(buf, byOff = new Map());
+    let v = byOff.get(off);
+    if (v === undefined) {
+      if (++this.#count > this.max) {
+        this.#byBuf = new WeakMap();
+        this.#count = 1;
+        this.#byBuf.set(buf, byOff = new Map());
+      }
+      v = this.make();
+      byOff.set(off, v);
+    }
+    this.#lastBuf = buf;
+    this.#lastOff = off;
+    this.#last = v;
+    return v;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
 interface Span {
   end: number;
   view: Uint8Array;
 }
 
 export class SpanCache {
-  #byBuf = new WeakMap<Uint8Array, Map<number, Span>>();
-  #count = 0;
+  readonly #spans: OffsetCache<Span>;
 
-  constructor(readonly max = 8192) {}
+  constructor(max = 8192) {
+    this.#spans = new OffsetCache(max, () => ({ end: -1, view: EMPTY }));
+  }
 
   /** `buf.subarray(start, end)`, made once per buffer, start and end (the last end per start is kept). */
   view(buf: Uint8Array, start: number, end: number): Uint8Array {
-    let byStart = this.#byBuf.get(buf);
-    if (byStart === undefined) this.#byBuf.set(buf, byStart = new Map());
-    const s = byStart.get(start);
-    if (s !== undefined) {
-      if (s.end !== end) {
-        s.end = end;
-        s.view = buf.subarray(start, end);
-      }
-      return s.view;
+    const s = this.#spans.at(buf, start);
+    if (s.end !== end) {
+      s.end = end;
+      s.view = buf.subarray(start, end);
     }
-    if (++this.#count > this.max) {
-      this.#byBuf = new WeakMap();
-      this.#count = 1;
-      this.#byBuf.set(buf, byStart = new Map());
-    }
-    const view = buf.subarray(start, end);
-    byStart.set(start, { end, view });
-    return view;
+    return s.view;
   }
 }

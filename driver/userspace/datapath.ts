@@ -34,21 +34,27 @@ const stamp = () => now || Date.now();
  * return the function that turns it into a lost one when the send fails.
  */
 export function countSend(stats: SharedStats, len: number, control: boolean): () => void {
+  countSent(stats, len, control);
+  return () => countLost(stats, len, control);
+}
+
+function countSent(stats: SharedStats, len: number, control: boolean): void {
   if (control) stats.SentControlPackets++;
   else stats.SentDataPackets++;
   stats.TransportBytesSent += len;
   stats.lastTx = stamp();
-  return () => {
-    if (control) {
-      stats.SentControlPackets--;
-      stats.LostOutControlPackets++;
-    } else {
-      stats.SentDataPackets--;
-      stats.LostOutDataPackets++;
-    }
-    stats.TransportBytesSent -= len;
-    stats.countDrop("send-error");
-  };
+}
+
+function countLost(stats: SharedStats, len: number, control: boolean): void {
+  if (control) {
+    stats.SentControlPackets--;
+    stats.LostOutControlPackets++;
+  } else {
+    stats.SentDataPackets--;
+    stats.LostOutDataPackets++;
+  }
+  stats.TransportBytesSent -= len;
+  stats.countDrop("send-error");
 }
 
 /**
@@ -59,18 +65,11 @@ export class SendCount {
   constructor(readonly stats: SharedStats) {}
 
   sent(len: number): void {
-    const s = this.stats;
-    s.SentDataPackets++;
-    s.TransportBytesSent += len;
-    s.lastTx = stamp();
+    countSent(this.stats, len, false);
   }
 
   lost(len: number): void {
-    const s = this.stats;
-    s.SentDataPackets--;
-    s.LostOutDataPackets++;
-    s.TransportBytesSent -= len;
-    s.countDrop("send-error");
+    countLost(this.stats, len, false);
   }
 }
 

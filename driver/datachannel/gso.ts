@@ -16,6 +16,7 @@
  * @module
  */
 import { SpanCache } from "./views.ts";
+import { sumLE } from "./csum.ts";
 
 /** sizeof(struct virtio_net_hdr). */
 export const VNET_HDR_LEN = 10;
@@ -60,35 +61,16 @@ function sumPairs(b: Uint8Array, from: number, to: number, initial: number): num
   return s;
 }
 
-/** Whole-buffer Uint32Array views, for summing 4 bytes per load. */
-const wordViews = new WeakMap<ArrayBufferLike, Uint32Array>();
-
 const swap16 = (x: number) => ((x & 0xff) << 8) | (x >> 8);
 
 /**
  * One's-complement sum (not folded, not inverted) of `b[from .. to]` as big-endian 16-bit words, added to
- * `initial`. Long ranges are summed 4 bytes per load (little-endian 32-bit words of the 4-aligned middle, whose
- * folded sum is the byte-swapped sum of its pairs, RFC 1071 §2(B)); a part that starts at an odd distance from
- * `from` has its pairs the other way round, which undoes the swap (§2(A)).
+ * `initial`. Long ranges are summed by {@linkcode sumLE} (WebAssembly SIMD, in place where `b` was made by
+ * `wasmBytes`) as little-endian words, whose folded sum is the byte-swapped sum of the pairs (RFC 1071 §2(B)).
  */
 export function sum16(b: Uint8Array, from: number, to: number, initial = 0): number {
   if (to - from < 64) return sumPairs(b, from, to, initial);
-  const abs = b.byteOffset + from;
-  const head = (4 - (abs & 3)) & 3;
-  const first = (abs + head) >>> 2, count = (to - from - head) >>> 2;
-  let w = wordViews.get(b.buffer);
-  if (!w) wordViews.set(b.buffer, w = new Uint32Array(b.buffer, 0, b.buffer.byteLength >>> 2));
-  let lo = 0, hi = 0;
-  for (let k = first, end = first + count; k < end; k++) {
-    const v = w[k];
-    lo += v & 0xffff;
-    hi += v >>> 16;
-  }
-  const mid = fold(lo + hi);
-  const odd = (head & 1) === 1;
-  const tailFrom = from + head + 4 * count;
-  const tail = fold(sumPairs(b, tailFrom, to, 0));
-  return sumPairs(b, from, from + head, initial) + (odd ? mid : swap16(mid)) + (odd ? swap16(tail) : tail);
+  return initial + swap16(sumLE(b, from, to));
 }
 
 /** Fold a sum to 16 bits. */

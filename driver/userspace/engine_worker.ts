@@ -16,6 +16,7 @@
  * @module
  */
 import { SpanCache } from "../datachannel/views.ts";
+import { wasmBytes } from "../datachannel/csum.ts";
 import {
   EAGAIN,
   EINTR,
@@ -369,7 +370,7 @@ function makeTx(): () => number {
   const peer = init.peerSockaddr;
   const peerLen = peer.length;
   // [2-byte TCP length][DATA_V2 header + tag = HEADROOM][plaintext]
-  const buf = new Uint8Array(2 + HEADROOM + MAX_PLAINTEXT_LEN + 64);
+  const buf = wasmBytes(2 + HEADROOM + MAX_PLAINTEXT_LEN + 64); // segments' checksums summed in place
   const chBuf = buf.subarray(2);
   const readInto = chBuf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
   const readMax = BigInt(readInto.length);
@@ -560,7 +561,7 @@ function makeOffloadReader(
   copy: (p: Uint8Array) => void,
 ): () => number {
   const L = libc().symbols;
-  const sup = new Uint8Array(VNET_HDR_LEN + 65536);
+  const sup = wasmBytes(VNET_HDR_LEN + 65536);
   const max = BigInt(sup.length);
   const hdr = parseVnetHdr(sup); // parsed into this one object per read (no garbage per packet)
   // a plain packet's view of `sup` by its read length, made once per length (the copy into the send slot)
@@ -742,7 +743,7 @@ function makeServerTx(): () => number {
   const L = libc().symbols;
   const sock = init.sockFd;
   // [2-byte TCP length][header (+ tag) = HEADROOM][plaintext][tag of the epoch format]
-  const outer = new Uint8Array(2 + HEADROOM + MAX_PLAINTEXT_LEN + 64);
+  const outer = wasmBytes(2 + HEADROOM + MAX_PLAINTEXT_LEN + 64);
   const buf = outer.subarray(2);
   const readInto = buf.subarray(HEADROOM, HEADROOM + MAX_PLAINTEXT_LEN);
   const readMax = BigInt(readInto.length);

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { wasmBytes } from "../datachannel/csum.ts";
 import { EINTR, EINVAL, EIO, EMSGSIZE, errno, SOL_UDP, UDP_GRO, UDP_SEGMENT } from "../../ffi/libc.ts";
 
 const MMSGHDR = 64;
@@ -57,7 +58,7 @@ export class MsgBatch {
 
   /** `gro`: each receive slot also takes a control message (the UDP_GRO segment size). */
   constructor(readonly n: number, readonly size: number, opts: { gro?: boolean } = {}) {
-    this.data = new Uint8Array(n * size);
+    this.data = wasmBytes(n * size); // the checksums of the segments in it are summed in place
     this.names = new Uint8Array(n * NAME_LEN);
     this.hdrs = new Uint8Array(n * MMSGHDR);
     this.#iovs = new Uint8Array(n * IOVEC);

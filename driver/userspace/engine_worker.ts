@@ -639,9 +639,11 @@ function makeRx(): () => number {
     for (let k = a; k < b; k++) if (names[o + k] !== peer[k]) return false;
     return true;
   };
+  let filled = BATCH; // the slots the last recvmmsg filled (all: unsure)
   return () => {
-    rx.prepareRecv();
+    rx.prepareRecv(filled);
     const got = L.recvmmsg(sock, rx.hdrs, BATCH, MSG_DONTWAIT, null);
+    filled = got < 0 ? BATCH : got;
     if (got < 0) {
       const e = errno();
       // EAGAIN: nothing waiting; anything else (e.g. ECONNREFUSED from an ICMP error) is not fatal for UDP
@@ -849,9 +851,11 @@ function makeServerRx(): () => number {
   const viewAt = viewCache(buf);
   const tunSink = makeTunSink(stats, (b, off) => b === buf ? viewAt(off) : b.subarray(off));
   const sinks = { control: (_p: Uint8Array) => {}, tun: tunSink.tun };
+  let filled = BATCH; // the slots the last recvmmsg filled (all: unsure)
   return () => {
-    mb.prepareRecv();
+    mb.prepareRecv(filled);
     const got = L.recvmmsg(sock, mb.hdrs, BATCH, MSG_DONTWAIT, null);
+    filled = got < 0 ? BATCH : got;
     if (got < 0) {
       const e = errno();
       return e === EAGAIN || e === EINTR ? 0 : 1; // anything else (an ICMP error) is not fatal for UDP

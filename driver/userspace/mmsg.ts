@@ -31,6 +31,7 @@ const IOVEC = 16;
 export const NAME_LEN = 28;
 /** Control bytes per slot: one cmsghdr with an int (UDP_GRO) or a u16 (UDP_SEGMENT), CMSG_SPACE = 24. */
 const CTL_LEN = 24;
+const CTL_LEN_BIG = BigInt(CTL_LEN);
 /** The kernel's limit of datagrams per UDP_SEGMENT send (UDP_MAX_SEGMENTS is 64 before Linux 6.9). */
 const GSO_MAX_SEGMENTS = 64;
 /** Payload bytes one UDP_SEGMENT send may carry (an IPv4 datagram's 65535 less the IP and UDP headers). */
@@ -55,6 +56,10 @@ export class MsgBatch {
   readonly ctl: Uint8Array;
   readonly #cv: DataView;
   readonly #gro: boolean;
+  readonly #namesBase: bigint;
+  readonly #iovsBase: bigint;
+  /** A send changed slots' iovecs (receives need them whole again). */
+  #iovsChanged = false;
 
   /** `gro`: each receive slot also takes a control message (the UDP_GRO segment size). */
   constructor(readonly n: number, readonly size: number, opts: { gro?: boolean } = {}) {
@@ -68,7 +73,8 @@ export class MsgBatch {
     this.#cv = new DataView(this.ctl.buffer);
     this.#gro = !!opts.gro;
     this.#dataBase = addr(this.data);
-    const names = addr(this.names), iovs = addr(this.#iovs), ctl = addr(this.ctl);
+    const names = this.#namesBase = addr(this.names), iovs = this.#iovsBase = addr(this.#iovs);
+    const ctl = addr(this.ctl);
     for (let i = 0; i < n; i++) {
       const h = i * MMSGHDR;
       this.#hv.setBigUint64(h, names + BigInt(i * NAME_LEN), true);
@@ -82,13 +88,23 @@ export class MsgBatch {
     this.#hdrViews = Array.from({ length: n }, (_, i) => this.hdrs.subarray(i * MMSGHDR));
   }
 
-  /** Before recvmmsg: every slot takes a whole datagram (or a GRO train of them) and any address. */
-  prepareRecv(): void {
-    for (let i = 0; i < this.n; i++) {
-      this.#hv.setUint32(i * MMSGHDR + 8, NAME_LEN, true);
-      if (this.#gro) this.#hv.setBigUint64(i * MMSGHDR + 40, BigInt(CTL_LEN), true);
-      this.#iv.setBigUint64(i * IOVEC, this.#dataBase + BigInt(i * this.size), true);
-      this.#iv.setBigUint64(i * IOVEC + 8, BigInt(this.size), true);
+  /**
+   * Before recvmmsg: every slot takes a whole datagram (or a GRO train of them) and any address. recvmmsg
+   * changes only the address and control lengths of the slots it filled (`filled`: what the last call
+   * returned; all of them when unsure), so only those are set again.
+   */
+  prepareRecv(filled = this.n): void {
+    const hv = this.#hv, n = Math.min(Math.max(filled, 0), this.n);
+    for (let i = 0; i < n; i++) {
+      hv.setUint32(i * MMSGHDR + 8, NAME_LEN, true);
+      if (this.#gro) hv.setBigUint64(i * MMSGHDR + 40, CTL_LEN_BIG, true);
+    }
+    if (this.#iovsChanged) {
+      this.#iovsChanged = false;
+      for (let i = 0; i < this.n; i++) {
+        this.#iv.setBigUint64(i * IOVEC, this.#dataBase + BigInt(i * this.size), true);
+        this.#iv.setBigUint64(i * IOVEC + 8, BigInt(this.size), true);
+      }
     }
   }
 
@@ -113,12 +129,12 @@ export class MsgBatch {
 
   /** Slot `i`'s iovec, for a message that gathers slots `i..`. */
   iovAddr(i: number): bigint {
-    return addr(this.#iovs) + BigInt(i * IOVEC);
+    return this.#iovsBase + BigInt(i * IOVEC);
   }
 
   /** Slot `i`'s address, as the kernel reads it. */
   nameAddr(i: number): bigint {
-    return addr(this.names) + BigInt(i * NAME_LEN);
+    return this.#namesBase + BigInt(i * NAME_LEN);
   }
 
   /** After recvmmsg: the length of slot `i`'s datagram. */
@@ -133,6 +149,7 @@ export class MsgBatch {
 
   /** Slot `i` sends `len` bytes from its offset `off`. */
   setSend(i: number, off: number, len: number): void {
+    this.#iovsChanged = true;
     this.#iv.setBigUint64(i * IOVEC, this.#dataBase + BigInt(i * this.size + off), true);
     this.#iv.setBigUint64(i * IOVEC + 8, BigInt(len), true);
   }

@@ -142,3 +142,39 @@ Deno.test("mmsg: EMSGSIZE stops joining runs of that size only; a refused datagr
   b.flush();
   assertEquals(lib.sent, [1, 1, 3], "1400-byte runs go one by one, smaller ones are still joined");
 });
+
+Deno.test("mmsg: one receive batch reused across calls, only the slots the last call filled set again", async () => {
+  const txA = udpSocket(lo(0), lo(0)), txB = udpSocket(lo(0), lo(0)), rx = udpSocket(lo(0), lo(0));
+  try {
+    assert(enableUdpGro(L().setsockopt, rx));
+    const to = endpointSockaddr(lo(boundPort(rx)));
+    const mb = new MsgBatch(8, 65536, { gro: true });
+    let filled = mb.n;
+    for (let round = 0; round < 4; round++) {
+      // a different number of datagrams from alternating senders each round: 5, 2, 8, 1
+      const count = [5, 2, 8, 1][round];
+      const sent: Uint8Array[] = [];
+      for (let k = 0; k < count; k++) {
+        const d = datagram(round * 10 + k, 100 + 37 * k + round);
+        assertEquals(Number(L().sendto(k % 2 ? txB : txA, d, BigInt(d.length), 0, to, to.length)), d.length);
+        sent.push(d);
+      }
+      await new Promise((r) => setTimeout(r, 30));
+      mb.prepareRecv(filled);
+      const got = L().recvmmsg(rx, mb.hdrs, mb.n, MSG_DONTWAIT, null);
+      filled = got < 0 ? mb.n : got;
+      assertEquals(got, count, `round ${round}`);
+      for (let i = 0; i < got; i++) {
+        assertEquals(
+          mb.data.slice(i * mb.size, i * mb.size + mb.received(i)),
+          sent[i],
+          `round ${round} slot ${i}`,
+        );
+        assertEquals(mb.nameLen(i), 16, "the source address length is whole again");
+        assertEquals(mb.groSize(i), 0, "one datagram per slot, its control message read afresh");
+      }
+    }
+  } finally {
+    for (const fd of [txA, txB, rx]) L().close(fd);
+  }
+});

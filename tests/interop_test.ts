@@ -75,7 +75,8 @@ for (const cipher of ["AES-256-GCM", "CHACHA20-POLY1305", "AES-128-GCM"]) {
         await verifiedTransfer(lab, `${net}.1`, 5 * 1024 * 1024, 5330);
         const st = JSON.parse((await lab.tool("a", ["stats", "--ifname", "ovpn-a", "--json"])).stdout);
         assertEquals(st.lostInDataPkts, 0, JSON.stringify(st.drops));
-        assert(st.rcvdDataPkts > 1000);
+        // the pings' replies and the transfer's ACKs: Linux acks every 2 to 8 segments of the ~4 100 (993 seen)
+        assert(st.rcvdDataPkts > 400, JSON.stringify(st));
         assert(
           !(await Deno.readTextFile(serverLog)).includes("Authenticate/Decrypt packet error"),
           "OpenVPN refused our packets",

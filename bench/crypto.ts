@@ -11,7 +11,7 @@
  */
 import { AEAD_CIPHERS, type CipherInfo } from "../crypto/aead.ts";
 import { availableProviders } from "../crypto/providers.ts";
-import { DataChannel, KeySlotId } from "../driver/datachannel/channel.ts";
+import { loopbackChannels } from "./loopback_channels.ts";
 import { HEADROOM, TAILROOM } from "../driver/datachannel/packet.ts";
 
 const SIZES = [64, 1400];
@@ -34,20 +34,7 @@ function measure(
   epoch = false,
 ): number {
   const provider = availableProviders().find((p) => p.name === providerName)!;
-  const make = (c: CipherInfo, k: Uint8Array) => provider.create(c, k);
-  const key = new Uint8Array(32).fill(9), tail = new Uint8Array(8).fill(1);
-  const m = {
-    cipher,
-    keyId: 0,
-    encryptKey: key,
-    decryptKey: key,
-    encryptNonceTail: tail,
-    decryptNonceTail: tail,
-    epoch,
-  };
-  const tx = new DataChannel({ makeAead: make }), rx = new DataChannel({ makeAead: make });
-  tx.newKey(KeySlotId.PRIMARY, m);
-  rx.newKey(KeySlotId.PRIMARY, m);
+  const { tx, rx } = loopbackChannels(provider, cipher, epoch);
   const buf = new Uint8Array(HEADROOM + size + TAILROOM).fill(0x45, HEADROOM);
   const start = tx.seal(buf, size), wireLen = tx.sealEnd - start; // the same for every packet
   // warm up

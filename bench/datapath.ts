@@ -16,7 +16,7 @@
  */
 import { cipherByName } from "../crypto/aead.ts";
 import { availableProviders } from "../crypto/providers.ts";
-import { DataChannel, KeySlotId } from "../driver/datachannel/channel.ts";
+import { loopbackChannels } from "./loopback_channels.ts";
 import { wasmBytes } from "../driver/datachannel/csum.ts";
 import {
   Coalescer,
@@ -36,18 +36,11 @@ const SLOT = HEADROOM + MAX_PLAINTEXT_LEN + 64;
 const BATCH = 64, GRO_SLOT = 65536;
 
 const cipher = cipherByName("AES-256-GCM")!;
-const provider = availableProviders().find((p) => p.name === "libcrypto");
-if (!provider) throw new Error("libcrypto is not available: nothing to measure");
-const key = new Uint8Array(32).fill(7), tail = new Uint8Array(8).fill(1);
-const material = {
-  cipher,
-  keyId: 0,
-  encryptKey: key,
-  decryptKey: key,
-  encryptNonceTail: tail,
-  decryptNonceTail: tail,
-};
+const libcrypto = availableProviders().find((p) => p.name === "libcrypto");
+if (!libcrypto) throw new Error("libcrypto is not available: nothing to measure");
+const provider = libcrypto;
 const makeAead = (c: typeof cipher, k: Uint8Array) => provider.create(c, k);
+const key = new Uint8Array(32).fill(7);
 
 /** The super-packet of one tun read: virtio_net_hdr + IPv4 + TCP (with timestamps) + SEGS × MSS bytes. */
 function superPacket(): { buf: Uint8Array; len: number } {
@@ -88,9 +81,7 @@ function timed(step: () => void, per: number): Stage {
 }
 
 function measureDataPath(): { send: Stage; receive: Stage } {
-  const tx = new DataChannel({ makeAead }), rx = new DataChannel({ makeAead });
-  tx.newKey(KeySlotId.PRIMARY, material);
-  rx.newKey(KeySlotId.PRIMARY, material);
+  const { tx, rx } = loopbackChannels(provider, cipher);
   const sup = superPacket();
   const h = parseVnetHdr(sup.buf);
   const slots = wasmBytes(BATCH * SLOT);

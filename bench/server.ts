@@ -15,9 +15,10 @@
  * Each packet is looked up by peer id (rx), by its inner source (rx: the source check) and by its destination
  * (tx: the route), so the rates with 1 000 peers against 1 peer show whether those lookups stay flat.
  * Environment: BENCH_SERVER_PEERS (default "1,10,100,1000"), BENCH_SERVER_SECONDS (5), BENCH_SERVER_SIZE (512).
- * Results also go to bench-results/server.json (BENCH_OUT overrides the directory).
+ * Results also go to bench-results/server.json and a chart, server.svg (BENCH_OUT overrides the directory).
  * @module
  */
+import { serverChart } from "./server_chart.ts";
 import { NetnsLab } from "../cmd/netns.ts";
 import { cpuSeconds, rssMb } from "../tests/lab.ts";
 
@@ -196,4 +197,11 @@ await Deno.writeTextFile(
   `${out}/server.json`,
   JSON.stringify({ size: SIZE, seconds: SECONDS, rows }, null, 2),
 );
-console.log(`results: ${out}/server.json`);
+await Deno.writeTextFile(
+  `${out}/server.svg`,
+  serverChart(
+    ok,
+    `bench:server — ${SIZE}-byte packets, ${SECONDS} s each way (${new Date().toISOString().slice(0, 10)})`,
+  ),
+);
+console.log(`results: ${out}/server.json, ${out}/server.svg`);

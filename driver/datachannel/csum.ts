@@ -168,7 +168,12 @@ const sums = new WeakMap<ArrayBufferLike, SumFn>();
 function instantiate(pages: number): { bytes: Uint8Array; sum: SumFn } | null {
   const m = sumModule();
   if (!m) return null;
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  } catch {
+    return null; // no address space for another memory: a plain buffer, summed through the scratch copy
+  }
   const sum = new WebAssembly.Instance(m, { e: { m: memory } }).exports.sum as SumFn;
   sums.set(memory.buffer, sum);
   return { bytes: new Uint8Array(memory.buffer), sum };

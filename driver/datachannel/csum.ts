@@ -196,9 +196,10 @@ export function summedInPlace(b: Uint8Array): boolean {
 
 /** Where a range of any other buffer is copied to be summed: 64 KB, the longest range there is. */
 let scratch: { bytes: Uint8Array; sum: SumFn } | null | undefined;
-let lastBuffer: ArrayBufferLike | undefined;
 /** The views copied into the scratch memory (no garbage per packet). */
 const spans = new SpanCache();
+/** The last in-place buffer summed, and its sum (a path that keeps to one buffer never reaches the WeakMap). */
+let lastBuffer: ArrayBufferLike | undefined;
 let lastSum: SumFn | undefined;
 
 /** The plain loop: little-endian 16-bit words (an odd last byte is a low byte). */

@@ -26,7 +26,7 @@ class OffsetTable<T> {
   #values: (T | undefined)[];
   #mask: number;
   #shift: number;
-  count = 0;
+  #count = 0;
 
   constructor(capacity = 64) {
     this.#keys = new Int32Array(capacity).fill(-1);
@@ -52,11 +52,11 @@ class OffsetTable<T> {
   }
 
   set(off: number, v: T): void {
-    if (2 * (this.count + 1) > this.#keys.length) this.#grow();
+    if (2 * (this.#count + 1) > this.#keys.length) this.#grow();
     const i = this.#slot(off);
     if (this.#keys[i] !== off) {
       this.#keys[i] = off;
-      this.count++;
+      this.#count++;
     }
     this.#values[i] = v;
   }
@@ -67,7 +67,7 @@ class OffsetTable<T> {
     this.#values = new Array<T | undefined>(2 * keys.length).fill(undefined);
     this.#mask = 2 * keys.length - 1;
     this.#shift--;
-    this.count = 0;
+    this.#count = 0;
     for (let i = 0; i < keys.length; i++) if (keys[i] !== -1) this.set(keys[i], values[i]!);
   }
 }

@@ -627,7 +627,7 @@ function makeRx(): () => number {
 
   // UDP: up to BATCH datagrams per recvmmsg, each checked against the peer's address, then delivered
   const rx = mb!;
-  const data = rx.data, names = rx.names, size = rx.size, work = workArea(rx);
+  const data = rx.data, names = rx.names;
   const fromPeerAt = (i: number): boolean => {
     const o = i * NAME_LEN;
     if (rx.nameLen(i) < (v6 ? 28 : 16)) return false;
@@ -640,36 +640,24 @@ function makeRx(): () => number {
     for (let k = a; k < b; k++) if (names[o + k] !== peer[k]) return false;
     return true;
   };
-  let filled = BATCH; // the slots the last recvmmsg filled (all: unsure)
+  const recv = (hdrs: Uint8Array, max: number) => L.recvmmsg(sock, hdrs, max, MSG_DONTWAIT, null);
+  let fromPeer = false;
+  const slot = (i: number) => void (fromPeer = fromPeerAt(i));
+  const each = (o: number, n: number) => {
+    if (!fromPeer) {
+      if (isDataV2(data, o, n)) stats.LostInDataPackets++;
+      else stats.LostInControlPackets++;
+      stats.countDrop("wrong-source");
+    } else if (n > 0) deliver(data, o, n);
+  };
   return () => {
-    rx.prepareRecv(filled);
-    const got = L.recvmmsg(sock, rx.hdrs, BATCH, MSG_DONTWAIT, null);
-    filled = got < 0 ? BATCH : got;
+    const got = rx.receive(recv, BATCH);
     if (got < 0) {
       const e = errno();
       // EAGAIN: nothing waiting; anything else (e.g. ECONNREFUSED from an ICMP error) is not fatal for UDP
       return e === EAGAIN || e === EINTR ? 0 : 1;
     }
-    let datagrams = 0;
-    for (let i = 0; i < got; i++) {
-      const len = rx.received(i), off = i * size;
-      const seg = trainOf(rx, i, len), end = off + len, fromPeer = fromPeerAt(i);
-      let o = off;
-      do {
-        const n = Math.min(seg, end - o);
-        datagrams++;
-        if (!fromPeer) {
-          if (isDataV2(data, o, n)) stats.LostInDataPackets++;
-          else stats.LostInControlPackets++;
-          stats.countDrop("wrong-source");
-        } else if (n > SMALL) deliver(data, o, n);
-        else if (n > 0) {
-          data.copyWithin(work, o, o + n);
-          deliver(data, work, n);
-        }
-        o += seg;
-      } while (o < end);
-    }
+    const datagrams = eachDatagram(rx, got, slot, each);
     flushGro();
     return datagrams;
   };
@@ -687,6 +675,37 @@ const SMALL = 256;
 /** The work area of a receive batch made with one slot more than recvmmsg is given: that last slot. */
 function workArea(mb: MsgBatch): number {
   return (mb.n - 1) * mb.size;
+}
+
+/**
+ * Every datagram in the `got` slots a receive filled, UDP_GRO trains cut at their segment size: `slot(i)` before
+ * slot `i`'s, then `each(off, n)` per datagram, at `mb.data[off .. off+n]` — one of up to SMALL bytes after it was
+ * moved to the batch's work area. Returns how many datagrams there were.
+ */
+function eachDatagram(
+  mb: MsgBatch,
+  got: number,
+  slot: (i: number) => void,
+  each: (off: number, n: number) => void,
+): number {
+  const data = mb.data, size = mb.size, work = workArea(mb);
+  let datagrams = 0;
+  for (let i = 0; i < got; i++) {
+    const len = mb.received(i), off = i * size, end = off + len, seg = trainOf(mb, i, len);
+    slot(i);
+    let o = off;
+    do {
+      const n = Math.min(seg, end - o);
+      datagrams++;
+      if (n > SMALL) each(o, n);
+      else {
+        data.copyWithin(work, o, o + n);
+        each(work, n);
+      }
+      o += seg;
+    } while (o < end);
+  }
+  return datagrams;
 }
 
 /** UDP_GRO on the transport socket; where the kernel refuses it, one log line and one datagram per slot. */
@@ -866,36 +885,23 @@ function makeServerRx(): () => number {
   // up to BATCH datagrams (or UDP_GRO trains) per recvmmsg; plaintext views of the slots cached per offset
   const gro = !!init.udpOffload && udpGro(sock);
   const mb = new MsgBatch(BATCH + 1, gro ? GRO_SLOT : MAX_WIRE_LEN + 512, { gro }); // + the work area
-  const buf = mb.data, names = mb.names, size = mb.size, work = workArea(mb);
+  const buf = mb.data, names = mb.names;
   const viewAt = viewCache(buf);
   const tunSink = makeTunSink(stats, (b, off) => b === buf ? viewAt(off) : b.subarray(off));
   const sinks = { control: (_p: Uint8Array) => {}, tun: tunSink.tun };
-  let filled = BATCH; // the slots the last recvmmsg filled (all: unsure)
+  const recv = (hdrs: Uint8Array, max: number) => L.recvmmsg(sock, hdrs, max, MSG_DONTWAIT, null);
+  let src = names;
+  const slot = (i: number) => void (src = spans.view(names, i * NAME_LEN, i * NAME_LEN + mb.nameLen(i)));
+  const each = (o: number, n: number) => {
+    if (n > 0) serverReceive(peers, stats, buf, o, n, src, sinks, post);
+  };
   return () => {
-    mb.prepareRecv(filled);
-    const got = L.recvmmsg(sock, mb.hdrs, BATCH, MSG_DONTWAIT, null);
-    filled = got < 0 ? BATCH : got;
+    const got = mb.receive(recv, BATCH);
     if (got < 0) {
       const e = errno();
       return e === EAGAIN || e === EINTR ? 0 : 1; // anything else (an ICMP error) is not fatal for UDP
     }
-    let datagrams = 0;
-    for (let i = 0; i < got; i++) {
-      const len = mb.received(i), off = i * size, end = off + len;
-      const src = spans.view(names, i * NAME_LEN, i * NAME_LEN + mb.nameLen(i));
-      const seg = trainOf(mb, i, len);
-      let o = off;
-      do {
-        const n = Math.min(seg, end - o);
-        datagrams++;
-        if (n > SMALL) serverReceive(peers, stats, buf, o, n, src, sinks, post);
-        else if (n > 0) {
-          buf.copyWithin(work, o, o + n);
-          serverReceive(peers, stats, buf, work, n, src, sinks, post);
-        }
-        o += seg;
-      } while (o < end);
-    }
+    const datagrams = eachDatagram(mb, got, slot, each);
     tunSink.flush();
     return datagrams;
   };

@@ -17,7 +17,7 @@
  * ```ts
  * import { MsgBatch } from "./mmsg.ts";
  * const rx = new MsgBatch(64, 2048);
- * // rx.prepareRecv(); const got = libc().symbols.recvmmsg(fd, rx.hdrs, 64, MSG_DONTWAIT, null);
+ * // const got = rx.receive((hdrs, n) => libc().symbols.recvmmsg(fd, hdrs, n, MSG_DONTWAIT, null));
  * ```
  * @module
  */
@@ -60,6 +60,8 @@ export class MsgBatch {
   readonly #iovsBase: bigint;
   /** A send changed slots' iovecs (receives need them whole again). */
   #iovsChanged = false;
+  /** The slots whose address and control lengths the last recvmmsg changed (all, before the first). */
+  #filled: number;
 
   /** `gro`: each receive slot also takes a control message (the UDP_GRO segment size). */
   constructor(readonly n: number, readonly size: number, opts: { gro?: boolean } = {}) {
@@ -72,6 +74,7 @@ export class MsgBatch {
     this.#iv = new DataView(this.#iovs.buffer);
     this.#cv = new DataView(this.ctl.buffer);
     this.#gro = !!opts.gro;
+    this.#filled = n;
     this.#dataBase = addr(this.data);
     const names = this.#namesBase = addr(this.names), iovs = this.#iovsBase = addr(this.#iovs);
     const ctl = addr(this.ctl);
@@ -89,13 +92,14 @@ export class MsgBatch {
   }
 
   /**
-   * Before recvmmsg: every slot takes a whole datagram (or a GRO train of them) and any address. recvmmsg
-   * changes only the address and control lengths of the slots it filled (`filled`: what the last call
-   * returned; all of them when unsure), so only those are set again.
+   * One recvmmsg(2) into the first `max` slots, made by `recvmmsg(hdrs, max)`; returns what it returned (< 0:
+   * errno tells why). Every slot takes a whole datagram (or a GRO train of them) and any address: recvmmsg
+   * changes only the address and control lengths of the slots it filled, so only those of the last call's are
+   * set again (all of them after a failed call, and every iovec after a send changed some).
    */
-  prepareRecv(filled = this.n): void {
-    const hv = this.#hv, n = Math.min(Math.max(filled, 0), this.n);
-    for (let i = 0; i < n; i++) {
+  receive(recvmmsg: (hdrs: Uint8Array, max: number) => number, max = this.n): number {
+    const hv = this.#hv, filled = this.#filled;
+    for (let i = 0; i < filled; i++) {
       hv.setUint32(i * MMSGHDR + 8, NAME_LEN, true);
       if (this.#gro) hv.setBigUint64(i * MMSGHDR + 40, CTL_LEN_BIG, true);
     }
@@ -106,6 +110,9 @@ export class MsgBatch {
         this.#iv.setBigUint64(i * IOVEC + 8, BigInt(this.size), true);
       }
     }
+    const got = recvmmsg(this.hdrs, max);
+    this.#filled = got < 0 ? this.n : Math.min(got, this.n);
+    return got;
   }
 
   /**

@@ -14,8 +14,7 @@ function datagram(k: number, len: number): Uint8Array {
 /** Everything waiting on `fd` (one recvmmsg of up to 64 slots, trains cut at their UDP_GRO size). */
 function drain(fd: number, gro: boolean): { dgrams: Uint8Array[]; trains: number } {
   const mb = new MsgBatch(64, 65536, { gro });
-  mb.prepareRecv();
-  const got = L().recvmmsg(fd, mb.hdrs, 64, MSG_DONTWAIT, null);
+  const got = mb.receive((hdrs, n) => L().recvmmsg(fd, hdrs, n, MSG_DONTWAIT, null));
   const dgrams: Uint8Array[] = [];
   let trains = 0;
   for (let i = 0; i < Math.max(got, 0); i++) {
@@ -149,7 +148,6 @@ Deno.test("mmsg: one receive batch reused across calls, only the slots the last 
     assert(enableUdpGro(L().setsockopt, rx));
     const to = endpointSockaddr(lo(boundPort(rx)));
     const mb = new MsgBatch(8, 65536, { gro: true });
-    let filled = mb.n;
     for (let round = 0; round < 4; round++) {
       // a different number of datagrams from alternating senders each round: 5, 2, 8, 1
       const count = [5, 2, 8, 1][round];
@@ -160,9 +158,7 @@ Deno.test("mmsg: one receive batch reused across calls, only the slots the last 
         sent.push(d);
       }
       await new Promise((r) => setTimeout(r, 30));
-      mb.prepareRecv(filled);
-      const got = L().recvmmsg(rx, mb.hdrs, mb.n, MSG_DONTWAIT, null);
-      filled = got < 0 ? mb.n : got;
+      const got = mb.receive((hdrs, n) => L().recvmmsg(rx, hdrs, n, MSG_DONTWAIT, null));
       assertEquals(got, count, `round ${round}`);
       for (let i = 0; i < got; i++) {
         assertEquals(

@@ -20,6 +20,7 @@ import { loopbackChannels } from "./loopback_channels.ts";
 import { wasmBytes } from "../driver/datachannel/csum.ts";
 import {
   Coalescer,
+  fold,
   GSO_TCPV4,
   parseVnetHdr,
   splitSuperPacket,
@@ -39,7 +40,6 @@ const cipher = cipherByName("AES-256-GCM")!;
 const libcrypto = availableProviders().find((p) => p.name === "libcrypto");
 if (!libcrypto) throw new Error("libcrypto is not available: nothing to measure");
 const provider = libcrypto;
-const makeAead = (c: typeof cipher, k: Uint8Array) => provider.create(c, k);
 const key = new Uint8Array(32).fill(7);
 
 /** The super-packet of one tun read: virtio_net_hdr + IPv4 + TCP (with timestamps) + SEGS × MSS bytes. */
@@ -53,9 +53,7 @@ function superPacket(): { buf: Uint8Array; len: number } {
   buf.set([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2], t + 20);
   for (let i = t + TCP; i < p + ipLen; i++) buf[i] = (i * 7919) >> 3;
   // the kernel leaves the pseudo-header sum in the TCP checksum field (NEEDS_CSUM)
-  const ps = sum16(buf, p + 12, p + 20, 6 + TCP + MSS);
-  let f = ps;
-  while (f > 0xffff) f = (f & 0xffff) + (f >>> 16);
+  const f = fold(sum16(buf, p + 12, p + 20, 6 + TCP + MSS));
   buf[t + 16] = f >> 8;
   buf[t + 17] = f & 0xff;
   return { buf, len: ipLen };
@@ -145,7 +143,7 @@ function measureDataPath(): { send: Stage; receive: Stage } {
 
 /** The floor: the bare AEAD sealing / opening one segment's bytes in one fixed buffer. */
 function measureAead(): { seal: Stage; open: Stage } {
-  const aead = makeAead(cipher, key);
+  const aead = provider.create(cipher, key);
   const buf = new Uint8Array(HEADROOM + IP + TCP + MSS).fill(0x45);
   const nonce = new Uint8Array(12), aad = buf.subarray(0, 8), tag = buf.subarray(8, 24);
   const text = buf.subarray(HEADROOM);

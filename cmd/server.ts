@@ -107,15 +107,24 @@ export async function runServer(cfg: ServerConfig): Promise<number> {
       `server: interface ${dev.ifname} up, mtu ${cfg.mtu}` +
         (cfg.addresses.length ? `, ${cfg.addresses.join(", ")}` : " (addresses left alone)"),
     );
+    // the control socket answers from here on (a second instance on this interface hears "busy" before the
+    // port is bound), but a request waits until the server is started: `peer list` answering means it is
+    let markStarted!: (ok: boolean) => void;
+    const started = new Promise<boolean>((r) => markStarted = r);
+    cleanups.push(() => markStarted(false));
     control = await serveControl(
       dev.ifname,
-      (req) => handleServerControl(dev, req),
+      async (req) => {
+        if (!await started) return { ok: false, error: "the server did not start" };
+        return await handleServerControl(dev, req);
+      },
       (send) => dev.onEvent((e) => void send(eventJson(e))),
     ).catch((e) => {
       if (e instanceof ControlError) throw new CliError(e.message, EXIT.BUSY);
       throw e;
     });
     const bound = await dev.start(cfg.local);
+    markStarted(true);
     log(
       `server (${dev.backend}): ${dev.proto} ${
         formatEndpoint(bound)

@@ -383,7 +383,6 @@ await runCase(
           ...["--vpn-ip", `10.77.0.${i + 1}`, "--vpn-ip", `fd77::${i + 1}`],
         ]);
         await t(["key", "new", String(i), "AES-256-GCM", "0", keys[i - 1], "--slot", "primary"]);
-        await t(["peer", "set", "--peer-id", String(i), "--keepalive", "10,60"]);
         clients.push(lab.startTool(c, [
           ...[
             "start",
@@ -398,20 +397,33 @@ await runCase(
           ...["--ifaddr", `10.77.0.${i + 1}/24`, "--ifaddr", `fd77::${i + 1}/64`, "--stats-interval", "0"],
         ]));
       }
-      const ping = async (from: string, dst: string, v = "4") => {
+      // what every process said, for a failure's message
+      const said = () =>
+        [["server", srv], ["c1", clients[0]], ["c2", clients[1]], ["events", ev]]
+          .map(([n, p]) => `--- ${n}:\n${(p as LabProcess).output().slice(-1500)}`).join("\n");
+      for (const [i, c] of clients.entries()) {
         await lab.waitFor(
-          async () => {
-            const p = parsePing(
-              await lab.run(from, ["ping", `-${v}`, "-c", "1", "-W", "1", dst], { allowFail: true }),
-            );
-            return p.received === 1;
-          },
+          () => c.output().includes("interface ovpn0 up"),
           UP,
-          `ping ${dst} from ${from}`,
+          `client ${i + 1} up:\n${said()}`,
         );
+      }
+      const ping = async (from: string, dst: string, v = "4") => {
+        const probe = async () => {
+          const p = parsePing(
+            await lab.run(from, ["ping", `-${v}`, "-c", "1", "-W", "1", dst], { allowFail: true }),
+          );
+          return p.received === 1;
+        };
+        await lab.waitFor(probe, UP, `ping ${dst} from ${from}`).catch((e) => {
+          throw new Error(`${e.message}\n${said()}`);
+        });
       };
       await ping("c1", "10.77.0.1");
       await ping("c2", "10.77.0.1");
+      // the keepalive only now: a client that took longer than its timeout to start (under emulation on a busy
+      // host) would have been expired by the module before it sent a packet (the module's clock starts at set)
+      for (const i of [1, 2]) await t(["peer", "set", "--peer-id", String(i), "--keepalive", "10,60"]);
       await ping("s", "fd77::2", "6");
       await ping("c1", "10.77.0.3"); // client to client through the server's kernel
       // a subnet behind client 2, routed by the module through its VPN address

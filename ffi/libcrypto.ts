@@ -16,6 +16,13 @@ export const LIBCRYPTO_SYMBOLS = {
     parameters: ["pointer", "pointer", "pointer", "buffer", "buffer", "i32"],
     result: "i32",
   },
+  // int EVP_CipherInit_ex2(ctx, const EVP_CIPHER*, const uchar* key, const uchar* iv, int enc,
+  //                        const OSSL_PARAM params[]) — OpenSSL 3.0 and later
+  EVP_CipherInit_ex2: {
+    parameters: ["pointer", "pointer", "pointer", "buffer", "i32", "buffer"],
+    result: "i32",
+    optional: true,
+  },
   // int EVP_CipherUpdate(ctx, uchar* out, int* outl, const uchar* in, int inl)
   EVP_CipherUpdate: { parameters: ["pointer", "buffer", "buffer", "buffer", "i32"], result: "i32" },
   // int EVP_CipherFinal_ex(ctx, uchar* out, int* outl)
@@ -28,6 +35,13 @@ export const LIBCRYPTO_SYMBOLS = {
 export const EVP_CTRL_AEAD_GET_TAG = 0x10;
 /** EVP_CTRL_AEAD_SET_TAG */
 export const EVP_CTRL_AEAD_SET_TAG = 0x11;
+
+/** OSSL_PARAM's size on a 64-bit platform: key pointer, data type (u32, padded), data pointer, size, return size. */
+export const OSSL_PARAM_SIZE = 40;
+/** OSSL_PARAM_OCTET_STRING */
+export const OSSL_PARAM_OCTET_STRING = 5;
+/** The byte offset of each OSSL_PARAM field. */
+export const OSSL_PARAM_FIELD = { key: 0, dataType: 8, data: 16, dataSize: 24, returnSize: 32 } as const;
 
 /** Library names tried in order, per platform. */
 export function libcryptoCandidates(): string[] {

@@ -233,8 +233,20 @@ interface JoinInfo {
  * kernel hands them to the receiving socket one by one again. Anything else goes out alone with a zero header.
  * `write(buf, len)` gets `buf[0 .. len]` = header + IP packet; it returns false when the tun refused it.
  */
+/** Whether the 4 (2) bytes at `i` of the headers at a[ao ..] and b[bo ..] are the same. */
+function same32(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
+  return a.getUint32(ao + i) === b.getUint32(bo + i);
+}
+function same16(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
+  return a.getUint16(ao + i) === b.getUint16(bo + i);
+}
+
 export class Coalescer {
   readonly #buf = new Uint8Array(VNET_HDR_LEN + 65535);
+  readonly #hv = new DataView(this.#buf.buffer);
+  // a DataView of the buffer packets last came from (a receive batch's: one for all its packets)
+  #bv: DataView = this.#hv;
+  #bvOf: Uint8Array = this.#buf;
   #len = 0; // IP bytes held (0: nothing)
   #count = 0;
   #bytes = 0; // the joined packets' own lengths
@@ -358,34 +370,34 @@ export class Coalescer {
     const size = len - t.hdrLen;
     if (size > this.#segSize || this.#lastSize !== this.#segSize || this.#len + size > 65535) return false;
     if (t.proto === 17 && this.#count >= UDP_MAX_JOIN) return false;
-    const h = this.#buf, o = VNET_HDR_LEN, ip = t.ipLen;
+    if (b !== this.#bvOf) {
+      this.#bvOf = b;
+      this.#bv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    }
+    // the held packet's headers at hv[h ..], the new one's at bv[off ..]; compared 4 bytes at a time
+    const hv = this.#hv, bv = this.#bv, h = VNET_HDR_LEN, ip = t.ipLen;
     // the IP header: everything but the lengths, id and checksum
-    if (h[o] !== b[off] || h[o + 1] !== b[off + 1]) return false;
     if (t.v6) {
-      if (h[o + 2] !== b[off + 2] || h[o + 3] !== b[off + 3]) return false;
-      for (let i = 6; i < 40; i++) if (h[o + i] !== b[off + i]) return false;
+      // version, class, flow label | next header, hop limit | addresses
+      if (!same32(hv, h, bv, off, 0) || !same16(hv, h, bv, off, 6)) return false;
+      for (let i = 8; i < 40; i += 4) if (!same32(hv, h, bv, off, i)) return false;
     } else {
-      for (let i = 6; i < 10; i++) if (h[o + i] !== b[off + i]) return false;
-      for (let i = 12; i < ip; i++) if (h[o + i] !== b[off + i]) return false;
+      // version, TOS | fragment field, TTL, protocol | addresses and options (ipLen: a multiple of 4)
+      if (!same16(hv, h, bv, off, 0) || !same32(hv, h, bv, off, 6)) return false;
+      for (let i = 12; i < ip; i += 4) if (!same32(hv, h, bv, off, i)) return false;
       // consecutive ids, as the kernel's own split of the super-packet will write them
-      if (((b[off + 4] << 8) | b[off + 5]) !== ((((h[o + 4] << 8) | h[o + 5]) + this.#count) & 0xffff)) {
-        return false;
-      }
+      if (bv.getUint16(off + 4) !== ((hv.getUint16(h + 4) + this.#count) & 0xffff)) return false;
     }
-    if (t.proto === 17) {
-      // the UDP ports (length and checksum are per datagram)
-      for (let i = 0; i < 4; i++) if (h[o + ip + i] !== b[off + ip + i]) return false;
-      return true;
+    // UDP: the ports (length and checksum are per datagram)
+    if (t.proto === 17) return same32(hv, h, bv, off, ip);
+    // the TCP header: everything but the sequence number, PSH and the checksum — ports | ack | offset,
+    // flags but PSH, window | urgent pointer | options (hdrLen - ip: a multiple of 4)
+    if (!same32(hv, h, bv, off, ip) || !same32(hv, h, bv, off, ip + 8) || !same16(hv, h, bv, off, ip + 18)) {
+      return false;
     }
-    // the TCP header: everything but the sequence number, PSH and the checksum
-    for (let i = 0; i < t.hdrLen - ip; i++) {
-      if ((i >= 4 && i < 8) || i === 16 || i === 17) continue;
-      const x = h[o + ip + i], y = b[off + ip + i];
-      if (i === 13 ? (x & ~0x08) !== (y & ~0x08) : x !== y) return false;
-    }
-    const seq =
-      ((b[off + ip + 4] << 24) | (b[off + ip + 5] << 16) | (b[off + ip + 6] << 8) | b[off + ip + 7]) >>> 0;
-    return seq === this.#nextSeq;
+    if ((hv.getUint32(h + ip + 12) | 0x80000) !== (bv.getUint32(off + ip + 12) | 0x80000)) return false;
+    for (let i = ip + 20; i < t.hdrLen; i += 4) if (!same32(hv, h, bv, off, i)) return false;
+    return bv.getUint32(off + ip + 4) === this.#nextSeq;
   }
 
   #start(b: Uint8Array, off: number, len: number, t: JoinInfo) {

@@ -43,7 +43,10 @@ Deno.test({
         throw new Error(`the VM produced no results (exit ${out.code}):\n${bootError}`);
       }
       // the guest's own exit status is 1 when a case failed: each case reports below
-      assert(out.code === 0 || out.code === 1, `the VM ended with ${out.code}:\n${text.slice(-2000)}`);
+      // a guest kernel's crash: from its first line (the whole trace names what died), else the tail
+      const oops = text.search(/\n[^\n]*(BUG:|Oops|int3|invalid opcode|general protection|Kernel panic)/);
+      const tail = oops >= 0 ? text.slice(oops, oops + 8000) : text.slice(-2000);
+      assert(out.code === 0 || out.code === 1, `the VM ended with ${out.code}:\n${tail}`);
     } finally {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }

@@ -13,6 +13,26 @@ import { parsePing, startPair } from "../../cmd/demo.ts";
 import { writeNewKeyFile } from "../../keys/keyfile.ts";
 import { verifiedTransfer } from "../lab.ts";
 import { KERNEL_CASES } from "./case_names.ts";
+import { libc } from "../../ffi/libc.ts";
+
+/**
+ * Under QEMU's emulation (TCG, two vCPUs) a kernel that patches its own code while the other vCPU runs it can
+ * die on a stale breakpoint. Seen once in a loaded run: "Fatal exception in interrupt" with RIP at
+ * netif_rx_internal+0x1b, one byte into the patched jump of the netstamp static key (the address right after
+ * a breakpoint) — the key every `ping` turns on (SO_TIMESTAMP) and off again when it exits, while the cases
+ * move packets. One socket holding SO_TIMESTAMP for the whole boot keeps the key on, so it is never patched
+ * during the cases. The socket sends nothing.
+ */
+function holdNetstampKey(): number {
+  const L = libc().symbols;
+  const fd = L.socket(2, 2, 0); // AF_INET, SOCK_DGRAM
+  const one = new Uint8Array(new Int32Array([1]).buffer);
+  if (fd < 0 || L.setsockopt(fd, 1, 29, one, 4) !== 0) { // SOL_SOCKET, SO_TIMESTAMP
+    throw new Error("could not hold SO_TIMESTAMP on a socket");
+  }
+  return fd;
+}
+holdNetstampKey();
 
 const [resultsFile, only] = Deno.args;
 const results: Record<string, { ok: boolean; error?: string; ms: number; notes: string[] }> = {};

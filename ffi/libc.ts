@@ -86,6 +86,8 @@ export const SOL_UDP = 17;
 export const UDP_SEGMENT = 103;
 export const UDP_GRO = 104;
 export const SO_REUSEADDR = 2;
+/** Receive timestamps (SO_TIMESTAMP_OLD on x86-64 and arm64). */
+export const SO_TIMESTAMP = 29;
 export const SO_ERROR = 4;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;

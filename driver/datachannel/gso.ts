@@ -223,6 +223,14 @@ interface JoinInfo {
   hdrLen: number;
 }
 
+/** Whether the 4 (2) bytes at `i` of the headers at a[ao ..] and b[bo ..] are the same. */
+function same32(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
+  return a.getUint32(ao + i) === b.getUint32(bo + i);
+}
+function same16(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
+  return a.getUint16(ao + i) === b.getUint16(bo + i);
+}
+
 /**
  * Receive-side coalescing (GRO) for a tun with offload: consecutive in-order TCP segments of one flow, each with
  * a valid checksum, only ACK (PSH on the last) among their flags, the same headers otherwise and all but the
@@ -233,14 +241,6 @@ interface JoinInfo {
  * kernel hands them to the receiving socket one by one again. Anything else goes out alone with a zero header.
  * `write(buf, len)` gets `buf[0 .. len]` = header + IP packet; it returns false when the tun refused it.
  */
-/** Whether the 4 (2) bytes at `i` of the headers at a[ao ..] and b[bo ..] are the same. */
-function same32(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
-  return a.getUint32(ao + i) === b.getUint32(bo + i);
-}
-function same16(a: DataView, ao: number, b: DataView, bo: number, i: number): boolean {
-  return a.getUint16(ao + i) === b.getUint16(bo + i);
-}
-
 export class Coalescer {
   readonly #buf = new Uint8Array(VNET_HDR_LEN + 65535);
   readonly #hv = new DataView(this.#buf.buffer);

@@ -13,7 +13,7 @@ import { parsePing, startPair } from "../../cmd/demo.ts";
 import { writeNewKeyFile } from "../../keys/keyfile.ts";
 import { verifiedTransfer } from "../lab.ts";
 import { KERNEL_CASES } from "./case_names.ts";
-import { libc } from "../../ffi/libc.ts";
+import { AF_INET, intOpt, libc, SO_TIMESTAMP, SOCK_DGRAM, SOL_SOCKET } from "../../ffi/libc.ts";
 
 /**
  * Under QEMU's emulation (TCG, two vCPUs) a kernel that patches its own code while the other vCPU runs it can
@@ -25,9 +25,8 @@ import { libc } from "../../ffi/libc.ts";
  */
 function holdNetstampKey(): number {
   const L = libc().symbols;
-  const fd = L.socket(2, 2, 0); // AF_INET, SOCK_DGRAM
-  const one = new Uint8Array(new Int32Array([1]).buffer);
-  if (fd < 0 || L.setsockopt(fd, 1, 29, one, 4) !== 0) { // SOL_SOCKET, SO_TIMESTAMP
+  const fd = L.socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0 || L.setsockopt(fd, SOL_SOCKET, SO_TIMESTAMP, intOpt(1), 4) !== 0) {
     throw new Error("could not hold SO_TIMESTAMP on a socket");
   }
   return fd;
@@ -417,28 +416,23 @@ await runCase(
           ...["--ifaddr", `10.77.0.${i + 1}/24`, "--ifaddr", `fd77::${i + 1}/64`, "--stats-interval", "0"],
         ]));
       }
-      // what every process said, for a failure's message
-      const said = () =>
-        [["server", srv], ["c1", clients[0]], ["c2", clients[1]], ["events", ev]]
-          .map(([n, p]) => `--- ${n}:\n${(p as LabProcess).output().slice(-1500)}`).join("\n");
+      // a wait that fails with what every process had said by then
+      const waitOrSay = (probe: () => boolean | Promise<boolean>, what: string) =>
+        lab.waitFor(probe, UP, what).catch((e) => {
+          const said = [["server", srv], ["c1", clients[0]], ["c2", clients[1]], ["events", ev]]
+            .map(([n, p]) => `--- ${n}:\n${(p as LabProcess).output().slice(-1500)}`);
+          throw new Error([e.message, ...said].join("\n"));
+        });
       for (const [i, c] of clients.entries()) {
-        await lab.waitFor(
-          () => c.output().includes("interface ovpn0 up"),
-          UP,
-          `client ${i + 1} up:\n${said()}`,
-        );
+        await waitOrSay(() => c.output().includes("interface ovpn0 up"), `client ${i + 1} up`);
       }
-      const ping = async (from: string, dst: string, v = "4") => {
-        const probe = async () => {
+      const ping = (from: string, dst: string, v = "4") =>
+        waitOrSay(async () => {
           const p = parsePing(
             await lab.run(from, ["ping", `-${v}`, "-c", "1", "-W", "1", dst], { allowFail: true }),
           );
           return p.received === 1;
-        };
-        await lab.waitFor(probe, UP, `ping ${dst} from ${from}`).catch((e) => {
-          throw new Error(`${e.message}\n${said()}`);
-        });
-      };
+        }, `ping ${dst} from ${from}`);
       await ping("c1", "10.77.0.1");
       await ping("c2", "10.77.0.1");
       // the keepalive only now: a client that took longer than its timeout to start (under emulation on a busy
